@@ -1,0 +1,14 @@
+//! sharecheck: share validation for Bitcoin mining pools.
+//!
+//! - [`model`]: jobs, shares, verdicts, targets, and the validation rules.
+//! - [`wire`]: the binary batch format and the JSON Lines format.
+//! - [`sha256`]: SHA-256 engines (scalar reference, SHA-NI, AVX2, AVX-512).
+//! - [`backend`]: the hashing backends behind one trait.
+//! - [`verify`]: the JSONL → verdicts driver behind `sharecheck verify`.
+
+pub mod backend;
+pub mod config;
+pub mod model;
+pub mod sha256;
+pub mod verify;
+pub mod wire;

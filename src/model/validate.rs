@@ -1,0 +1,439 @@
+//! The validation rules, in one place.
+//!
+//! A share goes through [`Validator::check`], which applies checks 1–6 of the contract in
+//! order (malformed, unknown_job, stale, bad_version, bad_ntime, duplicate) on the host and,
+//! when they all pass, queues a [`HashTask`] in a [`Batch`]. A backend hashes the batch's tasks
+//! (the only expensive step, and the only one a backend does), and [`Batch::finish`] applies
+//! check 7 (block / accepted / low_difficulty) and returns the verdicts in input order.
+
+use super::job::{header_words_from_bytes, Job, JobCtx, JobError};
+use super::target::{achieved_difficulty, U256};
+use super::{Malformed, Status, Verdict};
+use crate::sha256::{soft, State};
+use crate::wire::binary::{ShareData, ShareRecord};
+use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use xxhash_rust::xxh3::xxh3_128_with_seed;
+
+/// Validation settings (the `[validation]` table of the config file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// A share's ntime may be at most this many seconds after its job's ntime. Default 7200.
+    pub max_ntime_offset_s: u32,
+    /// Live (not stale) jobs kept; beyond this the oldest is forgotten and its shares become
+    /// unknown_job. Default 1024.
+    pub max_live_jobs: usize,
+    /// Stale job ids remembered (so their shares are `stale`, not `unknown_job`). Default 65536.
+    pub max_stale_jobs: usize,
+    /// Header shares are de-duplicated per prevhash; this many recent prevhashes keep their
+    /// duplicate sets. Default 16.
+    pub header_prevhash_window: usize,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            max_ntime_offset_s: 7200,
+            max_live_jobs: 1024,
+            max_stale_jobs: 65536,
+            header_prevhash_window: 16,
+        }
+    }
+}
+
+/// One share to hash, in a form every backend (CPU, GPU, FPGA) can take as is: 104 bytes,
+/// plain old data, referring to its job by index into the batch's job table.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct HashTask {
+    /// Index into [`Batch::jobs`]; [`HashTask::HEADER`] for a header share.
+    pub job: u32,
+    /// Final block version (after version rolling).
+    pub version: u32,
+    pub ntime: u32,
+    pub nonce: u32,
+    /// Bytes of extranonce1 ‖ extranonce2 at the start of `data` (stratum shares).
+    pub en_len: u32,
+    pub reserved: u32,
+    /// Stratum: extranonce1 ‖ extranonce2. Header share: the 80 header bytes.
+    pub data: [u8; 80],
+}
+
+impl HashTask {
+    /// `job` value of a header share.
+    pub const HEADER: u32 = u32::MAX;
+
+    pub fn is_header(&self) -> bool {
+        self.job == Self::HEADER
+    }
+
+    pub fn extranonce(&self) -> &[u8] {
+        &self.data[..self.en_len as usize]
+    }
+}
+
+/// What check 7 needs about a queued task.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskMeta {
+    pub id: u64,
+    pub share_target: U256,
+    pub network_target: U256,
+}
+
+/// Outcome of [`Validator::check`].
+#[derive(Debug)]
+pub enum Prepared {
+    /// Decided without hashing, with this status (the verdict is in the batch).
+    Done(Status),
+    /// Queued in the batch for hashing.
+    Queued,
+}
+
+enum Slot {
+    Done(Verdict),
+    Task(usize),
+}
+
+/// Shares in input order, some decided and some waiting for their hash, plus the job table
+/// the waiting ones refer to.
+#[derive(Default)]
+pub struct Batch {
+    pub jobs: Vec<Arc<JobCtx>>,
+    job_index: HashMap<u64, u32>,
+    pub tasks: Vec<HashTask>,
+    meta: Vec<TaskMeta>,
+    slots: Vec<Slot>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Shares in the batch (decided and queued).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Appends a verdict decided outside the validator (e.g. a line that is not JSON).
+    pub fn push_verdict(&mut self, v: Verdict) {
+        self.slots.push(Slot::Done(v));
+    }
+
+    fn job_slot(&mut self, seq: u64, ctx: &Arc<JobCtx>) -> u32 {
+        let jobs = &mut self.jobs;
+        *self.job_index.entry(seq).or_insert_with(|| {
+            jobs.push(ctx.clone());
+            (jobs.len() - 1) as u32
+        })
+    }
+
+    /// Check 7 on the hashes (one per task, as the backend returned them), and the verdicts of
+    /// the whole batch in input order. Clears the batch for reuse.
+    pub fn finish(&mut self, hashes: &[State]) -> Vec<Verdict> {
+        assert_eq!(hashes.len(), self.tasks.len(), "one hash per task");
+        let mut out = Vec::with_capacity(self.slots.len());
+        for slot in self.slots.drain(..) {
+            out.push(match slot {
+                Slot::Done(v) => v,
+                Slot::Task(i) => classify(&self.jobs, &self.tasks[i], &self.meta[i], &hashes[i]),
+            });
+        }
+        self.jobs.clear();
+        self.job_index.clear();
+        self.tasks.clear();
+        self.meta.clear();
+        out
+    }
+}
+
+/// Check 7: block if hash ≤ network target, else accepted if hash ≤ share target, else
+/// low_difficulty.
+fn classify(jobs: &[Arc<JobCtx>], task: &HashTask, meta: &TaskMeta, hash: &State) -> Verdict {
+    let value = U256::from_hash_state(hash);
+    let status = if value <= meta.network_target {
+        Status::Block
+    } else if value <= meta.share_target {
+        Status::Accepted
+    } else {
+        Status::LowDifficulty
+    };
+    let header = (status == Status::Block).then(|| block_header(jobs, task));
+    Verdict {
+        id: Some(meta.id),
+        status,
+        hash: Some(value.to_be_bytes()),
+        difficulty: Some(achieved_difficulty(&value)),
+        header,
+        error: None,
+    }
+}
+
+/// The full header of a task, rebuilt on the host with the scalar reference (only for blocks,
+/// which are rare, so backends return just the hash).
+pub fn block_header(jobs: &[Arc<JobCtx>], task: &HashTask) -> [u8; 80] {
+    if task.is_header() {
+        return task.data;
+    }
+    let ctx = &jobs[task.job as usize];
+    super::job::header_bytes(&reference_header_words(ctx, task))
+}
+
+/// The twenty header words of a stratum task, computed with the scalar reference: the
+/// definition every backend's hashing must match.
+pub fn reference_header_words(ctx: &JobCtx, task: &HashTask) -> [u32; 20] {
+    let en = task.extranonce();
+    let mut s = ctx.coinb1_midstate;
+    for i in 0..ctx.tail_blocks(en.len()) {
+        soft::compress(&mut s, &ctx.tail_block(en, i));
+    }
+    let mut root = soft::sha256_32(&s);
+    for b in &ctx.branch {
+        root = soft::sha256d_64(&root, b);
+    }
+    ctx.header_words(task.version, &root, task.ntime, task.nonce)
+}
+
+/// The hash of a task by the scalar reference.
+pub fn reference_hash(jobs: &[Arc<JobCtx>], task: &HashTask) -> State {
+    if task.is_header() {
+        soft::sha256d_80(&header_words_from_bytes(&task.data))
+    } else {
+        soft::sha256d_80(&reference_header_words(&jobs[task.job as usize], task))
+    }
+}
+
+struct JobEntry {
+    ctx: Arc<JobCtx>,
+    seq: u64,
+    seen: HashSet<u128>,
+}
+
+/// Jobs seen so far and the duplicate sets: the state that checks 2–6 need.
+pub struct Validator {
+    cfg: ValidationConfig,
+    live: HashMap<String, JobEntry>,
+    /// Live job ids in arrival order, for eviction beyond `max_live_jobs`.
+    live_order: VecDeque<(String, u64)>,
+    stale: HashSet<String>,
+    stale_order: VecDeque<String>,
+    headers_seen: HashMap<[u8; 32], HashSet<u128>>,
+    header_order: VecDeque<[u8; 32]>,
+    next_seq: u64,
+    /// Seed of the duplicate fingerprints, random per process so that nobody can aim at a
+    /// collision.
+    seed: u64,
+}
+
+impl Validator {
+    pub fn new(cfg: ValidationConfig) -> Validator {
+        Validator {
+            cfg,
+            live: HashMap::new(),
+            live_order: VecDeque::new(),
+            stale: HashSet::new(),
+            stale_order: VecDeque::new(),
+            headers_seen: HashMap::new(),
+            header_order: VecDeque::new(),
+            next_seq: 0,
+            seed: rand::random(),
+        }
+    }
+
+    pub fn config(&self) -> &ValidationConfig {
+        &self.cfg
+    }
+
+    /// Live jobs held.
+    pub fn live_jobs(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Duplicate-set entries held (for metrics and memory checks).
+    pub fn seen_entries(&self) -> usize {
+        self.live.values().map(|e| e.seen.len()).sum::<usize>()
+            + self.headers_seen.values().map(|s| s.len()).sum::<usize>()
+    }
+
+    /// Adds a job. With clean_jobs, every other job becomes stale and its duplicate set is
+    /// dropped (a stale share is rejected before the duplicate check, so the set is dead).
+    /// Re-sending an identical job changes nothing; a different job under a known id replaces
+    /// it with a fresh duplicate set.
+    pub fn add_job(&mut self, job: Job) -> Result<(), JobError> {
+        if let Some(e) = self.live.get(&job.job_id) {
+            if e.ctx.job == job {
+                if job.clean_jobs {
+                    self.make_others_stale(&job.job_id);
+                }
+                return Ok(());
+            }
+        }
+        let ctx = Arc::new(JobCtx::new(job)?);
+        let id = ctx.job.job_id.clone();
+        if ctx.job.clean_jobs {
+            self.make_others_stale(&id);
+        }
+        self.stale.remove(&id);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.live.insert(
+            id.clone(),
+            JobEntry {
+                ctx,
+                seq,
+                seen: HashSet::new(),
+            },
+        );
+        self.live_order.push_back((id, seq));
+        while self.live.len() > self.cfg.max_live_jobs {
+            match self.live_order.pop_front() {
+                Some((old, s)) => {
+                    if self.live.get(&old).is_some_and(|e| e.seq == s) {
+                        self.live.remove(&old);
+                    }
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn make_others_stale(&mut self, keep: &str) {
+        let ids: Vec<String> = self.live.keys().filter(|k| *k != keep).cloned().collect();
+        for id in ids {
+            self.live.remove(&id);
+            if self.stale.insert(id.clone()) {
+                self.stale_order.push_back(id);
+            }
+        }
+        self.live_order.retain(|(id, _)| id == keep);
+        while self.stale.len() > self.cfg.max_stale_jobs {
+            match self.stale_order.pop_front() {
+                Some(old) => {
+                    self.stale.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Checks 1–6 for one share; queues it in `batch` for hashing when they pass.
+    pub fn check(&mut self, rec: &ShareRecord, batch: &mut Batch) -> Prepared {
+        let v = match self.check_inner(rec, batch) {
+            Ok(()) => return Prepared::Queued,
+            Err(v) => v,
+        };
+        let status = v.status;
+        batch.slots.push(Slot::Done(v));
+        Prepared::Done(status)
+    }
+
+    fn check_inner(&mut self, rec: &ShareRecord, batch: &mut Batch) -> Result<(), Verdict> {
+        // 1. malformed
+        let view = rec
+            .check()
+            .map_err(|e| Verdict::malformed(Some(rec.id()), Malformed::Record(e)))?;
+        let id = view.id;
+        match view.data {
+            ShareData::Header {
+                header,
+                network_target,
+            } => {
+                // 6. duplicate: the same 80 bytes, per prevhash.
+                let prev: [u8; 32] = header[4..36].try_into().expect("32");
+                let fp = xxh3_128_with_seed(header, self.seed);
+                if !self.headers_seen.contains_key(&prev) {
+                    self.header_order.push_back(prev);
+                    while self.header_order.len() > self.cfg.header_prevhash_window.max(1) {
+                        if let Some(old) = self.header_order.pop_front() {
+                            self.headers_seen.remove(&old);
+                        }
+                    }
+                }
+                if !self.headers_seen.entry(prev).or_default().insert(fp) {
+                    return Err(Verdict::rejected(id, Status::Duplicate));
+                }
+                let mut task = HashTask::zeroed();
+                task.job = HashTask::HEADER;
+                task.data = *header;
+                batch.tasks.push(task);
+                batch.meta.push(TaskMeta {
+                    id,
+                    share_target: view.target,
+                    network_target,
+                });
+            }
+            ShareData::Stratum {
+                job_id,
+                extranonce1,
+                extranonce2,
+                ntime,
+                nonce,
+                version_bits,
+            } => {
+                // 2. unknown_job, 3. stale
+                let Some(entry) = self.live.get_mut(job_id) else {
+                    let status = if self.stale.contains(job_id) {
+                        Status::Stale
+                    } else {
+                        Status::UnknownJob
+                    };
+                    return Err(Verdict::rejected(id, status));
+                };
+                let ctx = &entry.ctx;
+                // 4. bad_version
+                if let Some(v) = version_bits {
+                    if v & !ctx.job.version_mask != 0 {
+                        return Err(Verdict::rejected(id, Status::BadVersion));
+                    }
+                }
+                // 5. bad_ntime
+                let lo = ctx.job.ntime;
+                let hi = lo.saturating_add(self.cfg.max_ntime_offset_s);
+                if ntime < lo || ntime > hi {
+                    return Err(Verdict::rejected(id, Status::BadNtime));
+                }
+                // 6. duplicate, on decoded bytes (the job is implied by the per-job set).
+                let version = ctx.rolled_version(version_bits);
+                let mut key = [0u8; 46];
+                key[0] = extranonce1.len() as u8;
+                key[1] = extranonce2.len() as u8;
+                key[2..6].copy_from_slice(&ntime.to_le_bytes());
+                key[6..10].copy_from_slice(&nonce.to_le_bytes());
+                key[10..14].copy_from_slice(&version.to_le_bytes());
+                key[14..14 + extranonce1.len()].copy_from_slice(extranonce1);
+                let e2 = 14 + extranonce1.len();
+                key[e2..e2 + extranonce2.len()].copy_from_slice(extranonce2);
+                let fp = xxh3_128_with_seed(&key[..e2 + extranonce2.len()], self.seed);
+                if !entry.seen.insert(fp) {
+                    return Err(Verdict::rejected(id, Status::Duplicate));
+                }
+                let mut task = HashTask::zeroed();
+                let (ctx, seq) = (entry.ctx.clone(), entry.seq);
+                task.job = batch.job_slot(seq, &ctx);
+                task.version = version;
+                task.ntime = ntime;
+                task.nonce = nonce;
+                let n1 = extranonce1.len();
+                task.en_len = (n1 + extranonce2.len()) as u32;
+                task.data[..n1].copy_from_slice(extranonce1);
+                task.data[n1..n1 + extranonce2.len()].copy_from_slice(extranonce2);
+                batch.tasks.push(task);
+                batch.meta.push(TaskMeta {
+                    id,
+                    share_target: view.target,
+                    network_target: ctx.network_target,
+                });
+            }
+        }
+        batch.slots.push(Slot::Task(batch.tasks.len() - 1));
+        Ok(())
+    }
+}

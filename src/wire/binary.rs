@@ -1,0 +1,539 @@
+//! The binary batch format: what travels on Kafka.
+//!
+//! A message is a 16-byte [`BatchHeader`] followed by `count` fixed-size records. Share and
+//! verdict records are plain byte arrays (alignment 1), so a batch is read in place from any
+//! buffer without per-share parsing and can be copied as is into a GPU buffer. All integers
+//! are little-endian. docs/wire-format.md specifies every byte, with a worked example.
+
+use crate::model::job::{Job, MAX_BRANCH, MAX_COINB, MAX_EXTRANONCE1, MAX_EXTRANONCE2, MAX_JOB_ID};
+use crate::model::target::{target_from_compact, target_from_difficulty, U256};
+use crate::model::{Malformed, RecordError, Status, Verdict};
+use bytemuck::{Pod, Zeroable};
+
+/// First four bytes of every batch.
+pub const MAGIC: [u8; 4] = *b"SCHK";
+/// The format version this code reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// What a batch holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum RecordKind {
+    Shares = 1,
+    Verdicts = 2,
+    Job = 3,
+}
+
+/// Why a batch could not be read. A batch that fails here goes to the dead-letter topic whole;
+/// a bad record inside a good batch becomes a `malformed` verdict instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message is {0} bytes, shorter than the 16-byte batch header")]
+    TooShort(usize),
+    #[error("bad magic {0:02x?}; expected \"SCHK\"")]
+    Magic([u8; 4]),
+    #[error("format version {0} is not supported (this build reads version {FORMAT_VERSION})")]
+    Version(u16),
+    #[error("record kind {got} where {want:?} was expected")]
+    Kind { got: u16, want: RecordKind },
+    #[error("record size {got} does not match {want} for {kind:?}")]
+    RecordSize {
+        got: u32,
+        want: u32,
+        kind: RecordKind,
+    },
+    #[error("header says {count} records of {size} bytes but {body} bytes follow")]
+    Length { count: u32, size: u32, body: usize },
+    #[error("job message: {0}")]
+    Job(String),
+}
+
+/// The 16-byte header in front of every batch.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct BatchHeader {
+    pub magic: [u8; 4],
+    pub version: [u8; 2],
+    pub kind: [u8; 2],
+    pub count: [u8; 4],
+    pub record_size: [u8; 4],
+}
+
+impl BatchHeader {
+    pub fn new(kind: RecordKind, count: u32, record_size: u32) -> Self {
+        BatchHeader {
+            magic: MAGIC,
+            version: FORMAT_VERSION.to_le_bytes(),
+            kind: (kind as u16).to_le_bytes(),
+            count: count.to_le_bytes(),
+            record_size: record_size.to_le_bytes(),
+        }
+    }
+
+    /// Reads and checks the header; returns it and the body after it.
+    pub fn parse(msg: &[u8], want: RecordKind) -> Result<(BatchHeader, &[u8]), DecodeError> {
+        if msg.len() < 16 {
+            return Err(DecodeError::TooShort(msg.len()));
+        }
+        let h: BatchHeader = bytemuck::pod_read_unaligned(&msg[..16]);
+        if h.magic != MAGIC {
+            return Err(DecodeError::Magic(h.magic));
+        }
+        let version = u16::from_le_bytes(h.version);
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let kind = u16::from_le_bytes(h.kind);
+        if kind != want as u16 {
+            return Err(DecodeError::Kind { got: kind, want });
+        }
+        Ok((h, &msg[16..]))
+    }
+
+    pub fn count(&self) -> u32 {
+        u32::from_le_bytes(self.count)
+    }
+
+    pub fn record_size(&self) -> u32 {
+        u32::from_le_bytes(self.record_size)
+    }
+}
+
+fn decode_records<T: Pod>(msg: &[u8], kind: RecordKind) -> Result<&[T], DecodeError> {
+    let (h, body) = BatchHeader::parse(msg, kind)?;
+    let want = std::mem::size_of::<T>() as u32;
+    if h.record_size() != want {
+        return Err(DecodeError::RecordSize {
+            got: h.record_size(),
+            want,
+            kind,
+        });
+    }
+    let expected = h.count() as u64 * want as u64;
+    if body.len() as u64 != expected {
+        return Err(DecodeError::Length {
+            count: h.count(),
+            size: want,
+            body: body.len(),
+        });
+    }
+    // Records are byte arrays (alignment 1) of the checked size, so this cannot fail.
+    bytemuck::try_cast_slice(body).map_err(|_| DecodeError::Length {
+        count: h.count(),
+        size: want,
+        body: body.len(),
+    })
+}
+
+fn encode_records<T: Pod>(kind: RecordKind, records: &[T]) -> Vec<u8> {
+    let size = std::mem::size_of::<T>();
+    let mut out = Vec::with_capacity(16 + records.len() * size);
+    out.extend_from_slice(bytemuck::bytes_of(&BatchHeader::new(
+        kind,
+        records.len() as u32,
+        size as u32,
+    )));
+    out.extend_from_slice(bytemuck::cast_slice(records));
+    out
+}
+
+/// Share kinds.
+pub const KIND_STRATUM: u8 = 1;
+pub const KIND_HEADER: u8 = 2;
+/// Share flag: `version_bits` is present (stratum shares).
+pub const FLAG_VERSION_BITS: u8 = 1;
+/// Share flag: the target field holds an explicit 32-byte big-endian target; otherwise its
+/// first 8 bytes hold the difficulty as an f64 and the rest are zero.
+pub const FLAG_TARGET: u8 = 2;
+
+/// One share, 128 bytes. See docs/wire-format.md for the byte layout.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct ShareRecord {
+    pub id: [u8; 8],
+    pub kind: u8,
+    pub flags: u8,
+    pub job_id_len: u8,
+    pub extranonce1_len: u8,
+    pub extranonce2_len: u8,
+    pub reserved: [u8; 3],
+    /// Explicit target (big-endian) or difficulty (f64, little-endian, first 8 bytes).
+    pub target: [u8; 32],
+    /// Stratum: ntime, nonce, version_bits, reserved (u32 each), job_id[32], extranonce1[16],
+    /// extranonce2[16]. Header share: the 80 header bytes.
+    pub payload: [u8; 80],
+}
+
+const _: () = assert!(std::mem::size_of::<ShareRecord>() == 128);
+
+/// A share record's fields, checked and typed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ShareData<'a> {
+    Stratum {
+        job_id: &'a str,
+        extranonce1: &'a [u8],
+        extranonce2: &'a [u8],
+        ntime: u32,
+        nonce: u32,
+        version_bits: Option<u32>,
+    },
+    Header {
+        header: &'a [u8; 80],
+        network_target: U256,
+    },
+}
+
+/// A checked share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShareView<'a> {
+    pub id: u64,
+    pub target: U256,
+    pub data: ShareData<'a>,
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+impl ShareRecord {
+    pub fn id(&self) -> u64 {
+        u64::from_le_bytes(self.id)
+    }
+
+    /// A stratum share. Panics only on lengths above the documented maxima, which callers
+    /// check first (the JSON reader does).
+    #[allow(clippy::too_many_arguments)]
+    pub fn stratum(
+        id: u64,
+        job_id: &str,
+        extranonce1: &[u8],
+        extranonce2: &[u8],
+        ntime: u32,
+        nonce: u32,
+        version_bits: Option<u32>,
+        target: ShareTarget,
+    ) -> ShareRecord {
+        let mut r = ShareRecord::zeroed();
+        r.id = id.to_le_bytes();
+        r.kind = KIND_STRATUM;
+        r.job_id_len = job_id.len() as u8;
+        r.extranonce1_len = extranonce1.len() as u8;
+        r.extranonce2_len = extranonce2.len() as u8;
+        r.set_target(target);
+        r.payload[0..4].copy_from_slice(&ntime.to_le_bytes());
+        r.payload[4..8].copy_from_slice(&nonce.to_le_bytes());
+        if let Some(v) = version_bits {
+            r.flags |= FLAG_VERSION_BITS;
+            r.payload[8..12].copy_from_slice(&v.to_le_bytes());
+        }
+        r.payload[16..16 + job_id.len()].copy_from_slice(job_id.as_bytes());
+        r.payload[48..48 + extranonce1.len()].copy_from_slice(extranonce1);
+        r.payload[64..64 + extranonce2.len()].copy_from_slice(extranonce2);
+        r
+    }
+
+    /// A header share.
+    pub fn header(id: u64, header: &[u8; 80], target: ShareTarget) -> ShareRecord {
+        let mut r = ShareRecord::zeroed();
+        r.id = id.to_le_bytes();
+        r.kind = KIND_HEADER;
+        r.set_target(target);
+        r.payload = *header;
+        r
+    }
+
+    fn set_target(&mut self, target: ShareTarget) {
+        match target {
+            ShareTarget::Difficulty(d) => self.target[..8].copy_from_slice(&d.to_le_bytes()),
+            ShareTarget::Target(t) => {
+                self.flags |= FLAG_TARGET;
+                self.target = t;
+            }
+        }
+    }
+
+    /// Checks every field and returns the typed view, or what is wrong.
+    pub fn check(&self) -> Result<ShareView<'_>, RecordError> {
+        let id = self.id();
+        let target = if self.flags & FLAG_TARGET != 0 {
+            let t = U256::from_be_bytes(&self.target);
+            if t.is_zero() {
+                return Err(RecordError::ZeroTarget);
+            }
+            t
+        } else {
+            if self.target[8..].iter().any(|&b| b != 0) {
+                return Err(RecordError::Reserved);
+            }
+            let d = f64::from_le_bytes(self.target[..8].try_into().expect("8 bytes"));
+            target_from_difficulty(d).ok_or(RecordError::Difficulty)?
+        };
+        if self.reserved != [0; 3] {
+            return Err(RecordError::Reserved);
+        }
+        let data = match self.kind {
+            KIND_STRATUM => {
+                let unknown = self.flags & !(FLAG_VERSION_BITS | FLAG_TARGET);
+                if unknown != 0 {
+                    return Err(RecordError::UnknownFlags(unknown));
+                }
+                let p = &self.payload;
+                if u32_at(p, 12) != 0 || (self.flags & FLAG_VERSION_BITS == 0 && u32_at(p, 8) != 0)
+                {
+                    return Err(RecordError::Reserved);
+                }
+                let (jl, e1, e2) = (
+                    self.job_id_len as usize,
+                    self.extranonce1_len as usize,
+                    self.extranonce2_len as usize,
+                );
+                if jl == 0 || jl > MAX_JOB_ID {
+                    return Err(RecordError::JobIdLength(self.job_id_len));
+                }
+                if e1 > MAX_EXTRANONCE1 {
+                    return Err(RecordError::Extranonce1Length(self.extranonce1_len));
+                }
+                if e2 == 0 || e2 > MAX_EXTRANONCE2 {
+                    return Err(RecordError::Extranonce2Length(self.extranonce2_len));
+                }
+                if p[16 + jl..48].iter().any(|&b| b != 0)
+                    || p[48 + e1..64].iter().any(|&b| b != 0)
+                    || p[64 + e2..80].iter().any(|&b| b != 0)
+                {
+                    return Err(RecordError::Padding);
+                }
+                let job_id =
+                    std::str::from_utf8(&p[16..16 + jl]).map_err(|_| RecordError::JobIdUtf8)?;
+                ShareData::Stratum {
+                    job_id,
+                    extranonce1: &p[48..48 + e1],
+                    extranonce2: &p[64..64 + e2],
+                    ntime: u32_at(p, 0),
+                    nonce: u32_at(p, 4),
+                    version_bits: (self.flags & FLAG_VERSION_BITS != 0).then(|| u32_at(p, 8)),
+                }
+            }
+            KIND_HEADER => {
+                let unknown = self.flags & !FLAG_TARGET;
+                if unknown != 0 {
+                    return Err(RecordError::UnknownFlags(unknown));
+                }
+                if self.job_id_len != 0 || self.extranonce1_len != 0 || self.extranonce2_len != 0 {
+                    return Err(RecordError::HeaderWithJobFields);
+                }
+                let nbits = u32::from_le_bytes(self.payload[72..76].try_into().expect("4"));
+                let network_target =
+                    target_from_compact(nbits).map_err(|_| RecordError::HeaderNbits)?;
+                ShareData::Header {
+                    header: &self.payload,
+                    network_target,
+                }
+            }
+            k => return Err(RecordError::UnknownKind(k)),
+        };
+        Ok(ShareView { id, target, data })
+    }
+}
+
+/// How a share states its target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ShareTarget {
+    Difficulty(f64),
+    /// 32 bytes, big-endian.
+    Target([u8; 32]),
+}
+
+/// Encodes shares as one batch.
+pub fn encode_shares(shares: &[ShareRecord]) -> Vec<u8> {
+    encode_records(RecordKind::Shares, shares)
+}
+
+/// Reads a share batch in place.
+pub fn decode_shares(msg: &[u8]) -> Result<&[ShareRecord], DecodeError> {
+    decode_records(msg, RecordKind::Shares)
+}
+
+/// Verdict flag: hash and difficulty are present.
+pub const VFLAG_HASHED: u8 = 1;
+/// Verdict flag: header is present (status block).
+pub const VFLAG_HEADER: u8 = 2;
+/// Verdict flag: the id is known (clear when the input had no usable id).
+pub const VFLAG_ID: u8 = 4;
+
+/// One verdict, 136 bytes. See docs/wire-format.md.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct VerdictRecord {
+    pub id: [u8; 8],
+    pub status: u8,
+    pub flags: u8,
+    /// `RecordError` code when malformed (0: the reason was only available as text).
+    pub error: [u8; 2],
+    pub error_arg: u8,
+    pub reserved: [u8; 3],
+    /// Achieved difficulty, f64.
+    pub difficulty: [u8; 8],
+    /// Hash in block-explorer order (the digest byte-reversed), as in JSON.
+    pub hash: [u8; 32],
+    pub header: [u8; 80],
+}
+
+const _: () = assert!(std::mem::size_of::<VerdictRecord>() == 136);
+
+impl From<&Verdict> for VerdictRecord {
+    fn from(v: &Verdict) -> Self {
+        let mut r = VerdictRecord::zeroed();
+        if let Some(id) = v.id {
+            r.id = id.to_le_bytes();
+            r.flags |= VFLAG_ID;
+        }
+        r.status = v.status as u8;
+        if let (Some(h), Some(d)) = (v.hash, v.difficulty) {
+            r.flags |= VFLAG_HASHED;
+            r.hash = h;
+            r.difficulty = d.to_le_bytes();
+        }
+        if let Some(h) = v.header {
+            r.flags |= VFLAG_HEADER;
+            r.header = h;
+        }
+        if let Some(Malformed::Record(e)) = &v.error {
+            r.error = e.code().to_le_bytes();
+            r.error_arg = e.arg();
+        }
+        r
+    }
+}
+
+impl VerdictRecord {
+    /// Back to a verdict. Unknown status codes and error codes are reported, not guessed.
+    pub fn to_verdict(&self) -> Result<Verdict, String> {
+        let status = Status::from_code(self.status)
+            .ok_or_else(|| format!("unknown status code {}", self.status))?;
+        let hashed = self.flags & VFLAG_HASHED != 0;
+        let error = if status == Status::Malformed {
+            let code = u16::from_le_bytes(self.error);
+            Some(match RecordError::from_code(code, self.error_arg) {
+                Some(e) => Malformed::Record(e),
+                None => Malformed::Text(format!("malformed (error code {code})")),
+            })
+        } else {
+            None
+        };
+        Ok(Verdict {
+            id: (self.flags & VFLAG_ID != 0).then(|| u64::from_le_bytes(self.id)),
+            status,
+            hash: hashed.then_some(self.hash),
+            difficulty: hashed.then(|| f64::from_le_bytes(self.difficulty)),
+            header: (self.flags & VFLAG_HEADER != 0).then_some(self.header),
+            error,
+        })
+    }
+}
+
+/// Encodes verdicts as one batch.
+pub fn encode_verdicts(verdicts: &[Verdict]) -> Vec<u8> {
+    let recs: Vec<VerdictRecord> = verdicts.iter().map(VerdictRecord::from).collect();
+    encode_records(RecordKind::Verdicts, &recs)
+}
+
+/// Reads a verdict batch.
+pub fn decode_verdicts(msg: &[u8]) -> Result<Vec<Verdict>, DecodeError> {
+    let recs: &[VerdictRecord] = decode_records(msg, RecordKind::Verdicts)?;
+    recs.iter()
+        .map(|r| r.to_verdict().map_err(DecodeError::Job))
+        .collect()
+}
+
+/// Fixed part of a job message body, 88 bytes; coinb1, coinb2 and the branch follow.
+const JOB_FIXED: usize = 88;
+/// Job flag: clean_jobs.
+pub const JFLAG_CLEAN: u8 = 1;
+
+/// Encodes one job as a message (kind 3, count 1, record_size = body length).
+pub fn encode_job(job: &Job) -> Vec<u8> {
+    let body_len = JOB_FIXED + job.coinb1.len() + job.coinb2.len() + 32 * job.merkle_branch.len();
+    let mut out = Vec::with_capacity(16 + body_len);
+    out.extend_from_slice(bytemuck::bytes_of(&BatchHeader::new(
+        RecordKind::Job,
+        1,
+        body_len as u32,
+    )));
+    out.push(job.job_id.len() as u8);
+    out.push(if job.clean_jobs { JFLAG_CLEAN } else { 0 });
+    out.extend_from_slice(&(job.merkle_branch.len() as u16).to_le_bytes());
+    for v in [job.version, job.version_mask, job.nbits, job.ntime] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&(job.coinb1.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(job.coinb2.len() as u16).to_le_bytes());
+    out.extend_from_slice(&job.prevhash);
+    let mut id = [0u8; 32];
+    id[..job.job_id.len()].copy_from_slice(job.job_id.as_bytes());
+    out.extend_from_slice(&id);
+    out.extend_from_slice(&job.coinb1);
+    out.extend_from_slice(&job.coinb2);
+    for b in &job.merkle_branch {
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+/// Reads one job message.
+pub fn decode_job(msg: &[u8]) -> Result<Job, DecodeError> {
+    let (h, body) = BatchHeader::parse(msg, RecordKind::Job)?;
+    let bad = |s: &str| DecodeError::Job(s.to_string());
+    if h.count() != 1 {
+        return Err(bad("a job message holds exactly one job"));
+    }
+    if h.record_size() as usize != body.len() {
+        return Err(DecodeError::Length {
+            count: 1,
+            size: h.record_size(),
+            body: body.len(),
+        });
+    }
+    if body.len() < JOB_FIXED {
+        return Err(bad("body shorter than the 88-byte fixed part"));
+    }
+    let id_len = body[0] as usize;
+    if id_len == 0 || id_len > MAX_JOB_ID {
+        return Err(bad("job_id length must be 1 to 32"));
+    }
+    if body[1] & !JFLAG_CLEAN != 0 {
+        return Err(bad("unknown job flags"));
+    }
+    let branch = u16::from_le_bytes([body[2], body[3]]) as usize;
+    let c1 = u16::from_le_bytes([body[20], body[21]]) as usize;
+    let c2 = u16::from_le_bytes([body[22], body[23]]) as usize;
+    if c1 > MAX_COINB || c2 > MAX_COINB || branch > MAX_BRANCH {
+        return Err(bad("coinbase or merkle branch longer than supported"));
+    }
+    if body.len() != JOB_FIXED + c1 + c2 + 32 * branch {
+        return Err(bad(
+            "body length does not match coinb1, coinb2 and branch lengths",
+        ));
+    }
+    if body[56 + id_len..88].iter().any(|&b| b != 0) {
+        return Err(bad("job_id padding is not zero"));
+    }
+    let job_id = std::str::from_utf8(&body[56..56 + id_len])
+        .map_err(|_| bad("job_id is not UTF-8"))?
+        .to_string();
+    let rest = &body[JOB_FIXED..];
+    Ok(Job {
+        job_id,
+        prevhash: body[24..56].try_into().expect("32"),
+        coinb1: rest[..c1].to_vec(),
+        coinb2: rest[c1..c1 + c2].to_vec(),
+        merkle_branch: rest[c1 + c2..]
+            .chunks_exact(32)
+            .map(|c| c.try_into().expect("32"))
+            .collect(),
+        version: u32_at(body, 4),
+        version_mask: u32_at(body, 8),
+        nbits: u32_at(body, 12),
+        ntime: u32_at(body, 16),
+        clean_jobs: body[1] & JFLAG_CLEAN != 0,
+    })
+}

@@ -1,0 +1,261 @@
+//! JSON Lines: the input of `sharecheck verify` ({"job": …} / {"share": …} per line) and the
+//! verdict lines it writes.
+
+use super::binary::{ShareRecord, ShareTarget};
+use super::hex;
+use crate::model::job::{
+    swap_words, Job, DEFAULT_VERSION_MASK, MAX_EXTRANONCE1, MAX_EXTRANONCE2, MAX_JOB_ID,
+};
+use crate::model::{Malformed, Verdict};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// One input line, read.
+#[derive(Debug)]
+pub enum Line {
+    /// Blank line: ignored.
+    Blank,
+    /// A job, or why it cannot be used (reported on stderr; the line is skipped).
+    Job(Result<Job, String>),
+    /// A share record, or the malformed verdict it gets (id when one was usable).
+    Share(Result<ShareRecord, Verdict>),
+}
+
+/// Reads one line.
+pub fn parse_line(line: &str) -> Line {
+    let line = line.trim();
+    if line.is_empty() {
+        return Line::Blank;
+    }
+    let obj = match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(o)) => o,
+        Ok(_) => return bad(None, "line is not a JSON object".into()),
+        Err(e) => return bad(None, format!("line is not valid JSON: {e}")),
+    };
+    match (obj.get("job"), obj.get("share")) {
+        (Some(Value::Object(j)), None) => Line::Job(parse_job(j)),
+        (Some(_), None) => Line::Job(Err("\"job\" must be an object".into())),
+        (None, Some(Value::Object(s))) => Line::Share(parse_share(s)),
+        (None, Some(_)) => bad(None, "\"share\" must be an object".into()),
+        (Some(_), Some(_)) => bad(
+            None,
+            "a line holds either \"job\" or \"share\", not both".into(),
+        ),
+        (None, None) => bad(None, "line has neither \"job\" nor \"share\"".into()),
+    }
+}
+
+fn bad(id: Option<u64>, msg: String) -> Line {
+    Line::Share(Err(Verdict::malformed(id, Malformed::Text(msg))))
+}
+
+fn str_field<'a>(o: &'a Map<String, Value>, k: &str) -> Result<&'a str, String> {
+    match o.get(k) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(format!("{k} must be a string")),
+        None => Err(format!("missing field {k}")),
+    }
+}
+
+fn hex_fixed<const N: usize>(o: &Map<String, Value>, k: &str) -> Result<[u8; N], String> {
+    let s = str_field(o, k)?;
+    if s.len() != 2 * N {
+        return Err(format!("{k} must be {} hex digits, got {}", 2 * N, s.len()));
+    }
+    let mut out = [0u8; N];
+    hex::decode_into(s, &mut out).map_err(|e| format!("{k}: {e}"))?;
+    Ok(out)
+}
+
+fn hex_var(o: &Map<String, Value>, k: &str) -> Result<Vec<u8>, String> {
+    hex::decode(str_field(o, k)?).map_err(|e| format!("{k}: {e}"))
+}
+
+/// A u32 sent as 8 hex digits of its big-endian bytes, as stratum sends version, nbits, ntime,
+/// nonce and version_bits.
+fn hex_u32(o: &Map<String, Value>, k: &str) -> Result<u32, String> {
+    Ok(u32::from_be_bytes(hex_fixed::<4>(o, k)?))
+}
+
+/// Reads a job object.
+pub fn parse_job(o: &Map<String, Value>) -> Result<Job, String> {
+    let job_id = str_field(o, "job_id")?.to_string();
+    if job_id.is_empty() || job_id.len() > MAX_JOB_ID {
+        return Err(format!("job_id must be 1 to {MAX_JOB_ID} bytes"));
+    }
+    let branch = match o.get("merkle_branch") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) if s.len() == 64 => {
+                    let mut b = [0u8; 32];
+                    hex::decode_into(s, &mut b).map_err(|e| format!("merkle_branch[{i}]: {e}"))?;
+                    Ok(b)
+                }
+                _ => Err(format!("merkle_branch[{i}] must be 64 hex digits")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err("merkle_branch must be an array".into()),
+        None => return Err("missing field merkle_branch".into()),
+    };
+    let clean_jobs = match o.get("clean_jobs") {
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("clean_jobs must be true or false".into()),
+        None => return Err("missing field clean_jobs".into()),
+    };
+    let version_mask = if o.contains_key("version_mask") {
+        hex_u32(o, "version_mask")?
+    } else {
+        DEFAULT_VERSION_MASK
+    };
+    Ok(Job {
+        job_id,
+        prevhash: swap_words(&hex_fixed::<32>(o, "prevhash")?),
+        coinb1: hex_var(o, "coinb1")?,
+        coinb2: hex_var(o, "coinb2")?,
+        merkle_branch: branch,
+        version: hex_u32(o, "version")?,
+        nbits: hex_u32(o, "nbits")?,
+        ntime: hex_u32(o, "ntime")?,
+        clean_jobs,
+        version_mask,
+    })
+}
+
+/// Reads a share object into a record; anything wrong is a malformed verdict.
+pub fn parse_share(o: &Map<String, Value>) -> Result<ShareRecord, Verdict> {
+    let id = match o.get("id") {
+        Some(Value::Number(n)) => n.as_u64(),
+        _ => None,
+    };
+    let Some(id) = id else {
+        return Err(Verdict::malformed(
+            None,
+            Malformed::Text("share has no usable id (an integer 0 to 2^64-1)".into()),
+        ));
+    };
+    parse_share_fields(id, o).map_err(|m| Verdict::malformed(Some(id), Malformed::Text(m)))
+}
+
+fn parse_share_fields(id: u64, o: &Map<String, Value>) -> Result<ShareRecord, String> {
+    let target = match (o.get("difficulty"), o.get("target")) {
+        (Some(Value::Number(n)), None) => {
+            ShareTarget::Difficulty(n.as_f64().ok_or("difficulty must be a number")?)
+        }
+        (Some(_), None) => return Err("difficulty must be a number".into()),
+        (None, Some(_)) => ShareTarget::Target(hex_fixed::<32>(o, "target")?),
+        (Some(_), Some(_)) => return Err("give difficulty or target, not both".into()),
+        (None, None) => return Err("missing field difficulty (or target)".into()),
+    };
+    if o.contains_key("header") {
+        for k in [
+            "job_id",
+            "extranonce1",
+            "extranonce2",
+            "ntime",
+            "nonce",
+            "version_bits",
+        ] {
+            if o.contains_key(k) {
+                return Err(format!("a header share has no {k}"));
+            }
+        }
+        let header = hex_fixed::<80>(o, "header")?;
+        return Ok(ShareRecord::header(id, &header, target));
+    }
+    let job_id = str_field(o, "job_id")?;
+    if job_id.is_empty() || job_id.len() > MAX_JOB_ID {
+        return Err(format!("job_id must be 1 to {MAX_JOB_ID} bytes"));
+    }
+    let en1 = hex_var(o, "extranonce1")?;
+    if en1.len() > MAX_EXTRANONCE1 {
+        return Err(format!(
+            "extranonce1 is {} bytes; at most {MAX_EXTRANONCE1} are supported",
+            en1.len()
+        ));
+    }
+    let en2 = hex_var(o, "extranonce2")?;
+    if en2.is_empty() || en2.len() > MAX_EXTRANONCE2 {
+        return Err(format!(
+            "extranonce2 is {} bytes; it must be 1 to {MAX_EXTRANONCE2}",
+            en2.len()
+        ));
+    }
+    let version_bits = match o.get("version_bits") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(hex_u32(o, "version_bits")?),
+    };
+    Ok(ShareRecord::stratum(
+        id,
+        job_id,
+        &en1,
+        &en2,
+        hex_u32(o, "ntime")?,
+        hex_u32(o, "nonce")?,
+        version_bits,
+        target,
+    ))
+}
+
+#[derive(Serialize)]
+struct VerdictJson<'a> {
+    id: Option<u64>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    difficulty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// One verdict as a JSON line (without the newline).
+pub fn verdict_json(v: &Verdict) -> String {
+    let err = v.error.as_ref().map(|e| e.to_string());
+    serde_json::to_string(&VerdictJson {
+        id: v.id,
+        status: v.status.as_str(),
+        hash: v.hash.map(|h| hex::encode(&h)),
+        difficulty: v.difficulty,
+        header: v.header.map(|h| hex::encode(&h)),
+        error: err.as_deref(),
+    })
+    .expect("verdicts always serialize")
+}
+
+/// Job as a JSON object (stratum conventions), for `gen` and `send`.
+pub fn job_json(job: &Job) -> Value {
+    let mut m = Map::new();
+    m.insert("job_id".into(), job.job_id.clone().into());
+    m.insert(
+        "prevhash".into(),
+        hex::encode(&swap_words(&job.prevhash)).into(),
+    );
+    m.insert("coinb1".into(), hex::encode(&job.coinb1).into());
+    m.insert("coinb2".into(), hex::encode(&job.coinb2).into());
+    m.insert(
+        "merkle_branch".into(),
+        Value::Array(
+            job.merkle_branch
+                .iter()
+                .map(|b| hex::encode(b).into())
+                .collect(),
+        ),
+    );
+    m.insert("version".into(), format!("{:08x}", job.version).into());
+    m.insert("nbits".into(), format!("{:08x}", job.nbits).into());
+    m.insert("ntime".into(), format!("{:08x}", job.ntime).into());
+    m.insert("clean_jobs".into(), job.clean_jobs.into());
+    if job.version_mask != DEFAULT_VERSION_MASK {
+        m.insert(
+            "version_mask".into(),
+            format!("{:08x}", job.version_mask).into(),
+        );
+    }
+    let mut o = Map::new();
+    o.insert("job".into(), Value::Object(m));
+    Value::Object(o)
+}
