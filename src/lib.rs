@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod gen;
 pub mod model;
 pub mod sha256;
 pub mod verify;

@@ -36,6 +36,45 @@ enum Cmd {
         /// Input file; stdin when absent or "-".
         file: Option<PathBuf>,
     },
+    /// Write a deterministic workload of jobs and really mined shares as JSON Lines.
+    Gen(GenArgs),
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// Number of shares.
+    #[arg(long, default_value_t = 10_000)]
+    shares: u64,
+    /// Seed: the same seed gives the same output.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// stratum, header, or mixed (alternating).
+    #[arg(long, default_value = "stratum", value_parser = ["stratum", "header", "mixed"])]
+    mode: String,
+    /// Fraction of shares that are accepted.
+    #[arg(long, default_value_t = 0.90)]
+    accepted: f64,
+    /// Fraction of shares that are blocks.
+    #[arg(long, default_value_t = 0.0005)]
+    blocks: f64,
+    /// Fraction rejected before hashing, split by --reject-mix; the rest is low_difficulty.
+    #[arg(long, default_value_t = 0.06)]
+    rejects: f64,
+    /// Weights of duplicate,stale,unknown_job,bad_ntime,bad_version,malformed.
+    #[arg(long, default_value = "1,1,1,1,1,1")]
+    reject_mix: String,
+    /// Shares between new jobs.
+    #[arg(long, default_value_t = 500)]
+    shares_per_job: u64,
+    /// Jobs between new blocks (clean_jobs).
+    #[arg(long, default_value_t = 10)]
+    jobs_per_block: u64,
+    /// Miner sessions (distinct extranonce1 values).
+    #[arg(long, default_value_t = 64)]
+    sessions: u32,
+    /// Output file; stdout when absent.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
 }
 
 fn main() {
@@ -97,6 +136,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )?,
             };
             eprintln!("sharecheck: {} [{}]", summary.line(), backend.name());
+        }
+        Cmd::Gen(a) => {
+            let weights: Vec<f64> = a
+                .reject_mix
+                .split(',')
+                .map(|w| w.trim().parse::<f64>())
+                .collect::<Result<_, _>>()
+                .context("--reject-mix takes six comma-separated numbers")?;
+            let reject_mix: [f64; 6] = weights
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("--reject-mix takes exactly six weights"))?;
+            let g = sharecheck::gen::GenConfig {
+                shares: a.shares,
+                seed: a.seed,
+                mode: match a.mode.as_str() {
+                    "header" => sharecheck::gen::GenMode::Header,
+                    "mixed" => sharecheck::gen::GenMode::Mixed,
+                    _ => sharecheck::gen::GenMode::Stratum,
+                },
+                accepted: a.accepted,
+                blocks: a.blocks,
+                rejects: a.rejects,
+                reject_mix,
+                shares_per_job: a.shares_per_job,
+                jobs_per_block: a.jobs_per_block,
+                sessions: a.sessions,
+            };
+            let n = match &a.out {
+                Some(p) => {
+                    let f = std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?;
+                    sharecheck::gen::generate(&g, &mut BufWriter::with_capacity(1 << 16, f))?
+                }
+                None => sharecheck::gen::generate(
+                    &g,
+                    &mut BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
+                )?,
+            };
+            eprintln!("sharecheck: generated {n} shares (seed {})", a.seed);
         }
     }
     Ok(())

@@ -1,0 +1,449 @@
+//! `sharecheck gen`: a deterministic workload of realistic jobs and really mined shares.
+//!
+//! Jobs look like a pool's: a coinbase of 100–300 bytes (BIP34 height, pool tag, one to three
+//! outputs), merkle branches 10–13 deep, BIP310 version rolling, and a new block (clean_jobs)
+//! every few jobs. Accepted, low-difficulty and block shares are mined for real against a share
+//! difficulty of 2^-31 (about half of all hashes meet it), so a chosen fraction is accepted;
+//! the rejects (duplicate, stale, unknown_job, bad_ntime, bad_version, malformed) come in a
+//! chosen mix. Each share carries an `expect` field with the status it was made to get
+//! (`verify` ignores unknown fields), which makes the output a test vector.
+
+use crate::model::job::{header_bytes, Job, JobCtx, DEFAULT_VERSION_MASK};
+use crate::model::target::{target_from_compact, target_from_difficulty, U256};
+use crate::model::validate::reference_header_words;
+use crate::model::{HashTask, Status};
+use crate::sha256::Engine;
+use crate::wire::{hex, jsonl};
+use bytemuck::Zeroable;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use std::io::Write;
+
+/// Share difficulty of generated shares: 2^-31, so about half of all hashes meet it.
+pub const GEN_DIFFICULTY: f64 = 1.0 / 2147483648.0;
+/// Mainnet-like nbits for ordinary jobs (no generated share comes near it by chance).
+pub const HARD_NBITS: u32 = 0x1703_4219;
+/// nbits of the job a block share is mined on (target ≈ 2^248: one hash in 256 is a block).
+pub const EASY_NBITS: u32 = 0x2000_ffff;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenConfig {
+    pub shares: u64,
+    pub seed: u64,
+    pub mode: GenMode,
+    /// Fraction of shares made to be accepted.
+    pub accepted: f64,
+    /// Fraction made to be blocks.
+    pub blocks: f64,
+    /// Fraction rejected before hashing, split by `reject_mix`.
+    pub rejects: f64,
+    /// Relative weights of duplicate, stale, unknown_job, bad_ntime, bad_version, malformed.
+    pub reject_mix: [f64; 6],
+    /// Shares between new jobs.
+    pub shares_per_job: u64,
+    /// Jobs between new blocks (clean_jobs = true).
+    pub jobs_per_block: u64,
+    /// Miner sessions (each with its own extranonce1).
+    pub sessions: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenMode {
+    Stratum,
+    Header,
+    Mixed,
+}
+
+impl Default for GenConfig {
+    fn default() -> Self {
+        GenConfig {
+            shares: 10_000,
+            seed: 1,
+            mode: GenMode::Stratum,
+            accepted: 0.90,
+            blocks: 0.0005,
+            rejects: 0.06,
+            reject_mix: [1.0; 6],
+            shares_per_job: 500,
+            jobs_per_block: 10,
+            sessions: 64,
+        }
+    }
+}
+
+/// Reject kinds in `reject_mix` order.
+pub const REJECT_KINDS: [Status; 6] = [
+    Status::Duplicate,
+    Status::Stale,
+    Status::UnknownJob,
+    Status::BadNtime,
+    Status::BadVersion,
+    Status::Malformed,
+];
+
+struct Session {
+    en1: Vec<u8>,
+    en2_len: usize,
+    counter: u64,
+}
+
+struct State {
+    rng: ChaCha8Rng,
+    engine: &'static dyn Engine,
+    height: u32,
+    prevhash: [u8; 32],
+    ntime: u32,
+    job_seq: u64,
+    current: Option<JobCtx>,
+    stale_ids: Vec<String>,
+    recent: Vec<Value>,
+    sessions: Vec<Session>,
+    share_target: U256,
+    /// A block share was just written: the next job is a new block.
+    clean_after: bool,
+}
+
+/// Writes the workload as JSON Lines; returns the number of share lines written.
+pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> anyhow::Result<u64> {
+    anyhow::ensure!(
+        cfg.accepted >= 0.0 && cfg.blocks >= 0.0 && cfg.rejects >= 0.0,
+        "fractions must not be negative"
+    );
+    anyhow::ensure!(
+        cfg.accepted + cfg.blocks + cfg.rejects <= 1.0 + 1e-9,
+        "accepted + blocks + rejects must not exceed 1 (the rest is low_difficulty)"
+    );
+    anyhow::ensure!(cfg.sessions > 0, "at least one session");
+    anyhow::ensure!(
+        cfg.shares_per_job > 0 && cfg.jobs_per_block > 0,
+        "job spacing must be > 0"
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let sessions = (0..cfg.sessions)
+        .map(|i| Session {
+            en1: (i as u32 ^ rng.random::<u32>()).to_be_bytes().to_vec(),
+            en2_len: if i % 4 == 3 { 8 } else { 4 },
+            counter: 0,
+        })
+        .collect();
+    let mut st = State {
+        prevhash: random_prevhash(&mut rng),
+        rng,
+        engine: crate::sha256::best(),
+        height: 900_000,
+        ntime: 1_750_000_000,
+        job_seq: 0,
+        current: None,
+        stale_ids: Vec::new(),
+        recent: Vec::new(),
+        sessions,
+        share_target: target_from_difficulty(GEN_DIFFICULTY).expect("valid difficulty"),
+        clean_after: false,
+    };
+    let mix_total: f64 = cfg.reject_mix.iter().sum();
+    let mut written = 0u64;
+    for id in 0..cfg.shares {
+        if id % cfg.shares_per_job == 0 {
+            let clean = st.current.is_none() || st.job_seq % cfg.jobs_per_block == 0;
+            st.new_job(clean, HARD_NBITS, out)?;
+        }
+        let header_mode = match cfg.mode {
+            GenMode::Stratum => false,
+            GenMode::Header => true,
+            GenMode::Mixed => id % 2 == 1,
+        };
+        let r: f64 = st.rng.random();
+        let intent = if r < cfg.accepted {
+            Status::Accepted
+        } else if r < cfg.accepted + cfg.blocks {
+            Status::Block
+        } else if r < cfg.accepted + cfg.blocks + cfg.rejects && mix_total > 0.0 {
+            let mut x = st.rng.random::<f64>() * mix_total;
+            let mut kind = Status::Malformed;
+            for (k, w) in REJECT_KINDS.iter().zip(cfg.reject_mix) {
+                if x < w {
+                    kind = *k;
+                    break;
+                }
+                x -= w;
+            }
+            kind
+        } else {
+            Status::LowDifficulty
+        };
+        let line = st.share(id, intent, header_mode, out)?;
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+        written += 1;
+        if std::mem::take(&mut st.clean_after) {
+            st.new_job(true, HARD_NBITS, out)?;
+        }
+    }
+    out.flush()?;
+    Ok(written)
+}
+
+fn random_prevhash(rng: &mut impl Rng) -> [u8; 32] {
+    // Header byte order: the hash's leading zeros are its last bytes.
+    let mut p: [u8; 32] = rng.random();
+    p[24..].fill(0);
+    p
+}
+
+impl State {
+    fn new_job(&mut self, clean: bool, nbits: u32, out: &mut dyn Write) -> anyhow::Result<()> {
+        if clean {
+            if let Some(c) = &self.current {
+                self.height += 1;
+                self.prevhash = random_prevhash(&mut self.rng);
+                self.stale_ids.push(c.job.job_id.clone());
+            }
+            self.recent.clear();
+        }
+        self.job_seq += 1;
+        self.ntime += self.rng.random_range(1..60);
+        let rng = &mut self.rng;
+        // coinbase: version, 1 input, null prevout, scriptSig (BIP34 height, pool tag,
+        // extranonce), sequence, 1–3 outputs, locktime: 100–300 bytes in all.
+        let tag_len = rng.random_range(8..40);
+        let outputs = rng.random_range(1..=3);
+        let mut coinb1 = Vec::new();
+        coinb1.extend_from_slice(&1u32.to_le_bytes());
+        coinb1.push(1);
+        coinb1.extend_from_slice(&[0; 32]);
+        coinb1.extend_from_slice(&[0xff; 4]);
+        let script_len = 4 + tag_len + 4 + 8;
+        coinb1.push(script_len as u8);
+        coinb1.push(3);
+        coinb1.extend_from_slice(&self.height.to_le_bytes()[..3]);
+        let mut coinb2: Vec<u8> = (0..tag_len).map(|_| rng.random_range(0x20..0x7f)).collect();
+        coinb2.extend_from_slice(&[0xff; 4]);
+        coinb2.push(outputs);
+        for _ in 0..outputs {
+            coinb2.extend_from_slice(&rng.random_range(1u64..5_000_000_000).to_le_bytes());
+            coinb2.push(25);
+            coinb2.extend_from_slice(&[0x76, 0xa9, 0x14]);
+            coinb2.extend((0..20).map(|_| rng.random::<u8>()));
+            coinb2.extend_from_slice(&[0x88, 0xac]);
+        }
+        coinb2.extend_from_slice(&0u32.to_le_bytes());
+        let depth = rng.random_range(10..=13);
+        let job = Job {
+            job_id: format!("{:x}", self.job_seq),
+            prevhash: self.prevhash,
+            coinb1,
+            coinb2,
+            merkle_branch: (0..depth).map(|_| rng.random()).collect(),
+            version: 0x2000_0000,
+            nbits,
+            ntime: self.ntime,
+            clean_jobs: clean,
+            version_mask: DEFAULT_VERSION_MASK,
+        };
+        writeln!(out, "{}", jsonl::job_json(&job))?;
+        self.current = Some(JobCtx::new(job).map_err(anyhow::Error::msg)?);
+        Ok(())
+    }
+
+    fn share(
+        &mut self,
+        id: u64,
+        intent: Status,
+        header_mode: bool,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<String> {
+        let rejected_kind = !matches!(
+            intent,
+            Status::Accepted | Status::LowDifficulty | Status::Block
+        );
+        // Header shares have no job: only duplicate and malformed apply.
+        let intent = if header_mode && rejected_kind && intent != Status::Malformed {
+            if self.recent.is_empty() {
+                Status::Malformed
+            } else {
+                Status::Duplicate
+            }
+        } else {
+            intent
+        };
+        let mut v = match intent {
+            Status::Duplicate if !self.recent.is_empty() => {
+                let k = self.rng.random_range(0..self.recent.len());
+                let mut v = self.recent[k].clone();
+                // A duplicate in other hex case is still a duplicate.
+                if let Some(Value::String(s)) = v.get_mut("extranonce2") {
+                    *s = s.to_uppercase();
+                }
+                if let Some(Value::String(s)) = v.get_mut("header") {
+                    *s = s.to_uppercase();
+                }
+                v
+            }
+            Status::Duplicate | Status::Accepted | Status::LowDifficulty => {
+                let intent = if intent == Status::Duplicate {
+                    Status::Accepted
+                } else {
+                    intent
+                };
+                let v = self.mined(intent, header_mode);
+                self.remember(&v);
+                return Ok(finish(v, id, intent));
+            }
+            Status::Block => {
+                // A block is mined on a job with an easy network target; as at a real pool,
+                // a new block (clean job) follows.
+                self.new_job(false, EASY_NBITS, out)?;
+                let v = self.mined(Status::Block, header_mode);
+                self.clean_after = true;
+                return Ok(finish(v, id, Status::Block));
+            }
+            Status::Stale if !self.stale_ids.is_empty() => {
+                let mut v = self.mined(Status::Accepted, false);
+                let k = self.rng.random_range(0..self.stale_ids.len());
+                v["job_id"] = self.stale_ids[k].clone().into();
+                v
+            }
+            Status::Stale | Status::UnknownJob => {
+                let mut v = self.mined(Status::Accepted, false);
+                v["job_id"] = format!("nojob{:x}", self.rng.random::<u32>()).into();
+                return Ok(finish(v, id, Status::UnknownJob));
+            }
+            Status::BadNtime => {
+                let mut v = self.mined(Status::Accepted, false);
+                let job_ntime = self.current.as_ref().expect("job").job.ntime;
+                let t = if self.rng.random_bool(0.5) {
+                    job_ntime - 1 - self.rng.random_range(0..1000)
+                } else {
+                    job_ntime + 7201 + self.rng.random_range(0..1000)
+                };
+                v["ntime"] = format!("{t:08x}").into();
+                v
+            }
+            Status::BadVersion => {
+                let mut v = self.mined(Status::Accepted, false);
+                let bits = 0x0000_2000u32 | (1 << self.rng.random_range(0..13));
+                v["version_bits"] = format!("{bits:08x}").into();
+                v
+            }
+            _ => self.malformed(header_mode),
+        };
+        v["expect"] = intent.as_str().into();
+        Ok(finish(v, id, intent))
+    }
+
+    fn remember(&mut self, v: &Value) {
+        if self.recent.len() < 64 {
+            self.recent.push(v.clone());
+        } else {
+            let k = self.rng.random_range(0..64);
+            self.recent[k] = v.clone();
+        }
+    }
+
+    /// A share mined so that its hash gets `intent` (accepted, low_difficulty or block).
+    fn mined(&mut self, intent: Status, header_mode: bool) -> Value {
+        let ctx = self.current.as_ref().expect("a job").clone();
+        let s = self.rng.random_range(0..self.sessions.len());
+        let sess = &mut self.sessions[s];
+        sess.counter += 1;
+        let en2 = &sess.counter.to_be_bytes()[8 - sess.en2_len..];
+        let mut task = HashTask::zeroed();
+        task.en_len = (sess.en1.len() + en2.len()) as u32;
+        task.data[..sess.en1.len()].copy_from_slice(&sess.en1);
+        task.data[sess.en1.len()..task.en_len as usize].copy_from_slice(en2);
+        let version_bits = self
+            .rng
+            .random_bool(0.5)
+            .then(|| self.rng.random::<u32>() & DEFAULT_VERSION_MASK);
+        task.version = ctx.rolled_version(version_bits);
+        task.ntime = ctx.job.ntime + self.rng.random_range(0..120);
+        let mut words = reference_header_words(&ctx, &task);
+        let network = target_from_compact(ctx.job.nbits).expect("valid nbits");
+        let want = |h: &U256| match intent {
+            Status::Block => *h <= network,
+            Status::Accepted => *h > network && *h <= self.share_target,
+            _ => *h > self.share_target,
+        };
+        // Try eight nonces per engine call; keep the first that gives the wanted status.
+        let mut nonce: u32 = self.rng.random();
+        let found = 'search: loop {
+            let mut cand = [words; 8];
+            for (k, c) in cand.iter_mut().enumerate() {
+                c[19] = nonce.wrapping_add(k as u32).swap_bytes();
+            }
+            let mut hs = [[0u32; 8]; 8];
+            self.engine.sha256d_80(&cand, &mut hs);
+            for (k, h) in hs.iter().enumerate() {
+                if want(&U256::from_hash_state(h)) {
+                    break 'search nonce.wrapping_add(k as u32);
+                }
+            }
+            nonce = nonce.wrapping_add(8);
+        };
+        words[19] = found.swap_bytes();
+        if header_mode {
+            return json!({
+                "header": hex::encode(&header_bytes(&words)),
+                "difficulty": GEN_DIFFICULTY,
+            });
+        }
+        let mut v = json!({
+            "job_id": ctx.job.job_id,
+            "extranonce1": hex::encode(&sess.en1),
+            "extranonce2": hex::encode(en2),
+            "ntime": format!("{:08x}", task.ntime),
+            "nonce": format!("{found:08x}"),
+            "difficulty": GEN_DIFFICULTY,
+        });
+        if let Some(b) = version_bits {
+            v["version_bits"] = format!("{b:08x}").into();
+        }
+        v
+    }
+
+    /// A malformed share, one of several kinds.
+    fn malformed(&mut self, header_mode: bool) -> Value {
+        let mut v = self.mined(Status::Accepted, header_mode);
+        let kind = self.rng.random_range(0..7);
+        let set = |v: &mut Value, k: &str, x: Value| {
+            v[k] = x;
+        };
+        if header_mode {
+            match kind {
+                0 => set(&mut v, "header", "00".repeat(79).into()),
+                1 => set(&mut v, "header", "zz".repeat(80).into()),
+                2 => set(&mut v, "difficulty", 0.into()),
+                3 => set(&mut v, "difficulty", (-1).into()),
+                4 => set(&mut v, "difficulty", "1".into()),
+                5 => {
+                    v.as_object_mut().expect("object").remove("difficulty");
+                    set(&mut v, "target", "00".repeat(32).into())
+                }
+                _ => {
+                    v.as_object_mut().expect("object").remove("difficulty");
+                }
+            }
+        } else {
+            match kind {
+                0 => set(&mut v, "extranonce2", "zz".repeat(4).into()),
+                1 => set(&mut v, "nonce", "123".into()),
+                2 => {
+                    v.as_object_mut().expect("object").remove("ntime");
+                }
+                3 => set(&mut v, "difficulty", 0.into()),
+                4 => set(&mut v, "extranonce2", "00".repeat(17).into()),
+                5 => set(&mut v, "version_bits", "xyz".into()),
+                _ => set(&mut v, "extranonce1", "abc".into()),
+            }
+        }
+        v
+    }
+}
+
+fn finish(mut v: Value, id: u64, intent: Status) -> String {
+    v["id"] = id.into();
+    v["expect"] = intent.as_str().into();
+    json!({ "share": v }).to_string()
+}
