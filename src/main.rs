@@ -38,6 +38,37 @@ enum Cmd {
     },
     /// Write a deterministic workload of jobs and really mined shares as JSON Lines.
     Gen(GenArgs),
+    /// Measure shares/s of each CPU path beside the sha2 and rust-bitcoin baselines.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// CPU paths to measure (comma-separated); default: every path this CPU supports.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Batch sizes (comma-separated).
+    #[arg(long, default_value = "1024,8192")]
+    batch: String,
+    /// Thread counts (comma-separated; 0 = one per core).
+    #[arg(long, default_value = "1,0")]
+    threads: String,
+    /// header, stratum, or both.
+    #[arg(long, default_value = "both", value_parser = ["header", "stratum", "both"])]
+    mode: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 0.3)]
+    seconds: f64,
+}
+
+fn list<T: std::str::FromStr>(s: &str, what: &str) -> anyhow::Result<Vec<T>> {
+    s.split(',')
+        .map(|x| x.trim().parse::<T>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("{what}: expected a comma-separated list, got {s:?}"))
 }
 
 #[derive(clap::Args)]
@@ -176,6 +207,80 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             eprintln!("sharecheck: generated {n} shares (seed {})", a.seed);
         }
+        Cmd::Bench(a) => bench(a)?,
+    }
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    use sharecheck::bench::{self, BenchPlan, Figure};
+    let engines: Vec<&'static str> = match &a.backend {
+        None => sharecheck::sha256::available(),
+        Some(list) => list
+            .split(',')
+            .map(|n| {
+                let n = n.trim().trim_start_matches("cpu:");
+                sharecheck::sha256::engine(n).map(|e| e.name())
+            })
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?,
+    };
+    // A fast wrong path must never be reported: check each against the reference first.
+    for e in &engines {
+        let b = sharecheck::backend::cpu::CpuBackend::new(Some(e), 1)?;
+        bench::check_against_reference(&b, &bench::stratum_fixture(300, 1))?;
+        bench::check_against_reference(&b, &bench::header_fixture(300, 1))?;
+    }
+    let plan = BenchPlan {
+        engines,
+        batches: list(&a.batch, "--batch")?,
+        threads: list(&a.threads, "--threads")?,
+        modes: match a.mode.as_str() {
+            "header" => vec!["header"],
+            "stratum" => vec!["stratum"],
+            _ => vec!["header", "stratum"],
+        },
+        time: std::time::Duration::from_secs_f64(a.seconds.max(0.01)),
+    };
+    anyhow::ensure!(
+        plan.batches.iter().all(|&b| b > 0),
+        "--batch sizes must be > 0"
+    );
+    let json = a.json;
+    let figs = bench::run(&plan, |f: &Figure| {
+        if json {
+            println!("{}", serde_json::to_string(f).expect("figure serializes"));
+        } else {
+            eprint!(".");
+        }
+    })?;
+    if json {
+        return Ok(());
+    }
+    eprintln!();
+    println!(
+        "{:<24} {:<8} {:>6} {:>7} {:>14} {:>14} {:>8} {:>8}",
+        "backend", "mode", "batch", "threads", "shares/s", "per core", "x sha2", "x btc"
+    );
+    for f in &figs {
+        let base = |name: &str| {
+            figs.iter()
+                .find(|b| b.backend == name && b.mode == f.mode)
+                .map(|b| b.shares_per_sec)
+                .unwrap_or(f64::NAN)
+        };
+        let per_core = f.shares_per_sec / f.threads as f64;
+        println!(
+            "{:<24} {:<8} {:>6} {:>7} {:>14.0} {:>14.0} {:>8.2} {:>8.2}",
+            f.backend,
+            f.mode,
+            f.batch,
+            f.threads,
+            f.shares_per_sec,
+            per_core,
+            per_core / base("baseline:sha2"),
+            per_core / base("baseline:rust-bitcoin"),
+        );
     }
     Ok(())
 }

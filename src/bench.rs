@@ -1,0 +1,337 @@
+//! Throughput measurement shared by `sharecheck bench` and the criterion benches: fixtures of
+//! realistic shares, the hashing step of each CPU path, and the baselines a Rust pool developer
+//! would otherwise write (the `sha2` crate, and rust-bitcoin's header hash and PoW check).
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
+use crate::model::job::{header_bytes, Job, JobCtx, DEFAULT_VERSION_MASK};
+use crate::model::validate::reference_header_words;
+use crate::model::{HashTask, U256};
+use crate::sha256::State;
+use bytemuck::Zeroable;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A set of shares to hash, with everything the baselines need to do the same work.
+pub struct Fixture {
+    pub jobs: Vec<Arc<JobCtx>>,
+    pub tasks: Vec<HashTask>,
+    /// Share target of every share (difficulty 1).
+    pub share_target: U256,
+}
+
+/// Shares whose coinbase is 200 bytes (coinb1 50, extranonce 4 + 8, coinb2 138) under a
+/// 12-deep merkle branch: 5 + 36 + 3 = 44 compressions each, as at a typical pool. Four jobs.
+pub fn stratum_fixture(n: usize, seed: u64) -> Fixture {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let jobs: Vec<Arc<JobCtx>> = (0..4)
+        .map(|i| {
+            Arc::new(
+                JobCtx::new(Job {
+                    job_id: format!("j{i}"),
+                    prevhash: rng.random(),
+                    coinb1: (0..50).map(|_| rng.random()).collect(),
+                    coinb2: (0..138).map(|_| rng.random()).collect(),
+                    merkle_branch: (0..12).map(|_| rng.random()).collect(),
+                    version: 0x2000_0000,
+                    nbits: 0x1703_4219,
+                    ntime: 1_750_000_000,
+                    clean_jobs: false,
+                    version_mask: DEFAULT_VERSION_MASK,
+                })
+                .expect("valid job"),
+            )
+        })
+        .collect();
+    let tasks = (0..n)
+        .map(|i| {
+            let mut t = HashTask::zeroed();
+            t.job = (i % jobs.len()) as u32;
+            t.version = 0x2000_0000 | (rng.random::<u32>() & DEFAULT_VERSION_MASK);
+            t.ntime = 1_750_000_000 + (i as u32 % 100);
+            t.nonce = rng.random();
+            t.en_len = 12;
+            rng.fill(&mut t.data[..12]);
+            t
+        })
+        .collect();
+    Fixture {
+        jobs,
+        tasks,
+        share_target: crate::model::target::DIFF1,
+    }
+}
+
+/// Header shares: n distinct random 80-byte headers.
+pub fn header_fixture(n: usize, seed: u64) -> Fixture {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let tasks = (0..n)
+        .map(|_| {
+            let mut t = HashTask::zeroed();
+            t.job = HashTask::HEADER;
+            rng.fill(&mut t.data[..]);
+            t.data[72..76].copy_from_slice(&0x1703_4219u32.to_le_bytes());
+            t
+        })
+        .collect();
+    Fixture {
+        jobs: vec![],
+        tasks,
+        share_target: crate::model::target::DIFF1,
+    }
+}
+
+/// What a baseline needs per stratum share: its bytes, laid out once outside the timing.
+pub struct BaselineShare {
+    pub coinbase: Vec<u8>,
+    pub branch: Vec<[u8; 32]>,
+    pub header_prefix: [u8; 36],
+    pub ntime: u32,
+    pub nbits: u32,
+    pub nonce: u32,
+}
+
+/// The stratum fixture as plain bytes for the baselines.
+pub fn baseline_shares(f: &Fixture) -> Vec<BaselineShare> {
+    f.tasks
+        .iter()
+        .map(|t| {
+            let ctx = &f.jobs[t.job as usize];
+            let mut coinbase = ctx.job.coinb1.clone();
+            coinbase.extend_from_slice(t.extranonce());
+            coinbase.extend_from_slice(&ctx.job.coinb2);
+            let mut header_prefix = [0u8; 36];
+            header_prefix[..4].copy_from_slice(&t.version.to_le_bytes());
+            header_prefix[4..].copy_from_slice(&ctx.job.prevhash);
+            BaselineShare {
+                coinbase,
+                branch: ctx.job.merkle_branch.clone(),
+                header_prefix,
+                ntime: t.ntime,
+                nbits: ctx.job.nbits,
+                nonce: t.nonce,
+            }
+        })
+        .collect()
+}
+
+/// Headers of the header fixture as bytes.
+pub fn baseline_headers(f: &Fixture) -> Vec<[u8; 80]> {
+    f.tasks.iter().map(|t| t.data).collect()
+}
+
+/// Counts shares meeting the share target, so the optimiser cannot drop the work.
+fn meets(hash_le: &[u8; 32], target: &U256) -> bool {
+    let mut be = *hash_le;
+    be.reverse();
+    U256::from_be_bytes(&be) <= *target
+}
+
+/// sha2 crate: a header share is `Sha256::digest(Sha256::digest(header))` and a target check.
+pub fn sha2_headers(headers: &[[u8; 80]], target: &U256) -> usize {
+    use sha2::{Digest, Sha256};
+    headers
+        .iter()
+        .filter(|h| meets(&Sha256::digest(Sha256::digest(&h[..])).into(), target))
+        .count()
+}
+
+/// sha2 crate: a stratum share built the straightforward way.
+pub fn sha2_stratum(shares: &[BaselineShare], target: &U256) -> usize {
+    use sha2::{Digest, Sha256};
+    let mut n = 0;
+    for s in shares {
+        let mut root: [u8; 32] = Sha256::digest(Sha256::digest(&s.coinbase)).into();
+        for b in &s.branch {
+            let inner = Sha256::new().chain_update(root).chain_update(b).finalize();
+            root = Sha256::digest(inner).into();
+        }
+        let mut h = [0u8; 80];
+        h[..36].copy_from_slice(&s.header_prefix);
+        h[36..68].copy_from_slice(&root);
+        h[68..72].copy_from_slice(&s.ntime.to_le_bytes());
+        h[72..76].copy_from_slice(&s.nbits.to_le_bytes());
+        h[76..].copy_from_slice(&s.nonce.to_le_bytes());
+        n += meets(&Sha256::digest(Sha256::digest(h)).into(), target) as usize;
+    }
+    n
+}
+
+/// rust-bitcoin: decode the header, `block_hash()`, and check the share and network targets.
+pub fn bitcoin_headers(headers: &[[u8; 80]], target: &U256) -> usize {
+    use bitcoin::block::Header;
+    let share = bitcoin::pow::Target::from_be_bytes(target.to_be_bytes());
+    headers
+        .iter()
+        .filter(|h| {
+            let hdr: Header = bitcoin::consensus::deserialize(&h[..]).expect("80 bytes");
+            let hash = hdr.block_hash();
+            hdr.target().is_met_by(hash) || share.is_met_by(hash)
+        })
+        .count()
+}
+
+/// rust-bitcoin: a stratum share with bitcoin_hashes' sha256d and the `Header` type.
+pub fn bitcoin_stratum(shares: &[BaselineShare], target: &U256) -> usize {
+    use bitcoin::hashes::{sha256d, Hash, HashEngine};
+    let share = bitcoin::pow::Target::from_be_bytes(target.to_be_bytes());
+    let mut n = 0;
+    for s in shares {
+        let mut root = sha256d::Hash::hash(&s.coinbase);
+        for b in &s.branch {
+            let mut e = sha256d::Hash::engine();
+            e.input(root.as_byte_array());
+            e.input(b);
+            root = sha256d::Hash::from_engine(e);
+        }
+        let hdr = bitcoin::block::Header {
+            version: bitcoin::block::Version::from_consensus(i32::from_le_bytes(
+                s.header_prefix[..4].try_into().expect("4"),
+            )),
+            prev_blockhash: bitcoin::BlockHash::from_byte_array(
+                s.header_prefix[4..].try_into().expect("32"),
+            ),
+            merkle_root: bitcoin::TxMerkleNode::from_byte_array(root.to_byte_array()),
+            time: s.ntime,
+            bits: bitcoin::CompactTarget::from_consensus(s.nbits),
+            nonce: s.nonce,
+        };
+        let hash = hdr.block_hash();
+        n += (hdr.target().is_met_by(hash) || share.is_met_by(hash)) as usize;
+    }
+    n
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub backend: String,
+    pub mode: &'static str,
+    pub batch: usize,
+    pub threads: usize,
+    pub shares_per_sec: f64,
+}
+
+/// Runs `f` (which processes `per_call` shares) repeatedly for about `time`; shares/s.
+pub fn measure(time: Duration, per_call: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm up: page in buffers, settle caches and clocks
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < time || calls < 3 {
+        f();
+        calls += 1;
+    }
+    (calls * per_call as u64) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Settings of `sharecheck bench`.
+pub struct BenchPlan {
+    pub engines: Vec<&'static str>,
+    pub batches: Vec<usize>,
+    pub threads: Vec<usize>,
+    pub modes: Vec<&'static str>,
+    pub time: Duration,
+}
+
+/// Runs the plan; calls `report` with each figure as soon as it is measured.
+pub fn run(plan: &BenchPlan, mut report: impl FnMut(&Figure)) -> anyhow::Result<Vec<Figure>> {
+    let mut all = Vec::new();
+    let max_batch = plan.batches.iter().copied().max().unwrap_or(1);
+    for &mode in &plan.modes {
+        let fx = if mode == "header" {
+            header_fixture(max_batch, 7)
+        } else {
+            stratum_fixture(max_batch, 7)
+        };
+        for &engine in &plan.engines {
+            for &threads in &plan.threads {
+                let backend = CpuBackend::new(Some(engine), threads)?;
+                for &batch in &plan.batches {
+                    let mut out: Vec<State> = vec![[0; 8]; batch];
+                    let tasks = &fx.tasks[..batch];
+                    let rate = measure(plan.time, batch, || {
+                        backend
+                            .hash(&fx.jobs, tasks, &mut out)
+                            .expect("cpu backend cannot fail");
+                        std::hint::black_box(&out);
+                    });
+                    let fig = Figure {
+                        backend: backend.name(),
+                        mode,
+                        batch,
+                        threads: backend.threads(),
+                        shares_per_sec: rate,
+                    };
+                    report(&fig);
+                    all.push(fig);
+                }
+            }
+        }
+        // Baselines, one core, over the largest batch.
+        let n = max_batch.min(4096);
+        let t = fx.share_target;
+        let (sha2_rate, btc_rate) = if mode == "header" {
+            let hs = baseline_headers(&fx);
+            let hs = &hs[..n];
+            (
+                measure(plan.time, n, || {
+                    std::hint::black_box(sha2_headers(hs, &t));
+                }),
+                measure(plan.time, n, || {
+                    std::hint::black_box(bitcoin_headers(hs, &t));
+                }),
+            )
+        } else {
+            let ss = baseline_shares(&fx);
+            let ss = &ss[..n];
+            (
+                measure(plan.time, n, || {
+                    std::hint::black_box(sha2_stratum(ss, &t));
+                }),
+                measure(plan.time, n, || {
+                    std::hint::black_box(bitcoin_stratum(ss, &t));
+                }),
+            )
+        };
+        for (name, rate) in [
+            ("baseline:sha2", sha2_rate),
+            ("baseline:rust-bitcoin", btc_rate),
+        ] {
+            let fig = Figure {
+                backend: name.into(),
+                mode,
+                batch: n,
+                threads: 1,
+                shares_per_sec: rate,
+            };
+            report(&fig);
+            all.push(fig);
+        }
+    }
+    Ok(all)
+}
+
+/// Checks a fixture's hashes against the scalar reference (used by tests and before
+/// benchmarking, so a fast wrong path is never reported).
+pub fn check_against_reference(backend: &dyn Backend, f: &Fixture) -> anyhow::Result<()> {
+    let mut out = vec![[0u32; 8]; f.tasks.len()];
+    backend.hash(&f.jobs, &f.tasks, &mut out)?;
+    for (i, (t, h)) in f.tasks.iter().zip(&out).enumerate() {
+        let want = crate::model::validate::reference_hash(&f.jobs, t);
+        anyhow::ensure!(
+            *h == want,
+            "{} disagrees with the scalar reference on share {i}",
+            backend.name()
+        );
+    }
+    Ok(())
+}
+
+/// Header bytes of a stratum fixture task (for tests).
+pub fn stratum_header(f: &Fixture, i: usize) -> [u8; 80] {
+    let t = &f.tasks[i];
+    header_bytes(&reference_header_words(&f.jobs[t.job as usize], t))
+}
