@@ -1,0 +1,275 @@
+//! The binary batch format: JSONL → binary → validation gives the same verdicts as JSONL
+//! directly; verdict batches round-trip; truncated or corrupt batches are errors, never panics.
+
+mod common;
+use common::*;
+use proptest::prelude::*;
+use sharecheck::model::{Batch, ValidationConfig, Validator};
+use sharecheck::wire::binary::{self, DecodeError, ShareRecord};
+use sharecheck::wire::jsonl::{self, Line};
+
+/// Splits a generated workload into jobs and share records (dropping lines that only JSON
+/// can express, such as bad hex).
+fn workload(shares: u64, seed: u64) -> (Vec<String>, Vec<Line>) {
+    let cfg = sharecheck::gen::GenConfig {
+        shares,
+        seed,
+        mode: sharecheck::gen::GenMode::Mixed,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    sharecheck::gen::generate(&cfg, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let parsed = lines.iter().map(|l| jsonl::parse_line(l)).collect();
+    (lines, parsed)
+}
+
+/// Validates a stream of binary messages (job messages and share batches) in order.
+fn validate_binary(messages: &[(bool, Vec<u8>)]) -> Vec<sharecheck::model::Verdict> {
+    let backend = sharecheck::backend::open("cpu", 2).unwrap();
+    let mut v = Validator::new(ValidationConfig::default());
+    let mut verdicts = vec![];
+    for (is_job, msg) in messages {
+        if *is_job {
+            v.add_job(binary::decode_job(msg).unwrap()).unwrap();
+            continue;
+        }
+        let recs = binary::decode_shares(msg).unwrap();
+        let mut batch = Batch::new();
+        for r in recs {
+            v.check(r, &mut batch);
+        }
+        let mut hashes = vec![[0u32; 8]; batch.tasks.len()];
+        backend
+            .hash(&batch.jobs, &batch.tasks, &mut hashes)
+            .unwrap();
+        // Verdicts survive their own binary round trip.
+        let out = batch.finish(&hashes);
+        let back = binary::decode_verdicts(&binary::encode_verdicts(&out)).unwrap();
+        assert_eq!(back, out);
+        verdicts.extend(out);
+    }
+    verdicts
+}
+
+#[test]
+fn jsonl_and_binary_give_the_same_verdicts() {
+    let (lines, parsed) = workload(3000, 11);
+    // Binary stream: each job as a job message, shares in batches of up to 100 between jobs.
+    let mut messages: Vec<(bool, Vec<u8>)> = vec![];
+    let mut pending: Vec<ShareRecord> = vec![];
+    let mut json_lines = vec![];
+    for (line, p) in lines.iter().zip(parsed) {
+        match p {
+            Line::Job(Ok(job)) => {
+                if !pending.is_empty() {
+                    messages.push((false, binary::encode_shares(&pending)));
+                    pending.clear();
+                }
+                // Job messages round-trip exactly.
+                let msg = binary::encode_job(&job);
+                assert_eq!(binary::decode_job(&msg).unwrap(), job);
+                messages.push((true, msg));
+                json_lines.push(line.clone());
+            }
+            Line::Share(Ok(rec)) => {
+                pending.push(rec);
+                if pending.len() == 100 {
+                    messages.push((false, binary::encode_shares(&pending)));
+                    pending.clear();
+                }
+                json_lines.push(line.clone());
+            }
+            _ => {}
+        }
+    }
+    messages.push((false, binary::encode_shares(&pending)));
+    let from_binary = validate_binary(&messages);
+    let b = sharecheck::backend::open("cpu:scalar", 1).unwrap();
+    let from_json = verify_lines(&json_lines, b.as_ref(), 256);
+    assert_eq!(from_binary.len(), from_json.len());
+    assert!(from_json.len() > 2500);
+    for (bv, jv) in from_binary.iter().zip(&from_json) {
+        let line: serde_json::Value = serde_json::from_str(&jsonl::verdict_json(bv)).unwrap();
+        assert_eq!(&line, jv);
+    }
+}
+
+#[test]
+fn truncated_and_corrupt_batches_are_errors() {
+    let (_, parsed) = workload(50, 3);
+    let recs: Vec<ShareRecord> = parsed
+        .into_iter()
+        .filter_map(|p| match p {
+            Line::Share(Ok(r)) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let msg = binary::encode_shares(&recs);
+    assert_eq!(binary::decode_shares(&msg).unwrap(), &recs[..]);
+    for cut in [0, 1, 15, 16, 17, msg.len() - 1] {
+        assert!(binary::decode_shares(&msg[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut longer = msg.clone();
+    longer.push(0);
+    assert!(matches!(
+        binary::decode_shares(&longer),
+        Err(DecodeError::Length { .. })
+    ));
+    let mut m = msg.clone();
+    m[0] = b'X';
+    assert!(matches!(
+        binary::decode_shares(&m),
+        Err(DecodeError::Magic(_))
+    ));
+    let mut m = msg.clone();
+    m[4] = 9;
+    assert!(matches!(
+        binary::decode_shares(&m),
+        Err(DecodeError::Version(9))
+    ));
+    let mut m = msg.clone();
+    m[6] = 2;
+    assert!(matches!(
+        binary::decode_shares(&m),
+        Err(DecodeError::Kind { .. })
+    ));
+    let mut m = msg.clone();
+    m[12] = 127;
+    assert!(matches!(
+        binary::decode_shares(&m),
+        Err(DecodeError::RecordSize { .. })
+    ));
+    let mut m = msg;
+    m[8] = m[8].wrapping_add(1);
+    assert!(matches!(
+        binary::decode_shares(&m),
+        Err(DecodeError::Length { .. })
+    ));
+    // A share batch is not a job, nor a verdict batch.
+    assert!(binary::decode_job(&binary::encode_shares(&recs)).is_err());
+    assert!(binary::decode_verdicts(&binary::encode_shares(&recs)).is_err());
+}
+
+#[test]
+fn corrupt_records_are_malformed_verdicts() {
+    let (_, parsed) = workload(20, 5);
+    let good: Vec<ShareRecord> = parsed
+        .into_iter()
+        .filter_map(|p| match p {
+            Line::Share(Ok(r)) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let stratum = *good.iter().find(|r| r.kind == 1).unwrap();
+    let header = *good.iter().find(|r| r.kind == 2).unwrap();
+    let mut cases = vec![];
+    let mut r = stratum;
+    r.kind = 9;
+    cases.push((r, 1u16));
+    let mut r = stratum;
+    r.flags |= 0x80;
+    cases.push((r, 2));
+    let mut r = stratum;
+    r.reserved[1] = 1;
+    cases.push((r, 3));
+    let mut r = stratum;
+    r.job_id_len = 40;
+    cases.push((r, 4));
+    let mut r = stratum;
+    r.payload[16] = 0xff;
+    cases.push((r, 5));
+    let mut r = stratum;
+    r.extranonce1_len = 17;
+    cases.push((r, 6));
+    let mut r = stratum;
+    r.extranonce2_len = 0;
+    cases.push((r, 7));
+    let mut r = stratum;
+    r.target[..8].copy_from_slice(&f64::NAN.to_le_bytes());
+    cases.push((r, 8));
+    let mut r = header;
+    r.flags = binary::FLAG_TARGET;
+    r.target = [0; 32];
+    cases.push((r, 9));
+    let mut r = header;
+    r.payload[72..76].copy_from_slice(&0x0492_3456u32.to_le_bytes());
+    cases.push((r, 10));
+    let mut r = stratum;
+    r.payload[79] = 1;
+    cases.push((r, 11));
+    let mut r = header;
+    r.job_id_len = 1;
+    cases.push((r, 12));
+    let recs: Vec<ShareRecord> = cases.iter().map(|c| c.0).collect();
+    let msg = binary::encode_shares(&recs);
+    let mut v = Validator::new(ValidationConfig::default());
+    let mut batch = Batch::new();
+    for r in binary::decode_shares(&msg).unwrap() {
+        v.check(r, &mut batch);
+    }
+    let out = batch.finish(&[]);
+    let encoded = binary::encode_verdicts(&out);
+    let back = binary::decode_verdicts(&encoded).unwrap();
+    for ((verdict, (rec, code)), b) in out.iter().zip(&cases).zip(&back) {
+        assert_eq!(verdict.status, sharecheck::model::Status::Malformed);
+        assert_eq!(verdict.id, Some(rec.id()));
+        match &verdict.error {
+            Some(sharecheck::model::Malformed::Record(e)) => assert_eq!(e.code(), *code),
+            e => panic!("expected a record error, got {e:?}"),
+        }
+        assert_eq!(
+            b, verdict,
+            "error code and argument survive the binary round trip"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Arbitrary bytes never panic any decoder.
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = binary::decode_shares(&bytes);
+        let _ = binary::decode_job(&bytes);
+        let _ = binary::decode_verdicts(&bytes);
+        let mut framed = bytes.clone();
+        framed.splice(0..framed.len().min(16), binary::encode_shares(&[]).into_iter());
+        let _ = binary::decode_shares(&framed);
+    }
+
+    /// Any 128 bytes as a share record give a verdict (hashed or malformed), never a panic,
+    /// and at most one hash task.
+    #[test]
+    fn random_records_get_verdicts(raw in proptest::collection::vec(any::<u8>(), 128), kind in 0u8..4) {
+        let mut rec: ShareRecord = bytemuck::pod_read_unaligned(&raw);
+        rec.kind = kind;
+        let mut v = Validator::new(ValidationConfig::default());
+        let job = jsonl::parse_job(genesis_job("g", true)["job"].as_object().unwrap()).unwrap();
+        v.add_job(job).unwrap();
+        let mut batch = Batch::new();
+        v.check(&rec, &mut batch);
+        let n = batch.tasks.len();
+        prop_assert!(n <= 1);
+        let backend = sharecheck::backend::open("cpu", 1).unwrap();
+        let mut hashes = vec![[0u32; 8]; n];
+        backend.hash(&batch.jobs, &batch.tasks, &mut hashes).unwrap();
+        let out = batch.finish(&hashes);
+        prop_assert_eq!(out.len(), 1);
+    }
+
+    /// Job messages with random bytes after a valid header never panic.
+    #[test]
+    fn random_job_bodies(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let mut msg = binary::BatchHeader::new(binary::RecordKind::Job, 1, body.len() as u32);
+        let mut bytes = bytemuck::bytes_of(&msg).to_vec();
+        bytes.extend(&body);
+        let _ = binary::decode_job(&bytes);
+        msg.count = 2u32.to_le_bytes();
+        let mut bytes = bytemuck::bytes_of(&msg).to_vec();
+        bytes.extend(&body);
+        prop_assert!(binary::decode_job(&bytes).is_err());
+    }
+}
