@@ -1,0 +1,203 @@
+//! The `sharecheck` binary as a user runs it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn sharecheck(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sharecheck"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn gen_is_deterministic_and_verify_meets_its_expectations() {
+    for mode in ["stratum", "header", "mixed"] {
+        let args = [
+            "gen", "--shares", "1500", "--seed", "42", "--mode", mode, "--blocks", "0.01",
+        ];
+        let (code, a, _) = sharecheck(&args, b"");
+        assert_eq!(code, 0);
+        let (_, b, _) = sharecheck(&args, b"");
+        assert_eq!(a, b, "same seed, same output");
+        let (_, c, _) = sharecheck(
+            &["gen", "--shares", "1500", "--seed", "43", "--mode", mode],
+            b"",
+        );
+        assert_ne!(a, c, "another seed, another output");
+        let (code, verdicts, err) = sharecheck(&["verify", "--backend", "cpu"], a.as_bytes());
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("1500 shares"), "summary on stderr: {err}");
+        let expect: Vec<String> = a
+            .lines()
+            .filter_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["share"]["expect"].as_str().map(str::to_string)
+            })
+            .collect();
+        let got: Vec<String> = verdicts
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["status"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(got, expect, "mode {mode}");
+        assert!(got.iter().any(|s| s == "block"), "mode {mode} has blocks");
+    }
+}
+
+#[test]
+fn gen_fractions_are_respected() {
+    let (_, out, _) = sharecheck(
+        &[
+            "gen",
+            "--shares",
+            "4000",
+            "--accepted",
+            "0.5",
+            "--rejects",
+            "0.3",
+            "--blocks",
+            "0",
+            "--reject-mix",
+            "0,0,0,0,0,1",
+        ],
+        b"",
+    );
+    let mut counts = std::collections::HashMap::new();
+    for l in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if let Some(e) = v["share"]["expect"].as_str() {
+            *counts.entry(e.to_string()).or_insert(0) += 1;
+        }
+    }
+    let frac = |k: &str| *counts.get(k).unwrap_or(&0) as f64 / 4000.0;
+    assert!((frac("accepted") - 0.5).abs() < 0.03, "{counts:?}");
+    assert!((frac("malformed") - 0.3).abs() < 0.03, "{counts:?}");
+    assert!((frac("low_difficulty") - 0.2).abs() < 0.03, "{counts:?}");
+    assert_eq!(frac("duplicate") + frac("stale") + frac("block"), 0.0);
+}
+
+#[test]
+fn verify_reads_files_and_reports_bad_jobs() {
+    let dir = std::env::temp_dir().join(format!("sharecheck-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("in.jsonl");
+    std::fs::write(&f, "{\"job\": {\"job_id\": \"x\"}}\n{\"share\": {\"id\": 3, \"header\": \"00\", \"difficulty\": 1}}\nnope\n").unwrap();
+    let (code, out, err) = sharecheck(&["verify", f.to_str().unwrap()], b"");
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 2);
+    assert!(
+        out.starts_with("{\"id\":3,\"status\":\"malformed\""),
+        "{out}"
+    );
+    assert!(err.contains("line 1: job skipped"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn clear_errors() {
+    let (code, _, err) = sharecheck(&["verify", "--backend", "gpu9"], b"");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown backend") && err.contains("cpu:sha-ni"),
+        "{err}"
+    );
+    let (code, _, err) = sharecheck(&["verify", "--backend", "cpu:mmx"], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("mmx"), "{err}");
+    let (code, _, err) = sharecheck(&["verify", "/nonexistent/file"], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot open /nonexistent/file"), "{err}");
+    let (code, _, err) = sharecheck(&["--config", "/nonexistent.toml", "verify"], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read config"), "{err}");
+    let (code, _, err) = sharecheck(&["verify", "--batch", "0"], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("max_shares"), "{err}");
+}
+
+#[test]
+fn config_file_is_read_and_flags_override_it() {
+    let dir = std::env::temp_dir().join(format!("sharecheck-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("c.toml");
+    std::fs::write(&f, "[backend]\nkind = \"cpu:scalar\"\n").unwrap();
+    let (code, _, err) = sharecheck(&["--config", f.to_str().unwrap(), "verify"], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("[cpu:scalar]"), "{err}");
+    let (_, _, err) = sharecheck(
+        &[
+            "--config",
+            f.to_str().unwrap(),
+            "verify",
+            "--backend",
+            "cpu",
+        ],
+        b"",
+    );
+    assert!(
+        !err.contains("[cpu:scalar]") || sharecheck::sha256::available() == ["scalar"],
+        "{err}"
+    );
+    std::fs::write(&f, "[backend]\nkind = 3\n").unwrap();
+    let (code, _, err) = sharecheck(&["--config", f.to_str().unwrap(), "verify"], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("c.toml"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bench_json_lines() {
+    let (code, out, err) = sharecheck(
+        &[
+            "bench",
+            "--json",
+            "--batch",
+            "64",
+            "--threads",
+            "1",
+            "--seconds",
+            "0.02",
+            "--backend",
+            "cpu:scalar",
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    let figs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = figs
+        .iter()
+        .map(|f| f["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "cpu:scalar",
+            "baseline:sha2",
+            "baseline:rust-bitcoin",
+            "cpu:scalar",
+            "baseline:sha2",
+            "baseline:rust-bitcoin"
+        ]
+    );
+    for f in &figs {
+        assert!(f["shares_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(["header", "stratum"].contains(&f["mode"].as_str().unwrap()));
+        assert!(f["batch"].as_u64().unwrap() > 0 && f["threads"].as_u64().unwrap() == 1);
+    }
+}
