@@ -437,3 +437,135 @@ impl Validator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::job::DEFAULT_VERSION_MASK;
+    use crate::wire::binary::ShareTarget;
+
+    fn job(id: &str, clean: bool) -> Job {
+        Job {
+            job_id: id.into(),
+            prevhash: [1; 32],
+            coinb1: vec![1; 40],
+            coinb2: vec![2; 60],
+            merkle_branch: vec![[3; 32]; 2],
+            version: 0x2000_0000,
+            nbits: 0x1703_4219,
+            ntime: 1000,
+            clean_jobs: clean,
+            version_mask: DEFAULT_VERSION_MASK,
+        }
+    }
+
+    fn share(id: u64, job: &str, nonce: u32) -> ShareRecord {
+        ShareRecord::stratum(
+            id,
+            job,
+            &[9, 9, 9, 9],
+            &[0, 0, 0, 1],
+            1000,
+            nonce,
+            None,
+            ShareTarget::Difficulty(1.0),
+        )
+    }
+
+    #[test]
+    fn duplicate_sets_are_dropped_when_jobs_go_stale_or_are_evicted() {
+        let mut v = Validator::new(ValidationConfig {
+            max_live_jobs: 3,
+            max_stale_jobs: 2,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        v.add_job(job("a", true)).unwrap();
+        v.add_job(job("b", false)).unwrap();
+        for n in 0..100 {
+            v.check(&share(n as u64, "a", n), &mut b);
+            v.check(&share(n as u64, "b", n), &mut b);
+        }
+        assert_eq!(v.seen_entries(), 200);
+        assert!(matches!(
+            v.check(&share(1, "a", 5), &mut b),
+            Prepared::Done(Status::Duplicate)
+        ));
+        // A clean job: a and b are stale, their sets gone.
+        v.add_job(job("c", true)).unwrap();
+        assert_eq!(v.seen_entries(), 0);
+        assert_eq!(v.live_jobs(), 1);
+        assert!(matches!(
+            v.check(&share(1, "a", 5), &mut b),
+            Prepared::Done(Status::Stale)
+        ));
+        // Eviction beyond max_live_jobs: the oldest live job is forgotten.
+        for id in ["d", "e", "f"] {
+            v.add_job(job(id, false)).unwrap();
+        }
+        assert_eq!(v.live_jobs(), 3);
+        assert!(matches!(
+            v.check(&share(1, "c", 5), &mut b),
+            Prepared::Done(Status::UnknownJob)
+        ));
+        // Stale ids are bounded too: after two more clean jobs, "a" is forgotten.
+        v.add_job(job("g", true)).unwrap();
+        v.add_job(job("h", true)).unwrap();
+        assert!(matches!(
+            v.check(&share(1, "a", 5), &mut b),
+            Prepared::Done(Status::UnknownJob)
+        ));
+        assert!(matches!(
+            v.check(&share(1, "g", 5), &mut b),
+            Prepared::Done(Status::Stale)
+        ));
+    }
+
+    #[test]
+    fn resent_job_keeps_its_duplicates_and_a_changed_one_resets_them() {
+        let mut v = Validator::new(ValidationConfig::default());
+        let mut b = Batch::new();
+        v.add_job(job("a", true)).unwrap();
+        assert!(matches!(
+            v.check(&share(1, "a", 1), &mut b),
+            Prepared::Queued
+        ));
+        v.add_job(job("a", true)).unwrap();
+        assert!(matches!(
+            v.check(&share(2, "a", 1), &mut b),
+            Prepared::Done(Status::Duplicate)
+        ));
+        let mut changed = job("a", true);
+        changed.ntime = 1001;
+        v.add_job(changed).unwrap();
+        assert!(matches!(
+            v.check(&share(3, "a", 1), &mut b),
+            Prepared::Done(Status::BadNtime)
+        ));
+    }
+
+    #[test]
+    fn header_duplicate_sets_are_bounded_by_prevhash_window() {
+        let mut v = Validator::new(ValidationConfig {
+            header_prevhash_window: 2,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        let hdr = |prev: u8| {
+            let mut h = [0u8; 80];
+            h[4..36].fill(prev);
+            h[72..76].copy_from_slice(&0x1d00ffffu32.to_le_bytes());
+            ShareRecord::header(7, &h, ShareTarget::Difficulty(1.0))
+        };
+        v.check(&hdr(1), &mut b);
+        assert!(matches!(
+            v.check(&hdr(1), &mut b),
+            Prepared::Done(Status::Duplicate)
+        ));
+        v.check(&hdr(2), &mut b);
+        v.check(&hdr(3), &mut b);
+        assert_eq!(v.seen_entries(), 2);
+        // prevhash 1 fell out of the window: its set is gone.
+        assert!(matches!(v.check(&hdr(1), &mut b), Prepared::Queued));
+    }
+}
