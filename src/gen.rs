@@ -123,7 +123,7 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> anyhow::Result<u64> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let sessions = (0..cfg.sessions)
         .map(|i| Session {
-            en1: (i as u32 ^ rng.random::<u32>()).to_be_bytes().to_vec(),
+            en1: (i ^ rng.random::<u32>()).to_be_bytes().to_vec(),
             en2_len: if i % 4 == 3 { 8 } else { 4 },
             counter: 0,
         })
@@ -146,7 +146,7 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> anyhow::Result<u64> {
     let mut written = 0u64;
     for id in 0..cfg.shares {
         if id % cfg.shares_per_job == 0 {
-            let clean = st.current.is_none() || st.job_seq % cfg.jobs_per_block == 0;
+            let clean = st.current.is_none() || st.job_seq.is_multiple_of(cfg.jobs_per_block);
             st.new_job(clean, HARD_NBITS, out)?;
         }
         let header_mode = match cfg.mode {

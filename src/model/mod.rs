@@ -83,7 +83,7 @@ pub struct Verdict {
     /// When the share was hashed: achieved difficulty, DIFF1 / hash.
     pub difficulty: Option<f64>,
     /// When the status is `block`: the 80-byte header to submit to the network.
-    pub header: Option<[u8; 80]>,
+    pub header: Option<Box<[u8; 80]>>,
     /// When the status is `malformed`: what is wrong.
     pub error: Option<Malformed>,
 }

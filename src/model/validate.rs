@@ -165,7 +165,7 @@ fn classify(jobs: &[Arc<JobCtx>], task: &HashTask, meta: &TaskMeta, hash: &State
     } else {
         Status::LowDifficulty
     };
-    let header = (status == Status::Block).then(|| block_header(jobs, task));
+    let header = (status == Status::Block).then(|| Box::new(block_header(jobs, task)));
     Verdict {
         id: Some(meta.id),
         status,

@@ -127,7 +127,7 @@ fn decode_records<T: Pod>(msg: &[u8], kind: RecordKind) -> Result<&[T], DecodeEr
 
 fn encode_records<T: Pod>(kind: RecordKind, records: &[T]) -> Vec<u8> {
     let size = std::mem::size_of::<T>();
-    let mut out = Vec::with_capacity(16 + records.len() * size);
+    let mut out = Vec::with_capacity(16 + std::mem::size_of_val(records));
     out.extend_from_slice(bytemuck::bytes_of(&BatchHeader::new(
         kind,
         records.len() as u32,
@@ -393,9 +393,9 @@ impl From<&Verdict> for VerdictRecord {
             r.hash = h;
             r.difficulty = d.to_le_bytes();
         }
-        if let Some(h) = v.header {
+        if let Some(h) = &v.header {
             r.flags |= VFLAG_HEADER;
-            r.header = h;
+            r.header = **h;
         }
         if let Some(Malformed::Record(e)) = &v.error {
             r.error = e.code().to_le_bytes();
@@ -425,7 +425,7 @@ impl VerdictRecord {
             status,
             hash: hashed.then_some(self.hash),
             difficulty: hashed.then(|| f64::from_le_bytes(self.difficulty)),
-            header: (self.flags & VFLAG_HEADER != 0).then_some(self.header),
+            header: (self.flags & VFLAG_HEADER != 0).then(|| Box::new(self.header)),
             error,
         })
     }

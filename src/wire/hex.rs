@@ -22,7 +22,7 @@ fn nibble(c: u8) -> Option<u8> {
 /// Decodes hex (upper or lower case) into `out`, which must be exactly half as long.
 pub fn decode_into(s: &str, out: &mut [u8]) -> Result<(), HexError> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(HexError::OddLength(b.len()));
     }
     debug_assert_eq!(out.len() * 2, b.len());
@@ -45,7 +45,7 @@ fn bad_digit(s: &str, pos: usize) -> HexError {
 
 /// Decodes hex of any even length.
 pub fn decode(s: &str) -> Result<Vec<u8>, HexError> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(HexError::OddLength(s.len()));
     }
     let mut v = vec![0u8; s.len() / 2];

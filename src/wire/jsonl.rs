@@ -220,7 +220,7 @@ pub fn verdict_json(v: &Verdict) -> String {
         status: v.status.as_str(),
         hash: v.hash.map(|h| hex::encode(&h)),
         difficulty: v.difficulty,
-        header: v.header.map(|h| hex::encode(&h)),
+        header: v.header.as_ref().map(|h| hex::encode(&h[..])),
         error: err.as_deref(),
     })
     .expect("verdicts always serialize")
