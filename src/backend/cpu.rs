@@ -62,8 +62,12 @@ impl Backend for CpuBackend {
             anyhow::bail!("task refers to job {} of {}", t.job, jobs.len());
         }
         let engine = self.engine;
-        if tasks.len() <= CHUNK {
-            hash_chunk(engine, jobs, tasks, out);
+        // One chunk, or one thread: stay on the calling thread (a hand-off to the pool costs
+        // more than a small batch takes to hash).
+        if tasks.len() <= CHUNK || self.pool.current_num_threads() == 1 {
+            for (t, o) in tasks.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+                hash_chunk(engine, jobs, t, o);
+            }
             return Ok(());
         }
         use rayon::prelude::*;
@@ -77,6 +81,32 @@ impl Backend for CpuBackend {
     }
 }
 
+/// Per-thread scratch space for [`hash_chunk`], allocated once per thread and reused, so the
+/// hot path neither allocates nor clears ~60 KiB per chunk.
+struct Scratch {
+    headers: [[u32; 20]; CHUNK],
+    hashes: [State; CHUNK],
+    states: [State; CHUNK],
+    blocks: [Block; CHUNK],
+    right: [State; CHUNK],
+    /// (tail blocks, branch depth, task index) of the stratum tasks, sorted to group shapes.
+    order: [(u16, u16, u16); CHUNK],
+    /// Task index of each header task.
+    idx: [u16; CHUNK],
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Box<Scratch>> = std::cell::RefCell::new(Box::new(Scratch {
+        headers: [[0; 20]; CHUNK],
+        hashes: [[0; 8]; CHUNK],
+        states: [[0; 8]; CHUNK],
+        blocks: [[0; 16]; CHUNK],
+        right: [[0; 8]; CHUNK],
+        order: [(0, 0, 0); CHUNK],
+        idx: [0; CHUNK],
+    }));
+}
+
 /// Hashes up to CHUNK tasks with one engine, on the calling thread.
 pub fn hash_chunk(
     engine: &dyn Engine,
@@ -84,32 +114,38 @@ pub fn hash_chunk(
     tasks: &[HashTask],
     out: &mut [State],
 ) {
-    debug_assert!(tasks.len() <= CHUNK && out.len() == tasks.len());
-    let mut headers = [[0u32; 20]; CHUNK];
-    let mut hashes = [[0u32; 8]; CHUNK];
+    assert!(tasks.len() <= CHUNK && out.len() == tasks.len());
+    SCRATCH.with(|s| hash_chunk_in(&mut s.borrow_mut(), engine, jobs, tasks, out));
+}
+
+fn hash_chunk_in(
+    sc: &mut Scratch,
+    engine: &dyn Engine,
+    jobs: &[Arc<JobCtx>],
+    tasks: &[HashTask],
+    out: &mut [State],
+) {
     // Header shares first: they need nothing but their 80 bytes.
-    let mut idx = [0u16; CHUNK];
     let mut n = 0;
     for (i, t) in tasks.iter().enumerate() {
         if t.is_header() {
-            headers[n] = crate::model::job::header_words_from_bytes(&t.data);
-            idx[n] = i as u16;
+            sc.headers[n] = crate::model::job::header_words_from_bytes(&t.data);
+            sc.idx[n] = i as u16;
             n += 1;
         }
     }
     if n > 0 {
-        engine.sha256d_80(&headers[..n], &mut hashes[..n]);
+        engine.sha256d_80(&sc.headers[..n], &mut sc.hashes[..n]);
         for k in 0..n {
-            out[idx[k] as usize] = hashes[k];
+            out[sc.idx[k] as usize] = sc.hashes[k];
         }
     }
-    // Stratum shares, grouped by shape: (tail blocks, branch depth, original index).
-    let mut order = [(0u16, 0u16, 0u16); CHUNK];
+    // Stratum shares, grouped by shape so that every lane does the same compressions.
     let mut m = 0;
     for (i, t) in tasks.iter().enumerate() {
         if !t.is_header() {
             let ctx = &jobs[t.job as usize];
-            order[m] = (
+            sc.order[m] = (
                 ctx.tail_blocks(t.en_len as usize) as u16,
                 ctx.branch.len() as u16,
                 i as u16,
@@ -117,27 +153,23 @@ pub fn hash_chunk(
             m += 1;
         }
     }
-    let order = &mut order[..m];
-    order.sort_unstable();
-    let mut states = [[0u32; 8]; CHUNK];
-    let mut blocks = [[0u32; 16]; CHUNK];
-    let mut right = [[0u32; 8]; CHUNK];
+    sc.order[..m].sort_unstable();
     let mut start = 0;
     while start < m {
-        let (nb, depth, _) = order[start];
+        let (nb, depth, _) = sc.order[start];
         let mut end = start;
-        while end < m && order[end].0 == nb && order[end].1 == depth {
+        while end < m && sc.order[end].0 == nb && sc.order[end].1 == depth {
             end += 1;
         }
-        let group = &order[start..end];
-        let g = group.len();
-        let st = &mut states[..g];
+        let g = end - start;
+        let group = &sc.order[start..end];
+        let st = &mut sc.states[..g];
         for (s, &(_, _, i)) in st.iter_mut().zip(group) {
             *s = jobs[tasks[i as usize].job as usize].coinb1_midstate;
         }
         // Coinbase tail blocks.
         for b in 0..nb as usize {
-            let bl: &mut [Block] = &mut blocks[..g];
+            let bl = &mut sc.blocks[..g];
             for (blk, &(_, _, i)) in bl.iter_mut().zip(group) {
                 let t = &tasks[i as usize];
                 *blk = jobs[t.job as usize].tail_block(t.extranonce(), b);
@@ -147,19 +179,19 @@ pub fn hash_chunk(
         // txid = SHA-256 of the coinbase digest; then the merkle fold.
         engine.sha256_32(st);
         for level in 0..depth as usize {
-            let r = &mut right[..g];
+            let r = &mut sc.right[..g];
             for (rr, &(_, _, i)) in r.iter_mut().zip(group) {
                 *rr = jobs[tasks[i as usize].job as usize].branch[level];
             }
             engine.sha256d_64(st, r);
         }
         // The header.
-        let hw = &mut headers[..g];
+        let hw = &mut sc.headers[..g];
         for ((h, &(_, _, i)), root) in hw.iter_mut().zip(group).zip(st.iter()) {
             let t = &tasks[i as usize];
             *h = jobs[t.job as usize].header_words(t.version, root, t.ntime, t.nonce);
         }
-        let hs = &mut hashes[..g];
+        let hs = &mut sc.hashes[..g];
         engine.sha256d_80(hw, hs);
         for (h, &(_, _, i)) in hs.iter().zip(group) {
             out[i as usize] = *h;
