@@ -2,5 +2,6 @@
 //! format of `sharecheck verify` ([`jsonl`]), and hex helpers.
 
 pub mod binary;
+pub mod example;
 pub mod hex;
 pub mod jsonl;
