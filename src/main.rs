@@ -139,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             cfg.check()?;
             let backend = sharecheck::backend::open(&cfg.backend.kind, cfg.backend.threads)?;
+            let started = std::time::Instant::now();
             let stdout = std::io::stdout().lock();
             let out = BufWriter::with_capacity(1 << 16, stdout);
             let on_bad_job = |line: u64, msg: &str| {
@@ -166,7 +167,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     on_bad_job,
                 )?,
             };
-            eprintln!("sharecheck: {} [{}]", summary.line(), backend.name());
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "sharecheck: {} [{}] in {secs:.2} s ({:.0} shares/s)",
+                summary.line(),
+                backend.name(),
+                summary.shares() as f64 / secs.max(1e-9)
+            );
         }
         Cmd::Gen(a) => {
             let weights: Vec<f64> = a
