@@ -18,3 +18,45 @@ pub fn genesis_lines() -> (String, String) {
     );
     (job, share)
 }
+
+/// The example's three messages, as the code encodes them: the job message, the share batch,
+/// and the verdict batch the share gets (hashed with the scalar reference).
+pub fn messages() -> Vec<(&'static str, Vec<u8>)> {
+    use crate::model::{Batch, ValidationConfig, Validator};
+    use crate::wire::binary;
+    use crate::wire::jsonl::{parse_line, Line};
+    let (job, share) = genesis_lines();
+    let (Line::Job(Ok(job)), Line::Share(Ok(rec))) = (parse_line(&job), parse_line(&share)) else {
+        unreachable!("the example lines are valid");
+    };
+    let job_msg = binary::encode_job(&job);
+    let share_msg = binary::encode_shares(&[rec]);
+    let mut v = Validator::new(ValidationConfig::default());
+    v.add_job(job).expect("valid job");
+    let mut batch = Batch::new();
+    v.check(&rec, &mut batch);
+    let hashes: Vec<_> = batch
+        .tasks
+        .iter()
+        .map(|t| crate::model::validate::reference_hash(&batch.jobs, t))
+        .collect();
+    let verdicts = batch.finish(&hashes);
+    vec![
+        ("job message", job_msg),
+        ("share batch", share_msg),
+        ("verdict batch", binary::encode_verdicts(&verdicts)),
+    ]
+}
+
+/// Sixteen bytes a row, offset first, as in docs/wire-format.md.
+pub fn hex_dump(bytes: &[u8]) -> String {
+    bytes
+        .chunks(16)
+        .enumerate()
+        .map(|(i, row)| {
+            let hex: Vec<String> = row.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{:04x}  {}", i * 16, hex.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
