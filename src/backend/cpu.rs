@@ -172,7 +172,7 @@ fn hash_chunk_in(
             let bl = &mut sc.blocks[..g];
             for (blk, &(_, _, i)) in bl.iter_mut().zip(group) {
                 let t = &tasks[i as usize];
-                *blk = jobs[t.job as usize].tail_block(t.extranonce(), b);
+                *blk = jobs[t.job as usize].coinbase_block(t.extranonce(), b);
             }
             engine.compress(st, bl);
         }

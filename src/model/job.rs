@@ -69,6 +69,10 @@ pub struct JobCtx {
     pub prevhash_words: [u32; 8],
     /// Network target from nbits.
     pub network_target: U256,
+    /// Per extranonce length: the coinbase tail blocks after the last one that holds
+    /// extranonce bytes. They are the same for every share of the job, so they are built once.
+    const_tail:
+        [std::sync::OnceLock<Vec<crate::sha256::Block>>; MAX_EXTRANONCE1 + MAX_EXTRANONCE2 + 1],
 }
 
 impl JobCtx {
@@ -106,6 +110,7 @@ impl JobCtx {
                 .collect(),
             prevhash_words,
             network_target,
+            const_tail: std::array::from_fn(|_| std::sync::OnceLock::new()),
             job,
         })
     }
@@ -151,6 +156,30 @@ impl JobCtx {
             buf[56..].copy_from_slice(&bits.to_be_bytes());
         }
         soft::block_from_bytes(&buf)
+    }
+
+    /// Index of the first coinbase tail block that holds no extranonce byte.
+    #[inline]
+    pub fn first_const_block(&self, en_len: usize) -> usize {
+        (self.coinb1_tail.len() + en_len).div_ceil(64)
+    }
+
+    /// Block `index` of the coinbase tail for a share whose extranonce is `en`: built from the
+    /// share's bytes where it holds extranonce bytes, taken from the per-job cache otherwise.
+    #[inline]
+    pub fn coinbase_block(&self, en: &[u8], index: usize) -> crate::sha256::Block {
+        let first = self.first_const_block(en.len());
+        if index < first || en.len() >= self.const_tail.len() {
+            return self.tail_block(en, index);
+        }
+        let blocks = self.const_tail[en.len()].get_or_init(|| {
+            let zeros = [0u8; MAX_EXTRANONCE1 + MAX_EXTRANONCE2];
+            let en0 = &zeros[..en.len()];
+            (first..self.tail_blocks(en.len()))
+                .map(|i| self.tail_block(en0, i))
+                .collect()
+        });
+        blocks[index - first]
     }
 
     /// The final block version for a share: rolled bits from `version_bits` within the mask.
@@ -223,6 +252,7 @@ mod tests {
                     let e: Vec<u8> = (0..en).map(|i| 0xa0 + i as u8).collect();
                     let mut s = ctx.coinb1_midstate;
                     for i in 0..ctx.tail_blocks(en) {
+                        assert_eq!(ctx.coinbase_block(&e, i), ctx.tail_block(&e, i));
                         soft::compress(&mut s, &ctx.tail_block(&e, i));
                     }
                     let mut whole = ctx.job.coinb1.clone();
