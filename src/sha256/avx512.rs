@@ -87,7 +87,7 @@ multibuf::multibuf_engine!(#[inline] #[target_feature(enable = "avx512f")]);
 ///
 /// ```compile_fail
 /// // Not constructible outside this module: that would skip the feature check.
-/// let _ = sha_engines::sha256::avx512::Avx512 { _private: () };
+/// let _ = sharecheck::sha256::avx512::Avx512 { _private: () };
 /// ```
 #[derive(Debug)]
 pub struct Avx512 {
