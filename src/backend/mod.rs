@@ -3,6 +3,7 @@
 //! stays in [`crate::model::validate`], so every backend gives the same verdicts.
 
 pub mod cpu;
+pub mod fpga;
 
 use crate::model::{HashTask, JobCtx};
 use crate::sha256::State;
