@@ -14,6 +14,7 @@ use crate::wire::binary::{ShareData, ShareRecord};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
@@ -236,6 +237,11 @@ struct JobEntry {
 /// set) rather than be called stale or let a duplicate through.
 const SUPERSEDED_SLACK_MS: i64 = 10_000;
 
+/// Job sequence numbers are unique in the process, not per validator: a [`Batch`] indexes its
+/// job table by them, and the service fills one batch from the validators of several
+/// partitions.
+static NEXT_JOB_SEQ: AtomicU64 = AtomicU64::new(0);
+
 /// Jobs seen so far and the duplicate sets: the state that checks 2–6 need.
 pub struct Validator {
     cfg: ValidationConfig,
@@ -246,7 +252,6 @@ pub struct Validator {
     stale_order: VecDeque<String>,
     headers_seen: HashMap<[u8; 32], HashSet<u128>>,
     header_order: VecDeque<[u8; 32]>,
-    next_seq: u64,
     /// Service mode: the newest timestamp seen (jobs and shares), in ms.
     clock_ms: i64,
     /// Service mode: the earliest instant at which some live entry expires or turns stale,
@@ -267,7 +272,6 @@ impl Validator {
             stale_order: VecDeque::new(),
             headers_seen: HashMap::new(),
             header_order: VecDeque::new(),
-            next_seq: 0,
             clock_ms: i64::MIN,
             next_expiry_ms: i64::MAX,
             seed: rand::random(),
@@ -323,8 +327,7 @@ impl Validator {
             self.supersede_others(&id, at);
         }
         self.stale.remove(&id);
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = NEXT_JOB_SEQ.fetch_add(1, Ordering::Relaxed);
         if let Some(t) = at {
             self.next_expiry_ms = self.next_expiry_ms.min(self.ttl_deadline(t));
         }
