@@ -82,7 +82,9 @@ impl ClientContext for ReaderContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+        if !eof {
             tracing::warn!(target: "librdkafka", "{error}: {reason}");
         }
     }
