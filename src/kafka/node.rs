@@ -69,6 +69,10 @@ struct JobLog {
     state: Mutex<JobState>,
     changed: Condvar,
     consumer: BaseConsumer<ReaderContext>,
+    /// A second client that only asks for end offsets. The broker answers the requests of one
+    /// connection in order, so asking through the reader's own connection would wait behind
+    /// its long-polling fetch (up to fetch.wait.max.ms, 500 ms by default).
+    ends: BaseConsumer<ReaderContext>,
     topic: String,
     partitions: Vec<i32>,
 }
@@ -148,7 +152,7 @@ impl JobLog {
             let mut warned = false;
             loop {
                 match self
-                    .consumer
+                    .ends
                     .fetch_watermarks(&self.topic, p, Duration::from_secs(5))
                 {
                     Ok((_, high)) => {
@@ -421,6 +425,9 @@ pub async fn run(
         }),
         changed: Condvar::new(),
         consumer: jc,
+        ends: reader_config(k, "sharecheck-jobs-end")
+            .create_with_context(ReaderContext)
+            .map_err(|e| anyhow::anyhow!("cannot create the jobs end-offset client: {e}"))?,
         topic: k.topics.jobs.clone(),
         partitions: jparts,
     });
@@ -721,9 +728,11 @@ fn prepare_stage(
     // partition → (generation, validator, absolute index of the next job to apply)
     let mut validators: HashMap<i32, (u64, Validator, u64)> = HashMap::new();
     for work in rx {
+        let t0 = Instant::now();
         if !jobs.catch_up(&sh.abort) {
             return;
         }
+        tracing::trace!("jobs caught up in {:?}", t0.elapsed());
         let mut batch = Batch::new();
         {
             let st = jobs.state.lock().unwrap_or_else(|e| e.into_inner());
