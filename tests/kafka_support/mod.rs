@@ -261,7 +261,7 @@ listen = ""
         topic: &str,
         n: usize,
         limit: Duration,
-    ) -> Vec<(Vec<u8>, Vec<u8>, HashMap<String, String>)> {
+    ) -> Vec<RawMessage> {
         use rdkafka::message::Headers;
         let c = self.reader(topic);
         let deadline = Instant::now() + limit;
@@ -319,6 +319,9 @@ listen = ""
         (committed, ends)
     }
 }
+
+/// Key, payload and headers of a message.
+pub type RawMessage = (Vec<u8>, Vec<u8>, HashMap<String, String>);
 
 pub fn lines(b: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(b)
