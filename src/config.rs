@@ -4,6 +4,7 @@
 
 use crate::model::ValidationConfig;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -12,6 +13,8 @@ pub struct Config {
     pub backend: BackendConfig,
     pub validation: ValidationConfig,
     pub log: LogConfig,
+    pub kafka: KafkaConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -22,6 +25,10 @@ pub struct BackendConfig {
     pub kind: String,
     /// Worker threads for the CPU backend; 0 = one per core. Default 0.
     pub threads: usize,
+    /// Service mode: batches handed to the backend and not yet acknowledged by the broker.
+    /// With 2 or more, the next batch is prepared while one is hashed; when the limit is
+    /// reached the node pauses its partitions. Default 2.
+    pub inflight: usize,
     pub batch: BatchConfig,
 }
 
@@ -30,6 +37,7 @@ impl Default for BackendConfig {
         BackendConfig {
             kind: "cpu".into(),
             threads: 0,
+            inflight: 2,
             batch: BatchConfig::default(),
         }
     }
@@ -74,6 +82,97 @@ impl Default for LogConfig {
     }
 }
 
+/// The `[kafka]` table: where the node reads and writes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated (librdkafka `bootstrap.servers`). Default
+    /// `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Consumer group of the validator nodes; the share partitions are shared among its
+    /// members. Default `sharecheck`.
+    pub group_id: String,
+    pub topics: TopicsConfig,
+    /// librdkafka options for every consumer, under their librdkafka names (e.g.
+    /// `"session.timeout.ms" = "10000"`). They override sharecheck's own settings except
+    /// the ones at-least-once depends on (offset storing). Default empty.
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka options for every producer (e.g. `"linger.ms" = "2"`). Default empty.
+    pub producer: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "sharecheck".into(),
+            topics: TopicsConfig::default(),
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
+        }
+    }
+}
+
+/// The `[kafka.topics]` table: topic names, and what `sharecheck topics create` makes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// Share batches from the stratum servers, keyed by miner session. Default
+    /// `sharecheck.shares`.
+    pub shares: String,
+    /// Job messages; every node reads all of it. Default `sharecheck.jobs`.
+    pub jobs: String,
+    /// One verdict batch per share batch. Default `sharecheck.verdicts`.
+    pub verdicts: String,
+    /// One message per block candidate, with the full header. Default `sharecheck.blocks`.
+    pub blocks: String,
+    /// Messages that could not be decoded, with the reason in a header. Default
+    /// `sharecheck.dead-letter`.
+    pub dead_letter: String,
+    /// Partitions of the shares and verdicts topics (the others get 1). Default 8.
+    pub partitions: i32,
+    /// Replication factor of every topic. Default 1.
+    pub replication: i32,
+    /// retention.ms of the shares, verdicts and dead-letter topics; -1 keeps forever.
+    /// Default 86400000 (one day).
+    pub retention_ms: i64,
+    /// retention.ms of the jobs and blocks topics. Default 604800000 (a week).
+    pub jobs_retention_ms: i64,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            shares: "sharecheck.shares".into(),
+            jobs: "sharecheck.jobs".into(),
+            verdicts: "sharecheck.verdicts".into(),
+            blocks: "sharecheck.blocks".into(),
+            dead_letter: "sharecheck.dead-letter".into(),
+            partitions: 8,
+            replication: 1,
+            retention_ms: 86_400_000,
+            jobs_retention_ms: 604_800_000,
+        }
+    }
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP listener serving `/metrics` (Prometheus text) and `/healthz`;
+    /// empty turns it off. Default `127.0.0.1:9464`.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
 impl Config {
     /// Reads a config file; errors name the file and the offending key.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
@@ -97,6 +196,14 @@ impl Config {
         anyhow::ensure!(
             matches!(self.log.format.as_str(), "text" | "json"),
             "log.format must be \"text\" or \"json\""
+        );
+        anyhow::ensure!(
+            self.backend.inflight > 0,
+            "backend.inflight must be at least 1"
+        );
+        anyhow::ensure!(
+            self.kafka.topics.partitions > 0 && self.kafka.topics.replication > 0,
+            "kafka.topics.partitions and kafka.topics.replication must be at least 1"
         );
         anyhow::ensure!(
             self.validation.max_live_jobs > 0,

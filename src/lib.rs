@@ -10,6 +10,8 @@ pub mod backend;
 pub mod bench;
 pub mod config;
 pub mod gen;
+pub mod kafka;
+pub mod metrics;
 pub mod model;
 pub mod sha256;
 pub mod verify;

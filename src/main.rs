@@ -16,6 +16,9 @@ struct Cli {
     /// Configuration file (TOML); see config/sharecheck.toml. Flags override it.
     #[arg(long, global = true, env = "SHARECHECK_CONFIG")]
     config: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides kafka.brokers).
+    #[arg(long, global = true, env = "SHARECHECK_BROKERS")]
+    brokers: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -40,6 +43,52 @@ enum Cmd {
     Gen(GenArgs),
     /// Measure shares/s of each CPU path beside the sha2 and rust-bitcoin baselines.
     Bench(BenchArgs),
+    /// Kafka topics of the config.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsCmd,
+    },
+    /// Send JSON Lines (as `verify` reads them) to Kafka: jobs to the jobs topic, shares as
+    /// binary batches keyed by miner session to the shares topic.
+    Send {
+        /// Shares per message (per miner session).
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Shares per second; 0 sends as fast as the broker takes them.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Input file; stdin when absent or "-".
+        file: Option<PathBuf>,
+    },
+    /// Print the verdicts of a topic as JSON Lines (the lines `verify` prints), from the
+    /// beginning.
+    Receive {
+        /// Stop after this many verdicts (exit status 1 if fewer arrive before --timeout).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Topic to read; default kafka.topics.verdicts. Use kafka.topics.blocks for blocks.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Add "src":"PARTITION:OFFSET" (the source share message) to every line.
+        #[arg(long)]
+        with_source: bool,
+    },
+    /// Run a validator node: share batches in, verdicts out, until SIGINT or SIGTERM.
+    Run {
+        /// Backend (overrides backend.kind).
+        #[arg(long)]
+        backend: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsCmd {
+    /// Create the shares, jobs, verdicts, blocks and dead-letter topics (existing ones are
+    /// left as they are).
+    Create,
 }
 
 #[derive(clap::Args)]
@@ -121,6 +170,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    if let Some(b) = cli.brokers {
+        cfg.kafka.brokers = b;
+    }
     match cli.cmd {
         Cmd::Verify {
             backend,
@@ -215,8 +267,177 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("sharecheck: generated {n} shares (seed {})", a.seed);
         }
         Cmd::Bench(a) => bench(a)?,
+        Cmd::Topics {
+            action: TopicsCmd::Create,
+        } => {
+            cfg.check()?;
+            init_logging(&cfg)?;
+            let out = runtime()?.block_on(sharecheck::kafka::create_topics(&cfg.kafka))?;
+            for (name, outcome) in out {
+                let what = match outcome {
+                    sharecheck::kafka::TopicOutcome::Created => "created",
+                    sharecheck::kafka::TopicOutcome::Existed => "exists",
+                };
+                println!("{name}: {what}");
+            }
+        }
+        Cmd::Send { batch, rate, file } => {
+            cfg.check()?;
+            init_logging(&cfg)?;
+            anyhow::ensure!(batch > 0, "--batch must be at least 1");
+            anyhow::ensure!(
+                rate.is_finite() && rate >= 0.0,
+                "--rate must be a number of shares per second (0 = unpaced)"
+            );
+            let opts = sharecheck::kafka::send::SendOptions {
+                batch,
+                rate,
+                progress: std::time::Duration::from_secs(5),
+            };
+            let rt = runtime()?;
+            let s = match file.as_deref() {
+                Some(p) if p.as_os_str() != "-" => {
+                    let f = std::fs::File::open(p)
+                        .with_context(|| format!("cannot open {}", p.display()))?;
+                    rt.block_on(sharecheck::kafka::send::run(
+                        &cfg.kafka,
+                        BufReader::with_capacity(1 << 16, f),
+                        &opts,
+                    ))?
+                }
+                _ => rt.block_on(sharecheck::kafka::send::run(
+                    &cfg.kafka,
+                    std::io::stdin().lock(),
+                    &opts,
+                ))?,
+            };
+            eprintln!(
+                "sharecheck: sent {} shares in {} messages and {} jobs in {:.2} s ({:.0} shares/s){}",
+                s.shares,
+                s.messages,
+                s.jobs,
+                s.seconds,
+                s.shares as f64 / s.seconds.max(1e-9),
+                if s.skipped > 0 {
+                    format!("; {} share lines without an id skipped", s.skipped)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Cmd::Receive {
+            count,
+            timeout,
+            topic,
+            with_source,
+        } => {
+            cfg.check()?;
+            init_logging(&cfg)?;
+            let timeout = match timeout {
+                Some(t) if t.is_finite() && t >= 0.0 => Some(std::time::Duration::from_secs_f64(t)),
+                Some(_) => anyhow::bail!("--timeout takes a number of seconds"),
+                None => None,
+            };
+            let opts = sharecheck::kafka::receive::ReceiveOptions {
+                topic: topic.unwrap_or_else(|| cfg.kafka.topics.verdicts.clone()),
+                count,
+                timeout,
+                with_source,
+            };
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            let s = sharecheck::kafka::receive::run(&cfg.kafka, &opts, &mut out)?;
+            eprintln!(
+                "sharecheck: received {} verdicts in {} messages{}",
+                s.verdicts,
+                s.messages,
+                if s.undecodable > 0 {
+                    format!(" ({} undecodable messages skipped)", s.undecodable)
+                } else {
+                    String::new()
+                }
+            );
+            if let Some(c) = count {
+                if s.verdicts < c {
+                    eprintln!(
+                        "sharecheck: expected {c} verdicts, got {} before the timeout",
+                        s.verdicts
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
+        Cmd::Run { backend } => {
+            if let Some(b) = backend {
+                cfg.backend.kind = b;
+            }
+            cfg.check()?;
+            init_logging(&cfg)?;
+            run_node(cfg)?;
+        }
     }
     Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_logging(cfg: &Config) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
+        .map_err(|e| anyhow::anyhow!("log.level {:?}: {e}", cfg.log.level))?;
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let r = if cfg.log.format == "json" {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
+    r.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+fn run_node(cfg: Config) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let backend = sharecheck::backend::open(&cfg.backend.kind, cfg.backend.threads)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let metrics = Arc::new(sharecheck::metrics::Metrics::new());
+        if !cfg.metrics.listen.is_empty() {
+            let l = tokio::net::TcpListener::bind(&cfg.metrics.listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on metrics.listen = {:?}; choose a free address or set it to \"\" to turn metrics off",
+                        cfg.metrics.listen
+                    )
+                })?;
+            tracing::info!("metrics on http://{}/metrics", l.local_addr()?);
+            tokio::spawn(sharecheck::metrics::serve(l, metrics.clone()));
+        }
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot install the SIGTERM handler")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("signal received: stopping");
+            let _ = tx.send(true);
+        });
+        let s = sharecheck::kafka::node::run(cfg, backend, metrics, rx).await?;
+        eprintln!(
+            "sharecheck: node stopped: {} shares in {} messages, {} dead letters; committed {:?}",
+            s.shares, s.messages, s.dead_letters, s.committed
+        );
+        anyhow::Ok(())
+    })
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {

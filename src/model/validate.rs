@@ -14,6 +14,7 @@ use crate::wire::binary::{ShareData, ShareRecord};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
@@ -31,6 +32,12 @@ pub struct ValidationConfig {
     /// Header shares are de-duplicated per prevhash; this many recent prevhashes keep their
     /// duplicate sets. Default 16.
     pub header_prevhash_window: usize,
+    /// Service mode: a share is stale when a clean_jobs job was published (Kafka message
+    /// timestamp) more than this many milliseconds before the share. Default 1000.
+    pub stale_grace_ms: u64,
+    /// Service mode: a job expires (with its duplicate set) this many seconds after it was
+    /// published; later shares for it are stale. Default 600.
+    pub job_ttl_s: u64,
 }
 
 impl Default for ValidationConfig {
@@ -40,6 +47,8 @@ impl Default for ValidationConfig {
             max_live_jobs: 1024,
             max_stale_jobs: 65536,
             header_prevhash_window: 16,
+            stale_grace_ms: 1000,
+            job_ttl_s: 600,
         }
     }
 }
@@ -214,7 +223,24 @@ struct JobEntry {
     ctx: Arc<JobCtx>,
     seq: u64,
     seen: HashSet<u128>,
+    /// Service mode: when the job was published (ms since the epoch).
+    published_ms: Option<i64>,
+    /// Service mode: shares stamped after this instant are stale (a clean job superseded this
+    /// one). The entry, and its duplicate set, stays until the clock is well past it, because
+    /// shares stamped before it may still arrive.
+    stale_after_ms: Option<i64>,
 }
+
+/// How long a superseded job's entry outlives its stale instant, in ms of the validator's
+/// clock: the clock is the newest timestamp seen, and shares from other producers in the same
+/// partition can carry slightly older stamps; they must still find the job (and its duplicate
+/// set) rather than be called stale or let a duplicate through.
+const SUPERSEDED_SLACK_MS: i64 = 10_000;
+
+/// Job sequence numbers are unique in the process, not per validator: a [`Batch`] indexes its
+/// job table by them, and the service fills one batch from the validators of several
+/// partitions.
+static NEXT_JOB_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Jobs seen so far and the duplicate sets: the state that checks 2–6 need.
 pub struct Validator {
@@ -226,7 +252,11 @@ pub struct Validator {
     stale_order: VecDeque<String>,
     headers_seen: HashMap<[u8; 32], HashSet<u128>>,
     header_order: VecDeque<[u8; 32]>,
-    next_seq: u64,
+    /// Service mode: the newest timestamp seen (jobs and shares), in ms.
+    clock_ms: i64,
+    /// Service mode: the earliest instant at which some live entry expires or turns stale,
+    /// so that advancing the clock is a comparison, not a scan, for almost every share.
+    next_expiry_ms: i64,
     /// Seed of the duplicate fingerprints, random per process so that nobody can aim at a
     /// collision.
     seed: u64,
@@ -242,7 +272,8 @@ impl Validator {
             stale_order: VecDeque::new(),
             headers_seen: HashMap::new(),
             header_order: VecDeque::new(),
-            next_seq: 0,
+            clock_ms: i64::MIN,
+            next_expiry_ms: i64::MAX,
             seed: rand::random(),
         }
     }
@@ -267,10 +298,25 @@ impl Validator {
     /// Re-sending an identical job changes nothing; a different job under a known id replaces
     /// it with a fresh duplicate set.
     pub fn add_job(&mut self, job: Job) -> Result<(), JobError> {
+        self.insert_job(job, None)
+    }
+
+    /// Service mode: adds a job published at `ts_ms` (its Kafka message timestamp). Unlike
+    /// [`Validator::add_job`], a clean job does not make the others stale at once: their
+    /// shares stamped up to `ts_ms + stale_grace_ms` are still judged normally (see
+    /// [`Validator::check_at`]). Jobs expire `job_ttl_s` after they were published.
+    pub fn add_job_at(&mut self, job: Job, ts_ms: i64) -> Result<(), JobError> {
+        self.advance(ts_ms);
+        self.insert_job(job, Some(ts_ms))
+    }
+
+    fn insert_job(&mut self, job: Job, at: Option<i64>) -> Result<(), JobError> {
         if let Some(e) = self.live.get(&job.job_id) {
-            if e.ctx.job == job {
+            // A re-sent job that a clean job already superseded counts as new, as it does in
+            // arrival order (where the superseded job is no longer live).
+            if e.ctx.job == job && e.stale_after_ms.is_none() {
                 if job.clean_jobs {
-                    self.make_others_stale(&job.job_id);
+                    self.supersede_others(&job.job_id, at);
                 }
                 return Ok(());
             }
@@ -278,17 +324,21 @@ impl Validator {
         let ctx = Arc::new(JobCtx::new(job)?);
         let id = ctx.job.job_id.clone();
         if ctx.job.clean_jobs {
-            self.make_others_stale(&id);
+            self.supersede_others(&id, at);
         }
         self.stale.remove(&id);
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = NEXT_JOB_SEQ.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = at {
+            self.next_expiry_ms = self.next_expiry_ms.min(self.ttl_deadline(t));
+        }
         self.live.insert(
             id.clone(),
             JobEntry {
                 ctx,
                 seq,
                 seen: HashSet::new(),
+                published_ms: at,
+                stale_after_ms: None,
             },
         );
         self.live_order.push_back((id, seq));
@@ -305,15 +355,70 @@ impl Validator {
         Ok(())
     }
 
-    fn make_others_stale(&mut self, keep: &str) {
-        let ids: Vec<String> = self.live.keys().filter(|k| *k != keep).cloned().collect();
-        for id in ids {
+    fn ttl_deadline(&self, published_ms: i64) -> i64 {
+        published_ms.saturating_add((self.cfg.job_ttl_s as i64).saturating_mul(1000))
+    }
+
+    /// A clean job arrived: in arrival order every other job is stale now; with timestamps,
+    /// every other job turns stale for shares stamped after `at + stale_grace_ms`.
+    fn supersede_others(&mut self, keep: &str, at: Option<i64>) {
+        let Some(t) = at else {
+            self.make_others_stale(keep);
+            return;
+        };
+        let stale_after = t.saturating_add(self.cfg.stale_grace_ms as i64);
+        let mut next = self.next_expiry_ms;
+        for (id, e) in self.live.iter_mut() {
+            if id != keep && e.stale_after_ms.is_none() {
+                e.stale_after_ms = Some(stale_after);
+                next = next.min(stale_after.saturating_add(SUPERSEDED_SLACK_MS));
+            }
+        }
+        self.next_expiry_ms = next;
+    }
+
+    /// Service mode: moves the clock to `ts_ms` (it never goes back) and retires the jobs
+    /// that expired or whose superseded grace is long over: they go to the stale list and
+    /// their duplicate sets are freed.
+    fn advance(&mut self, ts_ms: i64) {
+        self.clock_ms = self.clock_ms.max(ts_ms);
+        if self.clock_ms < self.next_expiry_ms {
+            return;
+        }
+        let clock = self.clock_ms;
+        let mut retire = Vec::new();
+        let mut next = i64::MAX;
+        for (id, e) in &self.live {
+            let mut deadline = i64::MAX;
+            if let Some(p) = e.published_ms {
+                deadline = deadline.min(self.ttl_deadline(p));
+            }
+            if let Some(s) = e.stale_after_ms {
+                deadline = deadline.min(s.saturating_add(SUPERSEDED_SLACK_MS));
+            }
+            if clock >= deadline {
+                retire.push(id.clone());
+            } else {
+                next = next.min(deadline);
+            }
+        }
+        self.next_expiry_ms = next;
+        if retire.is_empty() {
+            return;
+        }
+        for id in retire {
             self.live.remove(&id);
             if self.stale.insert(id.clone()) {
                 self.stale_order.push_back(id);
             }
         }
-        self.live_order.retain(|(id, _)| id == keep);
+        let live = &self.live;
+        self.live_order
+            .retain(|(id, s)| live.get(id).is_some_and(|e| e.seq == *s));
+        self.trim_stale();
+    }
+
+    fn trim_stale(&mut self) {
         while self.stale.len() > self.cfg.max_stale_jobs {
             match self.stale_order.pop_front() {
                 Some(old) => {
@@ -324,9 +429,33 @@ impl Validator {
         }
     }
 
+    fn make_others_stale(&mut self, keep: &str) {
+        let ids: Vec<String> = self.live.keys().filter(|k| *k != keep).cloned().collect();
+        for id in ids {
+            self.live.remove(&id);
+            if self.stale.insert(id.clone()) {
+                self.stale_order.push_back(id);
+            }
+        }
+        self.live_order.retain(|(id, _)| id == keep);
+        self.trim_stale();
+    }
+
     /// Checks 1–6 for one share; queues it in `batch` for hashing when they pass.
     pub fn check(&mut self, rec: &ShareRecord, batch: &mut Batch) -> Prepared {
-        let v = match self.check_inner(rec, batch) {
+        self.check_with(rec, None, batch)
+    }
+
+    /// Service mode: checks 1–6 for a share stamped `ts_ms` (its Kafka message timestamp).
+    /// Check 3 is decided by time: the share is stale when a clean job superseded its job
+    /// more than `stale_grace_ms` before `ts_ms`, or when its job expired.
+    pub fn check_at(&mut self, rec: &ShareRecord, ts_ms: i64, batch: &mut Batch) -> Prepared {
+        self.advance(ts_ms);
+        self.check_with(rec, Some(ts_ms), batch)
+    }
+
+    fn check_with(&mut self, rec: &ShareRecord, ts: Option<i64>, batch: &mut Batch) -> Prepared {
+        let v = match self.check_inner(rec, ts, batch) {
             Ok(()) => return Prepared::Queued,
             Err(v) => v,
         };
@@ -335,7 +464,12 @@ impl Validator {
         Prepared::Done(status)
     }
 
-    fn check_inner(&mut self, rec: &ShareRecord, batch: &mut Batch) -> Result<(), Verdict> {
+    fn check_inner(
+        &mut self,
+        rec: &ShareRecord,
+        ts: Option<i64>,
+        batch: &mut Batch,
+    ) -> Result<(), Verdict> {
         // 1. malformed
         let view = rec
             .check()
@@ -387,6 +521,11 @@ impl Validator {
                     };
                     return Err(Verdict::rejected(id, status));
                 };
+                if let (Some(t), Some(after)) = (ts, entry.stale_after_ms) {
+                    if t > after {
+                        return Err(Verdict::rejected(id, Status::Stale));
+                    }
+                }
                 let ctx = &entry.ctx;
                 // 4. bad_version
                 if let Some(v) = version_bits {
@@ -567,5 +706,90 @@ mod tests {
         assert_eq!(v.seen_entries(), 2);
         // prevhash 1 fell out of the window: its set is gone.
         assert!(matches!(v.check(&hdr(1), &mut b), Prepared::Queued));
+    }
+
+    fn status(p: Prepared) -> Option<Status> {
+        match p {
+            Prepared::Done(s) => Some(s),
+            Prepared::Queued => None,
+        }
+    }
+
+    #[test]
+    fn staleness_by_time_honours_the_grace_and_keeps_duplicates() {
+        let mut v = Validator::new(ValidationConfig {
+            stale_grace_ms: 500,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        v.add_job_at(job("a", true), 1_000).unwrap();
+        assert_eq!(status(v.check_at(&share(1, "a", 1), 1_100, &mut b)), None);
+        // A clean job at t = 2000: "a" is stale only for shares stamped after 2500.
+        v.add_job_at(job("b", true), 2_000).unwrap();
+        assert_eq!(status(v.check_at(&share(2, "a", 2), 1_900, &mut b)), None);
+        assert_eq!(status(v.check_at(&share(3, "a", 3), 2_500, &mut b)), None);
+        // Within the grace the duplicate set still works.
+        assert_eq!(
+            status(v.check_at(&share(4, "a", 1), 2_400, &mut b)),
+            Some(Status::Duplicate)
+        );
+        assert_eq!(
+            status(v.check_at(&share(5, "a", 4), 2_501, &mut b)),
+            Some(Status::Stale)
+        );
+        // A share stamped before the clean job, arriving after later shares, is still judged
+        // on its merits.
+        assert_eq!(status(v.check_at(&share(6, "a", 5), 1_950, &mut b)), None);
+        assert_eq!(status(v.check_at(&share(7, "b", 1), 2_600, &mut b)), None);
+        // Long after the grace the superseded entry and its set are gone; shares are stale.
+        v.check_at(&share(8, "b", 2), 2_500 + SUPERSEDED_SLACK_MS + 1, &mut b);
+        assert_eq!(v.live_jobs(), 1);
+        assert_eq!(
+            status(v.check_at(&share(9, "a", 9), 1_000, &mut b)),
+            Some(Status::Stale)
+        );
+    }
+
+    #[test]
+    fn jobs_expire_after_their_ttl_with_their_duplicate_sets() {
+        let mut v = Validator::new(ValidationConfig {
+            job_ttl_s: 10,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        v.add_job_at(job("a", false), 0).unwrap();
+        v.add_job_at(job("b", false), 5_000).unwrap();
+        assert_eq!(status(v.check_at(&share(1, "a", 1), 9_999, &mut b)), None);
+        assert_eq!(v.seen_entries(), 1);
+        assert_eq!(
+            status(v.check_at(&share(2, "a", 2), 10_000, &mut b)),
+            Some(Status::Stale)
+        );
+        assert_eq!(v.live_jobs(), 1);
+        assert_eq!(v.seen_entries(), 0);
+        assert_eq!(status(v.check_at(&share(3, "b", 1), 14_999, &mut b)), None);
+        // A job message also moves the clock.
+        v.add_job_at(job("c", false), 15_000).unwrap();
+        assert_eq!(v.live_jobs(), 1);
+    }
+
+    #[test]
+    fn arrival_order_mode_ignores_time_settings() {
+        // verify has no timestamps: a clean job makes the others stale at once, nothing
+        // expires, whatever the grace and the ttl say.
+        let mut v = Validator::new(ValidationConfig {
+            stale_grace_ms: 1_000_000,
+            job_ttl_s: 0,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        v.add_job(job("a", true)).unwrap();
+        assert_eq!(status(v.check(&share(1, "a", 1), &mut b)), None);
+        v.add_job(job("b", true)).unwrap();
+        assert_eq!(
+            status(v.check(&share(2, "a", 2), &mut b)),
+            Some(Status::Stale)
+        );
+        assert_eq!(status(v.check(&share(3, "b", 2), &mut b)), None);
     }
 }

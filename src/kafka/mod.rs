@@ -1,0 +1,225 @@
+//! Kafka: the validator node ([`node`]), topic creation, and the `send` / `receive` tools that
+//! drive it from JSON Lines files. All clients are librdkafka (rdkafka); options from the
+//! config's `[kafka.consumer]` and `[kafka.producer]` tables pass through under their
+//! librdkafka names.
+
+pub mod node;
+pub mod offsets;
+pub mod receive;
+pub mod send;
+
+use crate::config::KafkaConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::types::RDKafkaErrorCode;
+use std::time::{Duration, Instant};
+
+/// Header names carried by verdict, block and dead-letter messages: where the share message
+/// came from, so that a reader can drop the repeats that at-least-once delivery allows.
+pub const H_SOURCE_TOPIC: &str = "source_topic";
+pub const H_SOURCE_PARTITION: &str = "source_partition";
+pub const H_SOURCE_OFFSET: &str = "source_offset";
+/// Dead-letter messages: why the message could not be decoded.
+pub const H_ERROR: &str = "error";
+
+/// Settings every client gets: the brokers, and a client id that names the tool in broker
+/// logs.
+fn base(k: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers)
+        .set("client.id", client_id);
+    c
+}
+
+/// Producer settings: the pass-through options, then what the delivery guarantee needs
+/// (acks from all in-sync replicas, idempotence so that retries after a broker failure
+/// neither duplicate nor reorder), which the config cannot turn off.
+pub fn producer_config(k: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut c = base(k, client_id);
+    // Low latency by default: a verdict waits at most 1 ms for company.
+    c.set("linger.ms", "1");
+    for (key, v) in &k.producer {
+        c.set(key, v);
+    }
+    for (key, v) in [("acks", "all"), ("enable.idempotence", "true")] {
+        if k.producer.get(key).is_some_and(|x| x != v) {
+            tracing::warn!("kafka.producer.{key} is ignored: the node always uses {key}={v}");
+        }
+        c.set(key, v);
+    }
+    c
+}
+
+/// Consumer settings for a reader outside any group (jobs reader, `receive`): partitions are
+/// assigned by hand and nothing is committed.
+pub fn reader_config(k: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut c = base(k, client_id);
+    for (key, v) in &k.consumer {
+        c.set(key, v);
+    }
+    // librdkafka wants a group id before it assigns partitions by hand; this one is never
+    // joined (no subscribe) and nothing is committed under it.
+    c.set("group.id", "sharecheck-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true");
+    c
+}
+
+/// Client context of the readers: librdkafka's logs go to tracing, and the end-of-partition
+/// events the readers ask for are not reported as errors.
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        log_librdkafka(level, fac, msg);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+        if !eof {
+            tracing::warn!(target: "librdkafka", "{error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+/// librdkafka's log lines at their tracing level.
+pub fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", "{fac}: {msg}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "{fac}: {msg}"),
+        _ => tracing::debug!(target: "librdkafka", "{fac}: {msg}"),
+    }
+}
+
+/// Headers naming the source message.
+pub fn source_headers(topic: &str, partition: i32, offset: i64) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: H_SOURCE_TOPIC,
+            value: Some(topic),
+        })
+        .insert(Header {
+            key: H_SOURCE_PARTITION,
+            value: Some(&partition.to_string()),
+        })
+        .insert(Header {
+            key: H_SOURCE_OFFSET,
+            value: Some(&offset.to_string()),
+        })
+}
+
+/// The value of a header as text, if present and UTF-8.
+pub fn header_str<H: Headers>(h: &H, name: &str) -> Option<String> {
+    h.iter()
+        .find(|x| x.key == name)
+        .and_then(|x| x.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_string)
+}
+
+/// The partition ids of `topic`, waiting up to `wait` for it to exist.
+pub fn partitions_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    wait: Duration,
+) -> anyhow::Result<Vec<i32>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let err = match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            Ok(md) => {
+                let t = md.topics().iter().find(|t| t.name() == topic);
+                match t {
+                    Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                        return Ok(t.partitions().iter().map(|p| p.id()).collect());
+                    }
+                    Some(t) => format!("{:?}", t.error()),
+                    None => "not in metadata".into(),
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "topic {topic:?} is not available ({err}); create it with `sharecheck topics create` \
+                 or check kafka.brokers"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What `topics create` did with one topic.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TopicOutcome {
+    Created,
+    Existed,
+}
+
+/// Creates the five topics of the config through the Admin API. Topics that already exist
+/// are left as they are (their partition count and retention are not changed).
+pub async fn create_topics(k: &KafkaConfig) -> anyhow::Result<Vec<(String, TopicOutcome)>> {
+    let admin: AdminClient<DefaultClientContext> = base(k, "sharecheck-admin")
+        .create()
+        .map_err(|e| anyhow::anyhow!("cannot create a Kafka admin client: {e}"))?;
+    let t = &k.topics;
+    let big = t.partitions;
+    let plan: [(&str, i32, i64); 5] = [
+        (&t.shares, big, t.retention_ms),
+        (&t.jobs, 1, t.jobs_retention_ms),
+        (&t.verdicts, big, t.retention_ms),
+        (&t.blocks, 1, t.jobs_retention_ms),
+        (&t.dead_letter, 1, t.retention_ms),
+    ];
+    let retention: Vec<String> = plan.iter().map(|p| p.2.to_string()).collect();
+    let topics: Vec<NewTopic> = plan
+        .iter()
+        .zip(&retention)
+        .map(|(&(name, parts, _), r)| {
+            NewTopic::new(name, parts, TopicReplication::Fixed(t.replication))
+                .set("retention.ms", r)
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results =
+        tokio::time::timeout(Duration::from_secs(60), admin.create_topics(&topics, &opts))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                "no answer from Kafka at {} within 60 s; is the broker up (scripts/kafka.sh up)?",
+                k.brokers
+            )
+            })?
+            .map_err(|e| anyhow::anyhow!("creating topics at {} failed: {e}", k.brokers))?;
+    let mut out = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => out.push((name, TopicOutcome::Created)),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                out.push((name, TopicOutcome::Existed))
+            }
+            Err((name, code)) => anyhow::bail!("cannot create topic {name:?}: {code}"),
+        }
+    }
+    Ok(out)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

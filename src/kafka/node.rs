@@ -1,0 +1,825 @@
+//! `sharecheck run`: the validator node.
+//!
+//! ```text
+//!  shares consumer ──► gatherer ──► prepare thread ──► hash thread ──► producer stage
+//!  (group member)     (max_shares     (jobs caught up,    (backend)      (verdicts, blocks;
+//!                      or max_wait)    checks 1–6)                         offsets stored in
+//!  jobs reader ──► job log ─────────────┘                                  order once acked)
+//! ```
+//!
+//! At most `backend.inflight` batches are between the gatherer and the broker's
+//! acknowledgement; when the limit is reached the gatherer pauses its partitions. An offset
+//! is stored only when every verdict (and block) message of its share message is
+//! acknowledged, in offset order per partition ([`super::offsets`]); librdkafka commits the
+//! stored offsets periodically and the node commits them once more at shutdown.
+
+use super::offsets::OffsetTracker;
+use super::{
+    now_ms, partitions_of, producer_config, reader_config, source_headers, ReaderContext, H_ERROR,
+};
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::model::{Batch, JobCtx, Status, ValidationConfig, Validator, Verdict};
+use crate::sha256::State;
+use crate::wire::binary::{decode_job, decode_shares, encode_verdicts, ShareRecord};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+/// How long shutdown may take from the signal to the final commit; the process must be gone
+/// within 10 s, and closing the clients takes the rest.
+const DRAIN_LIMIT: Duration = Duration::from_secs(7);
+
+/// What the node did, reported when it stops.
+#[derive(Debug, Default, Clone)]
+pub struct NodeSummary {
+    pub shares: u64,
+    pub messages: u64,
+    pub dead_letters: u64,
+    pub committed: Vec<(i32, i64)>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs: one reader of the whole jobs topic, shared by all partitions.
+
+struct JobState {
+    /// Absolute index of `jobs[0]`: validators remember how far they applied the log.
+    base: u64,
+    /// Jobs with their publish timestamps, in topic order; trimmed after job_ttl_s.
+    jobs: VecDeque<(crate::model::Job, i64)>,
+    /// Next offset to read, per jobs partition.
+    position: HashMap<i32, i64>,
+}
+
+struct JobLog {
+    state: Mutex<JobState>,
+    changed: Condvar,
+    consumer: BaseConsumer<ReaderContext>,
+    /// A second client that only asks for end offsets. The broker answers the requests of one
+    /// connection in order, so asking through the reader's own connection would wait behind
+    /// its long-polling fetch (up to fetch.wait.max.ms, 500 ms by default).
+    ends: BaseConsumer<ReaderContext>,
+    topic: String,
+    partitions: Vec<i32>,
+}
+
+impl JobLog {
+    /// Reads the jobs topic until `stop`.
+    fn read(&self, stop: &AtomicBool, ttl_ms: i64, metrics: &Metrics) {
+        while !stop.load(Ordering::Relaxed) {
+            let Some(r) = self.consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            match r {
+                Ok(m) => {
+                    let ts = m.timestamp().to_millis().unwrap_or_else(now_ms);
+                    let job = match decode_job(m.payload().unwrap_or(&[])) {
+                        Ok(j) => match JobCtx::new(j.clone()) {
+                            Ok(_) => Some(j),
+                            Err(e) => {
+                                tracing::warn!(
+                                    partition = m.partition(),
+                                    offset = m.offset(),
+                                    "job skipped: {e}"
+                                );
+                                None
+                            }
+                        },
+                        Err(e) => {
+                            tracing::warn!(
+                                partition = m.partition(),
+                                offset = m.offset(),
+                                "jobs topic: message skipped: {e}"
+                            );
+                            None
+                        }
+                    };
+                    let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(j) = job {
+                        st.jobs.push_back((j, ts));
+                        // Jobs older than the ttl are expired in every validator; new
+                        // validators need not see them.
+                        let newest = st.jobs.back().map_or(ts, |x| x.1);
+                        while st.jobs.front().is_some_and(|f| f.1 + ttl_ms < newest) {
+                            st.jobs.pop_front();
+                            st.base += 1;
+                        }
+                        metrics.jobs.set(st.jobs.len() as i64);
+                    }
+                    st.position.insert(m.partition(), m.offset() + 1);
+                    self.changed.notify_all();
+                }
+                Err(KafkaError::PartitionEOF(p)) => {
+                    // At the end: whatever the offsets (compaction or transaction markers can
+                    // leave gaps), the reader is caught up to the current position.
+                    if let Ok(pos) = self.consumer.position() {
+                        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                        for e in pos.elements_for_topic(&self.topic) {
+                            if e.partition() == p {
+                                if let Offset::Offset(o) = e.offset() {
+                                    let cur = st.position.entry(p).or_insert(0);
+                                    *cur = (*cur).max(o);
+                                }
+                            }
+                        }
+                        self.changed.notify_all();
+                    }
+                }
+                Err(e) => tracing::warn!("jobs reader: {e}"),
+            }
+        }
+    }
+
+    /// Blocks until the reader has caught up with the jobs topic's end offsets as they are
+    /// now. Returns false if `abort` was raised first.
+    fn catch_up(&self, abort: &AtomicBool) -> bool {
+        let mut highs = Vec::with_capacity(self.partitions.len());
+        for &p in &self.partitions {
+            let mut warned = false;
+            loop {
+                match self
+                    .ends
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(5))
+                {
+                    Ok((_, high)) => {
+                        highs.push((p, high));
+                        break;
+                    }
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!("cannot read the end of the jobs topic ({e}); retrying");
+                            warned = true;
+                        }
+                        if abort.load(Ordering::Relaxed) {
+                            return false;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if highs
+                .iter()
+                .all(|(p, h)| st.position.get(p).copied().unwrap_or(0) >= *h)
+            {
+                return true;
+            }
+            if abort.load(Ordering::Relaxed) {
+                return false;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, Duration::from_millis(200))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The share consumer's context: rebalances reset partition state, statistics give lag.
+
+struct NodeContext {
+    tracker: Arc<Mutex<OffsetTracker>>,
+    metrics: Arc<Metrics>,
+    topic: String,
+}
+
+impl ClientContext for NodeContext {
+    fn stats(&self, s: Statistics) {
+        if let Some(t) = s.topics.get(&self.topic) {
+            for (p, st) in &t.partitions {
+                if *p >= 0 && st.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&p.to_string()])
+                        .set(st.consumer_lag);
+                }
+            }
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        super::log_librdkafka(level, fac, msg);
+    }
+}
+
+impl ConsumerContext for NodeContext {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = r {
+            let mut t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
+            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            for p in &parts {
+                t.revoke(*p);
+            }
+            tracing::info!(?parts, "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        match r {
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?parts, "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+type ShareConsumer = StreamConsumer<NodeContext>;
+
+// ---------------------------------------------------------------------------------------
+// Work moving through the pipeline.
+
+/// One share message.
+struct Item {
+    partition: i32,
+    offset: i64,
+    generation: u64,
+    key: Option<Vec<u8>>,
+    ts: i64,
+    records: Vec<ShareRecord>,
+}
+
+/// A batch of share messages on its way; holds an in-flight permit until acknowledged.
+struct Work {
+    items: Vec<Item>,
+    shares: usize,
+    fetched: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Hashed {
+    work: Work,
+    verdicts: Vec<Verdict>,
+}
+
+/// Everything the stages share.
+struct Shared {
+    cfg: Config,
+    consumer: ShareConsumer,
+    producer: FutureProducer,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    metrics: Arc<Metrics>,
+    /// Raised when shutdown has run out of time: stages stop retrying and waiting.
+    abort: AtomicBool,
+}
+
+impl Shared {
+    /// Marks a share message done and stores the offset if it moved.
+    fn complete(&self, partition: i32, generation: u64, offset: i64) {
+        let next = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .complete(partition, generation, offset);
+        if let Some(next) = next {
+            let mut tpl = TopicPartitionList::new();
+            let topic = &self.cfg.kafka.topics.shares;
+            if tpl
+                .add_partition_offset(topic, partition, Offset::Offset(next))
+                .is_ok()
+            {
+                if let Err(e) = self.consumer.store_offsets(&tpl) {
+                    // The partition was revoked meanwhile; its new owner re-reads it.
+                    tracing::debug!(partition, "offset {next} not stored: {e}");
+                }
+            }
+        }
+    }
+
+    /// Enqueues a message, waiting (without reordering) while librdkafka's queue is full.
+    async fn produce(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        loop {
+            let mut rec = FutureRecord::<[u8], [u8]>::to(topic)
+                .payload(payload)
+                .headers(headers.clone());
+            if let Some(k) = key {
+                rec = rec.key(k);
+            }
+            match self.producer.send_result(rec) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Produces `msgs` (topic, payload) for one source message until all are acknowledged.
+    /// Returns false if shutdown ran out of time first (the offset is then not stored and the
+    /// message is validated again after restart).
+    async fn deliver(
+        &self,
+        msgs: &[(String, Vec<u8>)],
+        key: Option<&[u8]>,
+        headers: &OwnedHeaders,
+        mut futs: Vec<DeliveryFuture>,
+    ) -> bool {
+        loop {
+            let mut ok = futs.len() == msgs.len();
+            for f in futs.drain(..) {
+                match f.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => {
+                        tracing::warn!("verdict delivery failed ({e}); producing again");
+                        ok = false;
+                    }
+                    Err(_) => ok = false,
+                }
+            }
+            if ok {
+                return true;
+            }
+            if self.abort.load(Ordering::Relaxed) {
+                return false;
+            }
+            self.metrics.delivery_retries.inc();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for (topic, payload) in msgs {
+                match self.produce(topic, key, payload, headers.clone()).await {
+                    Ok(f) => futs.push(f),
+                    Err(e) => tracing::warn!("cannot produce to {topic}: {e}"),
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// Runs the node until `shutdown` turns true.
+pub async fn run(
+    cfg: Config,
+    backend: Box<dyn Backend>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<NodeSummary> {
+    let k = &cfg.kafka;
+    let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
+
+    // Share consumer: a group member; offsets are stored by hand, committed by librdkafka.
+    let mut cc = reader_config(k, "sharecheck-node");
+    cc.set("group.id", &k.group_id)
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000");
+    for (key, v) in &k.consumer {
+        cc.set(key, v);
+    }
+    cc.set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false");
+    let consumer: ShareConsumer = cc
+        .create_with_context(NodeContext {
+            tracker: tracker.clone(),
+            metrics: metrics.clone(),
+            topic: k.topics.shares.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("cannot create the share consumer: {e}"))?;
+    let producer: FutureProducer = producer_config(k, "sharecheck-node")
+        .create()
+        .map_err(|e| anyhow::anyhow!("cannot create the verdict producer: {e}"))?;
+
+    // Jobs reader: no group, every partition from the beginning.
+    let jc: BaseConsumer<ReaderContext> = reader_config(k, "sharecheck-jobs")
+        .create_with_context(ReaderContext)
+        .map_err(|e| anyhow::anyhow!("cannot create the jobs reader: {e}"))?;
+    let jparts = tokio::task::block_in_place(|| {
+        partitions_of(&jc, &k.topics.jobs, Duration::from_secs(30))
+    })?;
+    let mut tpl = TopicPartitionList::new();
+    for p in &jparts {
+        tpl.add_partition_offset(&k.topics.jobs, *p, Offset::Beginning)?;
+    }
+    jc.assign(&tpl)?;
+    let jobs = Arc::new(JobLog {
+        state: Mutex::new(JobState {
+            base: 0,
+            jobs: VecDeque::new(),
+            position: HashMap::new(),
+        }),
+        changed: Condvar::new(),
+        consumer: jc,
+        ends: reader_config(k, "sharecheck-jobs-end")
+            .create_with_context(ReaderContext)
+            .map_err(|e| anyhow::anyhow!("cannot create the jobs end-offset client: {e}"))?,
+        topic: k.topics.jobs.clone(),
+        partitions: jparts,
+    });
+    let stop_jobs = Arc::new(AtomicBool::new(false));
+    let ttl_ms = (cfg.validation.job_ttl_s as i64).saturating_mul(1000);
+    let job_thread = {
+        let (jobs, stop, m) = (jobs.clone(), stop_jobs.clone(), metrics.clone());
+        std::thread::Builder::new()
+            .name("jobs-reader".into())
+            .spawn(move || jobs.read(&stop, ttl_ms, &m))?
+    };
+
+    consumer
+        .subscribe(&[&k.topics.shares])
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", k.topics.shares))?;
+    tracing::info!(
+        brokers = %k.brokers, group = %k.group_id, shares = %k.topics.shares,
+        backend = %backend.name(), "validator node started"
+    );
+
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        consumer,
+        producer,
+        tracker,
+        metrics: metrics.clone(),
+        abort: AtomicBool::new(false),
+    });
+
+    // Stages.
+    let inflight = cfg.backend.inflight.max(1);
+    let sem = Arc::new(Semaphore::new(inflight));
+    let (work_tx, work_rx) = std::sync::mpsc::channel::<Work>();
+    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<(Work, Batch)>(inflight);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Hashed>();
+    let fatal = Arc::new(Mutex::new(None::<String>));
+
+    let prepare = {
+        let (jobs, sh) = (jobs.clone(), shared.clone());
+        let vcfg = cfg.validation.clone();
+        std::thread::Builder::new()
+            .name("prepare".into())
+            .spawn(move || prepare_stage(work_rx, hash_tx, &jobs, &sh, vcfg))?
+    };
+    let hasher = {
+        let (sh, fatal) = (shared.clone(), fatal.clone());
+        std::thread::Builder::new()
+            .name("hash".into())
+            .spawn(move || {
+                let mut hashes: Vec<State> = Vec::new();
+                for (work, mut batch) in hash_rx {
+                    hashes.clear();
+                    hashes.resize(batch.tasks.len(), [0; 8]);
+                    let t0 = Instant::now();
+                    if let Err(e) = backend.hash(&batch.jobs, &batch.tasks, &mut hashes) {
+                        *fatal.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(format!("backend {} failed: {e:#}", backend.name()));
+                        return;
+                    }
+                    sh.metrics.backend_busy.inc_by(t0.elapsed().as_secs_f64());
+                    let verdicts = batch.finish(&hashes);
+                    if done_tx.send(Hashed { work, verdicts }).is_err() {
+                        return;
+                    }
+                }
+            })?
+    };
+    let producer_stage = {
+        let sh = shared.clone();
+        tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            while let Some(h) = done_rx.recv().await {
+                produce_batch(&sh, h, &mut tasks).await;
+                while tasks.try_join_next().is_some() {}
+            }
+            while tasks.join_next().await.is_some() {}
+        })
+    };
+
+    // Gatherer: this task.
+    let mut summary = NodeSummary::default();
+    let mut dead = tokio::task::JoinSet::new();
+    let max_shares = cfg.backend.batch.max_shares;
+    let max_wait = Duration::from_millis(cfg.backend.batch.max_wait_ms);
+    let mut pending: Vec<Item> = Vec::new();
+    let mut pending_shares = 0usize;
+    let mut first_at = Instant::now();
+    let mut last_err = Instant::now() - Duration::from_secs(60);
+    loop {
+        if fatal.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            break;
+        }
+        let flush_at = tokio::time::Instant::from_std(first_at + max_wait);
+        let msg = tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep_until(flush_at), if !pending.is_empty() => None,
+            m = shared.consumer.recv() => Some(m),
+        };
+        match msg {
+            None => {}
+            Some(Err(e)) => {
+                if last_err.elapsed() > Duration::from_secs(5) {
+                    tracing::warn!("share consumer: {e}");
+                    last_err = Instant::now();
+                }
+                continue;
+            }
+            Some(Ok(m)) => {
+                summary.messages += 1;
+                if let Some(item) = take_message(&shared, &m, &mut dead) {
+                    if pending.is_empty() {
+                        first_at = Instant::now();
+                    }
+                    pending_shares += item.records.len();
+                    summary.shares += item.records.len() as u64;
+                    pending.push(item);
+                } else {
+                    summary.dead_letters += 1;
+                }
+                if pending_shares < max_shares && first_at.elapsed() < max_wait {
+                    continue;
+                }
+            }
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        // Dispatch, pausing the partitions while the in-flight limit is reached.
+        let permit = match sem.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let assigned = shared.consumer.assignment().ok();
+                if let Some(a) = &assigned {
+                    let _ = shared.consumer.pause(a);
+                }
+                let p = tokio::select! {
+                    p = sem.clone().acquire_owned() => p.ok(),
+                    _ = shutdown.changed() => None,
+                };
+                if let Some(a) = &assigned {
+                    let _ = shared.consumer.resume(a);
+                }
+                match p {
+                    Some(p) => p,
+                    None => break,
+                }
+            }
+        };
+        metrics
+            .inflight
+            .set((inflight - sem.available_permits()) as i64);
+        let work = Work {
+            items: std::mem::take(&mut pending),
+            shares: std::mem::take(&mut pending_shares),
+            fetched: first_at,
+            _permit: permit,
+        };
+        if work_tx.send(work).is_err() {
+            break;
+        }
+    }
+
+    // Shutdown: stop fetching, drain what is in flight, commit.
+    metrics.healthy.store(false, Ordering::Relaxed);
+    let t0 = Instant::now();
+    tracing::info!("shutting down: draining in-flight batches");
+    if !pending.is_empty() {
+        // Already fetched: validate it too if a slot frees up in time.
+        if let Ok(Ok(permit)) =
+            tokio::time::timeout(Duration::from_secs(2), sem.clone().acquire_owned()).await
+        {
+            let _ = work_tx.send(Work {
+                items: std::mem::take(&mut pending),
+                shares: pending_shares,
+                fetched: first_at,
+                _permit: permit,
+            });
+        }
+    }
+    drop(work_tx);
+    let deadline = tokio::time::Instant::from_std(t0 + DRAIN_LIMIT);
+    let drained = tokio::time::timeout_at(deadline, async {
+        let _ = producer_stage.await;
+        while dead.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !drained {
+        tracing::warn!("in-flight batches not acknowledged in time; they will be validated again");
+    }
+    shared.abort.store(true, Ordering::Relaxed);
+    let stored = shared
+        .tracker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .stored();
+    if !stored.is_empty() {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &stored {
+            tpl.add_partition_offset(&cfg.kafka.topics.shares, *p, Offset::Offset(*o))?;
+        }
+        let sh = shared.clone();
+        let r =
+            tokio::task::spawn_blocking(move || sh.consumer.commit(&tpl, CommitMode::Sync)).await;
+        match r {
+            Ok(Ok(())) => tracing::info!(offsets = ?stored, "offsets committed"),
+            Ok(Err(e)) => tracing::warn!(
+                "final commit failed ({e}); the broker keeps the last periodic commit"
+            ),
+            Err(e) => tracing::warn!("final commit failed: {e}"),
+        }
+    }
+    summary.committed = stored;
+    stop_jobs.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = job_thread.join();
+        let _ = prepare.join();
+        let _ = hasher.join();
+    })
+    .await;
+    tracing::info!(
+        shares = summary.shares,
+        messages = summary.messages,
+        dead_letters = summary.dead_letters,
+        "stopped after {:.1} s of shutdown",
+        t0.elapsed().as_secs_f64()
+    );
+    if let Some(e) = fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        anyhow::bail!(e);
+    }
+    Ok(summary)
+}
+
+/// Turns a fetched message into a pipeline item, or sends it to the dead-letter topic.
+fn take_message(
+    sh: &Arc<Shared>,
+    m: &BorrowedMessage<'_>,
+    dead: &mut tokio::task::JoinSet<()>,
+) -> Option<Item> {
+    let (p, o) = (m.partition(), m.offset());
+    let generation = sh
+        .tracker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .register(p, o);
+    let payload = m.payload().unwrap_or(&[]);
+    match decode_shares(payload) {
+        Ok(recs) => Some(Item {
+            partition: p,
+            offset: o,
+            generation,
+            key: m.key().map(<[u8]>::to_vec),
+            ts: m.timestamp().to_millis().unwrap_or_else(now_ms),
+            records: recs.to_vec(),
+        }),
+        Err(e) => {
+            tracing::warn!(
+                partition = p,
+                offset = o,
+                "undecodable message to the dead-letter topic: {e}"
+            );
+            sh.metrics.dead_letters.inc();
+            let headers = source_headers(m.topic(), p, o).insert(Header {
+                key: H_ERROR,
+                value: Some(&e.to_string()),
+            });
+            let key = m.key().map(<[u8]>::to_vec);
+            let msgs = vec![(sh.cfg.kafka.topics.dead_letter.clone(), payload.to_vec())];
+            let sh = sh.clone();
+            dead.spawn(async move {
+                let f = sh
+                    .produce(&msgs[0].0, key.as_deref(), &msgs[0].1, headers.clone())
+                    .await;
+                let futs = f.into_iter().collect();
+                if sh.deliver(&msgs, key.as_deref(), &headers, futs).await {
+                    sh.complete(p, generation, o);
+                }
+            });
+            None
+        }
+    }
+}
+
+/// Checks 1–6 for each batch, after the jobs reader caught up with the jobs topic.
+///
+/// One [`Validator`] per share partition: duplicates are tracked per partition by contract,
+/// so the duplicate sets are per partition anyway, and a whole validator per partition keeps
+/// the rules in one place untouched and lets a revoked partition's state go in one step.
+/// What it costs is each job's context (a midstate and a few hundred bytes) once per
+/// partition, which is small beside the duplicate sets.
+fn prepare_stage(
+    rx: std::sync::mpsc::Receiver<Work>,
+    tx: std::sync::mpsc::SyncSender<(Work, Batch)>,
+    jobs: &JobLog,
+    sh: &Shared,
+    vcfg: ValidationConfig,
+) {
+    // partition → (generation, validator, absolute index of the next job to apply)
+    let mut validators: HashMap<i32, (u64, Validator, u64)> = HashMap::new();
+    for work in rx {
+        let t0 = Instant::now();
+        if !jobs.catch_up(&sh.abort) {
+            return;
+        }
+        tracing::trace!("jobs caught up in {:?}", t0.elapsed());
+        let mut batch = Batch::new();
+        {
+            let st = jobs.state.lock().unwrap_or_else(|e| e.into_inner());
+            let end = st.base + st.jobs.len() as u64;
+            for item in &work.items {
+                let e = validators
+                    .entry(item.partition)
+                    .or_insert_with(|| (item.generation, Validator::new(vcfg.clone()), 0));
+                if e.0 != item.generation {
+                    *e = (item.generation, Validator::new(vcfg.clone()), 0);
+                }
+                let from = e.2.max(st.base);
+                for i in from..end {
+                    let (job, ts) = &st.jobs[(i - st.base) as usize];
+                    if let Err(err) = e.1.add_job_at(job.clone(), *ts) {
+                        tracing::debug!("job {} skipped: {err}", job.job_id);
+                    }
+                }
+                e.2 = end;
+                for rec in &item.records {
+                    e.1.check_at(rec, item.ts, &mut batch);
+                }
+            }
+        }
+        if tx.send((work, batch)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Produces the verdict message of every share message in a hashed batch (and a block
+/// message per block), then, in a task, waits for the acknowledgements and stores offsets.
+async fn produce_batch(sh: &Arc<Shared>, h: Hashed, tasks: &mut tokio::task::JoinSet<()>) {
+    let Hashed { work, verdicts } = h;
+    let topics = &sh.cfg.kafka.topics;
+    let mut outs = Vec::with_capacity(work.items.len());
+    let mut at = 0;
+    for item in &work.items {
+        let vs = &verdicts[at..at + item.records.len()];
+        at += item.records.len();
+        let mut counts = [0u64; Status::ALL.len()];
+        let mut msgs = vec![(topics.verdicts.clone(), encode_verdicts(vs))];
+        for v in vs {
+            counts[v.status as usize] += 1;
+            if v.status == Status::Block {
+                msgs.push((
+                    topics.blocks.clone(),
+                    encode_verdicts(std::slice::from_ref(v)),
+                ));
+            }
+        }
+        for (s, n) in Status::ALL.iter().zip(counts) {
+            if n > 0 {
+                sh.metrics.shares.with_label_values(&[s.as_str()]).inc_by(n);
+            }
+        }
+        let headers = source_headers(&topics.shares, item.partition, item.offset);
+        let mut futs = Vec::with_capacity(msgs.len());
+        for (t, p) in &msgs {
+            match sh.produce(t, item.key.as_deref(), p, headers.clone()).await {
+                Ok(f) => futs.push(f),
+                Err(e) => tracing::warn!("cannot produce to {t}: {e}"),
+            }
+        }
+        outs.push((
+            item.partition,
+            item.offset,
+            item.generation,
+            item.key.clone(),
+            headers,
+            msgs,
+            futs,
+        ));
+    }
+    sh.metrics.batches.inc();
+    sh.metrics.batch_shares.observe(work.shares as f64);
+    let sh = sh.clone();
+    tasks.spawn(async move {
+        for (p, o, g, key, headers, msgs, futs) in outs {
+            if !sh.deliver(&msgs, key.as_deref(), &headers, futs).await {
+                return;
+            }
+            sh.complete(p, g, o);
+        }
+        sh.metrics
+            .batch_latency
+            .observe(work.fetched.elapsed().as_secs_f64());
+        drop(work);
+    });
+}

@@ -1,0 +1,258 @@
+//! `sharecheck send`: JSON Lines (as read by `verify`) to Kafka. Jobs go to the jobs topic,
+//! one message each, acknowledged before any share after them is produced (and the shares
+//! after a job are stamped later than it, so that staleness by time sees the file's order).
+//! Shares go to the shares topic as binary batches keyed by miner session: extranonce1 for
+//! stratum shares, prevhash for header shares (duplicates are tracked per partition, so every
+//! share that could repeat another must land in the same partition).
+
+use super::{now_ms, producer_config};
+use crate::config::KafkaConfig;
+use crate::model::Verdict;
+use crate::wire::binary::{encode_job, encode_shares, ShareRecord, KIND_HEADER};
+use crate::wire::jsonl;
+use bytemuck::Zeroable;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+pub struct SendOptions {
+    /// Shares per message (per key).
+    pub batch: usize,
+    /// Shares per second; 0 = as fast as possible.
+    pub rate: f64,
+    /// Print progress every this often.
+    pub progress: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct SendSummary {
+    pub jobs: u64,
+    pub shares: u64,
+    pub messages: u64,
+    /// Share lines without a usable id: they cannot travel as records and are skipped.
+    pub skipped: u64,
+    pub bad_jobs: u64,
+    pub seconds: f64,
+}
+
+/// The partition key of a share: its miner session.
+pub fn share_key(rec: &ShareRecord) -> Vec<u8> {
+    if rec.kind == KIND_HEADER {
+        // prevhash: header bytes 4..36.
+        return rec.payload[4..36].to_vec();
+    }
+    let n = (rec.extranonce1_len as usize).min(16);
+    rec.payload[48..48 + n].to_vec()
+}
+
+/// A share line that is malformed in JSON still gets its `malformed` verdict through the
+/// node: it travels as a record with an invalid kind and its id.
+fn malformed_record(v: &Verdict) -> Option<ShareRecord> {
+    let id = v.id?;
+    let mut r = ShareRecord::zeroed();
+    r.id = id.to_le_bytes();
+    Some(r)
+}
+
+struct Sender {
+    producer: FutureProducer,
+    topic: String,
+    pending: Vec<DeliveryFuture>,
+}
+
+impl Sender {
+    /// Enqueues one message; waits (without reordering) while librdkafka's queue is full.
+    async fn produce(&mut self, topic: &str, key: &[u8], payload: &[u8]) -> anyhow::Result<()> {
+        loop {
+            let rec = FutureRecord::to(topic).key(key).payload(payload);
+            match self.producer.send_result(rec) {
+                Ok(f) => {
+                    self.pending.push(f);
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    self.drain(self.pending.len() / 2).await?;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => anyhow::bail!("cannot produce to {topic}: {e}"),
+            }
+        }
+    }
+
+    /// Waits for the oldest deliveries until at most `keep` are outstanding.
+    async fn drain(&mut self, keep: usize) -> anyhow::Result<i64> {
+        let mut last_ts = 0;
+        while self.pending.len() > keep {
+            let f = self.pending.remove(0);
+            match f.await {
+                Ok(Ok(d)) => last_ts = d.timestamp.to_millis().unwrap_or(0),
+                Ok(Err((e, _))) => anyhow::bail!("a message was not delivered: {e}"),
+                Err(_) => anyhow::bail!("the producer shut down before delivery"),
+            }
+        }
+        Ok(last_ts)
+    }
+}
+
+/// Sends a JSONL stream; returns counts.
+pub async fn run(
+    k: &KafkaConfig,
+    input: impl BufRead,
+    opts: &SendOptions,
+) -> anyhow::Result<SendSummary> {
+    let producer: FutureProducer = producer_config(k, "sharecheck-send")
+        .create()
+        .map_err(|e| anyhow::anyhow!("cannot create a Kafka producer: {e}"))?;
+    let mut s = Sender {
+        producer,
+        topic: k.topics.shares.clone(),
+        pending: Vec::new(),
+    };
+    let batch = opts.batch.max(1);
+    let mut sum = SendSummary::default();
+    // Open batches by key, and the order keys were opened in (flushed in that order).
+    let mut open: HashMap<Vec<u8>, Vec<ShareRecord>> = HashMap::new();
+    let mut order: Vec<Vec<u8>> = Vec::new();
+    let start = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut last_flush = Instant::now();
+
+    async fn flush_all(
+        s: &mut Sender,
+        open: &mut HashMap<Vec<u8>, Vec<ShareRecord>>,
+        order: &mut Vec<Vec<u8>>,
+        sum: &mut SendSummary,
+    ) -> anyhow::Result<()> {
+        let topic = s.topic.clone();
+        for key in order.drain(..) {
+            if let Some(recs) = open.remove(&key) {
+                if !recs.is_empty() {
+                    s.produce(&topic, &key, &encode_shares(&recs)).await?;
+                    sum.messages += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    for (n, line) in input.lines().enumerate() {
+        let line = line?;
+        let rec = match jsonl::parse_line(&line) {
+            jsonl::Line::Blank => continue,
+            jsonl::Line::Job(Ok(job)) => {
+                flush_all(&mut s, &mut open, &mut order, &mut sum).await?;
+                s.produce(&k.topics.jobs, job.job_id.as_bytes(), &encode_job(&job))
+                    .await?;
+                // The job (and everything before it) is acknowledged before the next share.
+                let ts = s.drain(0).await?;
+                // Shares after the job must be stamped after it (timestamps are in ms).
+                while now_ms() <= ts {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+                sum.jobs += 1;
+                continue;
+            }
+            jsonl::Line::Job(Err(e)) => {
+                eprintln!("sharecheck: line {}: job skipped: {e}", n + 1);
+                sum.bad_jobs += 1;
+                continue;
+            }
+            jsonl::Line::Share(Ok(rec)) => rec,
+            jsonl::Line::Share(Err(v)) => match malformed_record(&v) {
+                Some(r) => r,
+                None => {
+                    eprintln!(
+                        "sharecheck: line {}: share without a usable id skipped",
+                        n + 1
+                    );
+                    sum.skipped += 1;
+                    continue;
+                }
+            },
+        };
+        let key = share_key(&rec);
+        let full = {
+            let v = open.entry(key.clone()).or_insert_with(|| {
+                order.push(key.clone());
+                Vec::with_capacity(batch)
+            });
+            v.push(rec);
+            v.len() >= batch
+        };
+        sum.shares += 1;
+        if full {
+            let recs = open.remove(&key).unwrap_or_default();
+            order.retain(|x| *x != key);
+            s.produce(&k.topics.shares.clone(), &key, &encode_shares(&recs))
+                .await?;
+            sum.messages += 1;
+        }
+        if opts.rate > 0.0 {
+            // Paced: partial batches do not wait long, and the sender sleeps when ahead.
+            if last_flush.elapsed() >= Duration::from_millis(20) {
+                flush_all(&mut s, &mut open, &mut order, &mut sum).await?;
+                last_flush = Instant::now();
+            }
+            let due = Duration::from_secs_f64(sum.shares as f64 / opts.rate);
+            let ahead = due.saturating_sub(start.elapsed());
+            if ahead > Duration::from_millis(2) {
+                flush_all(&mut s, &mut open, &mut order, &mut sum).await?;
+                tokio::time::sleep(ahead).await;
+            }
+        }
+        if s.pending.len() > 20_000 {
+            s.drain(10_000).await?;
+        }
+        if last_progress.elapsed() >= opts.progress {
+            last_progress = Instant::now();
+            eprintln!(
+                "sharecheck: sent {} shares, {} jobs ({:.0} shares/s)",
+                sum.shares,
+                sum.jobs,
+                sum.shares as f64 / start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    flush_all(&mut s, &mut open, &mut order, &mut sum).await?;
+    s.drain(0).await?;
+    s.producer
+        .flush(Duration::from_secs(30))
+        .map_err(|e| anyhow::anyhow!("flushing the producer failed: {e}"))?;
+    sum.seconds = start.elapsed().as_secs_f64();
+    Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::binary::ShareTarget;
+
+    #[test]
+    fn keys_are_the_miner_session() {
+        let r = ShareRecord::stratum(
+            1,
+            "j",
+            &[1, 2, 3, 4],
+            &[9],
+            0,
+            0,
+            None,
+            ShareTarget::Difficulty(1.0),
+        );
+        assert_eq!(share_key(&r), vec![1, 2, 3, 4]);
+        let mut h = [0u8; 80];
+        h[4..36].fill(7);
+        let r = ShareRecord::header(2, &h, ShareTarget::Difficulty(1.0));
+        assert_eq!(share_key(&r), vec![7; 32]);
+        let m = malformed_record(&Verdict::malformed(
+            Some(5),
+            crate::model::Malformed::Text("x".into()),
+        ))
+        .unwrap();
+        assert!(m.check().is_err());
+        assert_eq!(m.id(), 5);
+    }
+}

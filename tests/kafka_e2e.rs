@@ -1,0 +1,52 @@
+//! End to end through a real broker: the generated workload sent through Kafka gets the same
+//! verdicts as `sharecheck verify` on the same file.
+
+mod kafka_support;
+use kafka_support::*;
+use std::time::Duration;
+
+#[test]
+fn kafka_verdicts_match_verify_by_share_id() {
+    let env = Env::new("e2e", "");
+    let file = env.gen(
+        "mixed.jsonl",
+        &["--mode", "mixed", "--shares", "3000", "--seed", "7"],
+    );
+    let expected = env.verify(&file);
+    assert_eq!(expected.len(), 3000);
+    env.send(&file, &["--batch", "50"]);
+    let mut node = env.node("node.log");
+    let got = env.receive(3000, 120, &[]);
+    let (got, repeats) = by_id(&got);
+    let (want, _) = by_id(&expected);
+    assert_eq!(repeats, 0, "a clean run repeats no verdict");
+    assert_eq!(got.len(), want.len());
+    let mut blocks = 0;
+    for (id, w) in &want {
+        let g = got
+            .get(id)
+            .unwrap_or_else(|| panic!("no verdict for share {id}"));
+        for field in ["status", "hash", "difficulty", "header"] {
+            assert_eq!(
+                g[field], w[field],
+                "share {id}: {field}: kafka {g} verify {w}"
+            );
+        }
+        if w["status"] == "block" {
+            blocks += 1;
+        }
+    }
+    // Every block also went to the blocks topic, with its header.
+    let msgs = env.read_messages(&env.topic("blocks"), blocks, Duration::from_secs(30));
+    assert_eq!(msgs.len(), blocks, "block messages");
+    for (_, payload, headers) in &msgs {
+        let v = sharecheck::wire::binary::decode_verdicts(payload).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].status, sharecheck::model::Status::Block);
+        assert!(v[0].header.is_some());
+        assert_eq!(headers["source_topic"], env.topic("shares"));
+    }
+    node.signal("TERM");
+    let st = node.wait_for(Duration::from_secs(10));
+    assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
+}

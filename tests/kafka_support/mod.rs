@@ -1,0 +1,346 @@
+//! Helpers for the tests against a real Kafka broker: the broker is started with
+//! scripts/kafka.sh (a no-op when it runs already), every test gets its own topics and
+//! consumer group, and the real `sharecheck` binary runs as node, sender and receiver.
+#![allow(dead_code)]
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub const BROKERS: &str = "127.0.0.1:9092";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sharecheck")
+}
+
+/// Starts the local broker once per test process.
+pub fn ensure_broker() {
+    static UP: Once = Once::new();
+    UP.call_once(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+        let out = Command::new(script)
+            .arg("up")
+            .output()
+            .expect("run scripts/kafka.sh up");
+        assert!(
+            out.status.success(),
+            "scripts/kafka.sh up failed (Java 17+ and Maven are needed):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// A child process killed when the test ends, whatever happens.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -{sig} {}", self.pid());
+    }
+
+    /// Waits for exit up to `limit`; None if still running.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One test's topics, group, config file and scratch directory.
+pub struct Env {
+    pub name: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub group: String,
+}
+
+impl Env {
+    /// `extra` is appended to the config file (TOML).
+    pub fn new(test: &str, extra: &str) -> Env {
+        ensure_broker();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("t{}-{}-{:x}", std::process::id(), test, nanos & 0xffff_ffff);
+        let dir = std::env::temp_dir().join(format!("sharecheck-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let group = format!("{name}.group");
+        let config = dir.join("sharecheck.toml");
+        // Short session timeout: after a kill -9 the group waits this long for the dead
+        // member before the restarted node gets the partitions.
+        let text = format!(
+            r#"
+[validation]
+stale_grace_ms = 0
+[kafka]
+brokers = "{BROKERS}"
+group_id = "{group}"
+[kafka.topics]
+shares = "{name}.shares"
+jobs = "{name}.jobs"
+verdicts = "{name}.verdicts"
+blocks = "{name}.blocks"
+dead_letter = "{name}.dead-letter"
+partitions = 4
+[kafka.consumer]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+[metrics]
+listen = ""
+{extra}
+"#
+        );
+        std::fs::write(&config, text).unwrap();
+        let env = Env {
+            name,
+            dir,
+            config,
+            group,
+        };
+        let out = env.cmd(&["topics", "create"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "topics create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env
+    }
+
+    pub fn topic(&self, which: &str) -> String {
+        format!("{}.{which}", self.name)
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--config").arg(&self.config).args(args);
+        c.env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn spawn(&self, args: &[&str], log: &str) -> Proc {
+        let log = self.dir.join(log);
+        let f = std::fs::File::create(&log).unwrap();
+        let child = self
+            .cmd(args)
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .expect("spawn sharecheck");
+        Proc { child, log }
+    }
+
+    pub fn node(&self, log: &str) -> Proc {
+        self.spawn(&["run"], log)
+    }
+
+    /// `sharecheck gen` into a file of the scratch dir.
+    pub fn gen(&self, file: &str, args: &[&str]) -> PathBuf {
+        let p = self.dir.join(file);
+        let out = Command::new(bin())
+            .args(["gen", "-o"])
+            .arg(&p)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        p
+    }
+
+    pub fn send(&self, file: &Path, args: &[&str]) {
+        let out = self.cmd(&["send"]).args(args).arg(file).output().unwrap();
+        assert!(
+            out.status.success(),
+            "send: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `sharecheck verify` on a file: verdict objects.
+    pub fn verify(&self, file: &Path) -> Vec<Value> {
+        let out = Command::new(bin())
+            .arg("verify")
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lines(&out.stdout)
+    }
+
+    /// `sharecheck receive --count N --timeout S`: verdict objects (fails the test on a
+    /// short count).
+    pub fn receive(&self, count: usize, timeout_s: u64, extra: &[&str]) -> Vec<Value> {
+        let out = self
+            .cmd(&[
+                "receive",
+                "--count",
+                &count.to_string(),
+                "--timeout",
+                &timeout_s.to_string(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let v = lines(&out.stdout);
+        assert!(
+            out.status.success(),
+            "receive got {} of {count} verdicts: {}",
+            v.len(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        v
+    }
+
+    /// A plain reader of every partition of `topic` from the beginning.
+    pub fn reader(&self, topic: &str) -> BaseConsumer {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", BROKERS)
+            .set("group.id", format!("{}.reader", self.name))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let md = c
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in md.topics()[0].partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+        c.assign(&tpl).unwrap();
+        c
+    }
+
+    /// Messages of a topic as (key, payload, headers), read until `n` arrived or `limit`.
+    pub fn read_messages(
+        &self,
+        topic: &str,
+        n: usize,
+        limit: Duration,
+    ) -> Vec<RawMessage> {
+        use rdkafka::message::Headers;
+        let c = self.reader(topic);
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::new();
+        while out.len() < n && Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                let mut h = HashMap::new();
+                if let Some(hs) = m.headers() {
+                    for x in hs.iter() {
+                        h.insert(
+                            x.key.to_string(),
+                            String::from_utf8_lossy(x.value.unwrap_or(&[])).into_owned(),
+                        );
+                    }
+                }
+                out.push((
+                    m.key().unwrap_or(&[]).to_vec(),
+                    m.payload().unwrap_or(&[]).to_vec(),
+                    h,
+                ));
+            }
+        }
+        out
+    }
+
+    /// Committed offsets of this test's group on the shares topic, and the end offsets.
+    pub fn committed_and_end(&self) -> (Vec<i64>, Vec<i64>) {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", BROKERS)
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let topic = self.topic("shares");
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for p in 0..4 {
+            tpl.add_partition(&topic, p);
+            ends.push(
+                c.fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .unwrap()
+                    .1,
+            );
+        }
+        let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+        let committed = got
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                // Nothing committed: fine for a partition that never had a message.
+                _ => 0,
+            })
+            .collect();
+        (committed, ends)
+    }
+}
+
+/// Key, payload and headers of a message.
+pub type RawMessage = (Vec<u8>, Vec<u8>, HashMap<String, String>);
+
+pub fn lines(b: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(b)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
+/// Verdicts by share id (the last one seen wins), and how many ids came more than once.
+pub fn by_id(vs: &[Value]) -> (HashMap<u64, Value>, usize) {
+    let mut m = HashMap::new();
+    let mut repeats = 0;
+    for v in vs {
+        if let Some(id) = v["id"].as_u64() {
+            if m.insert(id, v.clone()).is_some() {
+                repeats += 1;
+            }
+        }
+    }
+    (m, repeats)
+}
