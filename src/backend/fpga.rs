@@ -158,7 +158,10 @@ impl FpgaBackend {
                 }
                 let k = c2h.read(&mut out[got..]).context("reading FPGA results")?;
                 if k == 0 {
-                    bail!("the FPGA result stream closed after {} results", got / RESULT_RECORD);
+                    bail!(
+                        "the FPGA result stream closed after {} results",
+                        got / RESULT_RECORD
+                    );
                 }
                 got += k;
                 last = Instant::now();

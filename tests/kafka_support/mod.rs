@@ -256,12 +256,7 @@ listen = ""
     }
 
     /// Messages of a topic as (key, payload, headers), read until `n` arrived or `limit`.
-    pub fn read_messages(
-        &self,
-        topic: &str,
-        n: usize,
-        limit: Duration,
-    ) -> Vec<RawMessage> {
+    pub fn read_messages(&self, topic: &str, n: usize, limit: Duration) -> Vec<RawMessage> {
         use rdkafka::message::Headers;
         let c = self.reader(topic);
         let deadline = Instant::now() + limit;
