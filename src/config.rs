@@ -18,10 +18,15 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct BackendConfig {
     /// Backend name: `cpu` (fastest CPU path), `cpu:scalar`, `cpu:sha-ni`, `cpu:avx2`,
-    /// `cpu:avx512`. Default `cpu`.
+    /// `cpu:avx512`, `wgpu`, `opencl`, or `auto` (self-test and measure every available
+    /// backend at start, use the fastest). Default `cpu`.
     pub kind: String,
     /// Worker threads for the CPU backend; 0 = one per core. Default 0.
     pub threads: usize,
+    /// Device index for `wgpu` / `opencl`, as `sharecheck backends` lists them. Default 0.
+    pub device: usize,
+    /// Work items per work group for `wgpu` / `opencl`. Default 64.
+    pub work_group_size: u32,
     pub batch: BatchConfig,
 }
 
@@ -30,6 +35,8 @@ impl Default for BackendConfig {
         BackendConfig {
             kind: "cpu".into(),
             threads: 0,
+            device: 0,
+            work_group_size: 64,
             batch: BatchConfig::default(),
         }
     }
@@ -93,6 +100,10 @@ impl Config {
         anyhow::ensure!(
             self.backend.batch.max_shares > 0,
             "backend.batch.max_shares must be at least 1"
+        );
+        anyhow::ensure!(
+            self.backend.work_group_size > 0,
+            "backend.work_group_size must be at least 1"
         );
         anyhow::ensure!(
             matches!(self.log.format.as_str(), "text" | "json"),

@@ -24,9 +24,12 @@ struct Cli {
 enum Cmd {
     /// Validate shares from JSON Lines (FILE or stdin); one verdict line per share on stdout.
     Verify {
-        /// Backend: cpu, cpu:scalar, cpu:sha-ni, cpu:avx2, cpu:avx512.
+        /// Backend: cpu, cpu:scalar, cpu:sha-ni, cpu:avx2, cpu:avx512, wgpu, opencl, auto.
         #[arg(long)]
         backend: Option<String>,
+        /// Device index for wgpu / opencl (see `sharecheck backends`).
+        #[arg(long)]
+        device: Option<usize>,
         /// CPU worker threads (0 = one per core).
         #[arg(long)]
         threads: Option<usize>,
@@ -40,6 +43,22 @@ enum Cmd {
     Gen(GenArgs),
     /// Measure shares/s of each CPU path beside the sha2 and rust-bitcoin baselines.
     Bench(BenchArgs),
+    /// List every backend and device, available or not (and why), with its self-test result
+    /// and measured shares/s at the configured batch size.
+    Backends(BackendsArgs),
+}
+
+#[derive(clap::Args)]
+struct BackendsArgs {
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Batch size to measure at (default: backend.batch.max_shares).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 0.3)]
+    seconds: f64,
 }
 
 #[derive(clap::Args)]
@@ -124,12 +143,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Verify {
             backend,
+            device,
             threads,
             batch,
             file,
         } => {
             if let Some(b) = backend {
                 cfg.backend.kind = b;
+            }
+            if let Some(d) = device {
+                cfg.backend.device = d;
             }
             if let Some(t) = threads {
                 cfg.backend.threads = t;
@@ -138,7 +161,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.backend.batch.max_shares = b;
             }
             cfg.check()?;
-            let backend = sharecheck::backend::open(&cfg.backend.kind, cfg.backend.threads)?;
+            init_logging(&cfg.log);
+            let backend = sharecheck::backend::open_with(
+                &sharecheck::backend::Options::from_config(&cfg.backend),
+            )?;
             let started = std::time::Instant::now();
             let stdout = std::io::stdout().lock();
             let out = BufWriter::with_capacity(1 << 16, stdout);
@@ -215,7 +241,69 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("sharecheck: generated {n} shares (seed {})", a.seed);
         }
         Cmd::Bench(a) => bench(a)?,
+        Cmd::Backends(a) => {
+            init_logging(&cfg.log);
+            backends(&cfg, a)?
+        }
     }
+    Ok(())
+}
+
+/// Logs to stderr with the configured format and filter (RUST_LOG overrides the filter).
+fn init_logging(log: &sharecheck::config::LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second call (none today) would find a subscriber already set; that is fine.
+    let _ = if log.format == "json" {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
+}
+
+fn backends(cfg: &Config, a: BackendsArgs) -> anyhow::Result<()> {
+    let mut opts = sharecheck::backend::Options::from_config(&cfg.backend);
+    if let Some(b) = a.batch {
+        anyhow::ensure!(b > 0, "--batch must be > 0");
+        opts.batch = b;
+    }
+    opts.measure = std::time::Duration::from_secs_f64(a.seconds.max(0.01));
+    let probes = sharecheck::backend::select::probe_all(&opts, true);
+    if a.json {
+        for p in &probes {
+            println!("{}", serde_json::to_string(p)?);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:>6} {:<44} {:<9} {:<9} {:>12}  note",
+        "kind", "device", "name", "available", "self-test", "shares/s"
+    );
+    for p in &probes {
+        println!(
+            "{:<12} {:>6} {:<44} {:<9} {:<9} {:>12}  {}",
+            p.kind,
+            p.device
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into()),
+            p.name,
+            if p.available { "yes" } else { "no" },
+            match p.self_test {
+                Some(true) => "pass",
+                Some(false) => "FAIL",
+                None => "-",
+            },
+            p.shares_per_sec
+                .map(|r| format!("{r:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            p.reason.as_deref().unwrap_or(""),
+        );
+    }
+    println!("(measured on stratum shares at batch {})", opts.batch);
     Ok(())
 }
 
