@@ -42,9 +42,24 @@ fn cl_err(what: &str, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("opencl: {what}: {e}")
 }
 
+/// Serialises OpenCL discovery and setup within the process: the ICD loader's first
+/// clGetPlatformIDs is not thread-safe (two threads opening backends at once made one of them
+/// see no platform, or crash), and program builds share the platform compiler.
+static SETUP: Mutex<()> = Mutex::new(());
+
+fn setup_lock() -> std::sync::MutexGuard<'static, ()> {
+    // The guarded data is (): a panic while holding it leaves nothing inconsistent.
+    SETUP.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// All OpenCL devices of every platform, in the order `backend.device` indexes them; an error
 /// that says what to install when there is no OpenCL library or platform.
 pub fn device_ids() -> anyhow::Result<Vec<cl_device_id>> {
+    let _g = setup_lock();
+    device_ids_unlocked()
+}
+
+fn device_ids_unlocked() -> anyhow::Result<Vec<cl_device_id>> {
     let platforms = match opencl3::platform::get_platforms() {
         Ok(p) => p,
         Err(e) if e.0 == opencl3::error_codes::DLOPEN_RUNTIME_LOAD_FAILED => {
@@ -68,7 +83,8 @@ pub fn device_ids() -> anyhow::Result<Vec<cl_device_id>> {
 
 /// Every OpenCL device (with its platform), or why there are none.
 pub fn devices() -> anyhow::Result<Vec<DeviceDesc>> {
-    Ok(device_ids()?
+    let _g = setup_lock();
+    Ok(device_ids_unlocked()?
         .into_iter()
         .enumerate()
         .map(|(index, id)| {
@@ -131,7 +147,8 @@ impl OpenClBackend {
             "backend.work_group_size must be at least 1"
         );
         anyhow::ensure!(opts.chunk > 0, "the dispatch size must be at least 1 task");
-        let ids = device_ids()?;
+        let _g = setup_lock();
+        let ids = device_ids_unlocked()?;
         let Some(&id) = ids.get(opts.device) else {
             anyhow::bail!(
                 "opencl: backend.device = {} but only {} device(s) exist; see `sharecheck backends`",
