@@ -138,3 +138,67 @@ fn spot_check(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+
+    /// A backend that fails in a chosen way, to exercise the fallback without a device.
+    struct Broken(&'static str);
+
+    impl Backend for Broken {
+        fn name(&self) -> String {
+            format!("broken:{}", self.0)
+        }
+
+        fn hash(
+            &self,
+            _jobs: &[Arc<JobCtx>],
+            _tasks: &[HashTask],
+            out: &mut [State],
+        ) -> anyhow::Result<()> {
+            match self.0 {
+                "error" => anyhow::bail!("injected device error"),
+                "panic" => panic!("injected panic"),
+                _ => {
+                    // Well-formed but wrong hashes: only the spot check can see them.
+                    out.fill([7; 8]);
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_failure_is_redone_on_the_cpu_and_takes_the_backend_out() {
+        let f = crate::bench::stratum_fixture(100, 9);
+        let want: Vec<State> = f
+            .tasks
+            .iter()
+            .map(|t| crate::model::validate::reference_hash(&f.jobs, t))
+            .collect();
+        for how in ["error", "panic", "wrong"] {
+            let fb = Fallback::new(
+                Box::new(Broken(how)),
+                Box::new(CpuBackend::new(Some("scalar"), 1).unwrap()),
+            );
+            for _ in 0..3 {
+                let mut out = vec![[0; 8]; f.tasks.len()];
+                fb.hash(&f.jobs, &f.tasks, &mut out).unwrap();
+                assert_eq!(out, want, "{how}");
+            }
+            assert!(fb.primary_failed(), "{how}");
+            assert_eq!(
+                fb.failures(),
+                1,
+                "{how}: out of service after the first failure"
+            );
+            assert!(
+                fb.name().starts_with("cpu:scalar (after broken:"),
+                "{}",
+                fb.name()
+            );
+        }
+    }
+}

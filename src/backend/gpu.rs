@@ -183,8 +183,13 @@ pub fn unpack(
         if let Some(meta) = meta {
             let m = &meta[i];
             let v = U256::from_hash_state(o);
-            let want = (v <= m.share_target) as u32 * FLAG_SHARE
-                | (v <= m.network_target) as u32 * FLAG_NETWORK;
+            let mut want = 0;
+            if v <= m.share_target {
+                want |= FLAG_SHARE;
+            }
+            if v <= m.network_target {
+                want |= FLAG_NETWORK;
+            }
             anyhow::ensure!(
                 flags & 3 == want,
                 "task {i}: the device's target flags ({:#b}) disagree with the host's ({want:#b})",
