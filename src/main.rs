@@ -66,7 +66,8 @@ struct BenchArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
-    /// CPU paths to measure (comma-separated); default: every path this CPU supports.
+    /// Backends to measure (comma-separated): CPU paths (scalar, sha-ni, avx2, avx512), wgpu,
+    /// opencl, or all; default: every CPU path this CPU supports.
     #[arg(long)]
     backend: Option<String>,
     /// Batch sizes (comma-separated).
@@ -309,17 +310,29 @@ fn backends(cfg: &Config, a: BackendsArgs) -> anyhow::Result<()> {
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
     use sharecheck::bench::{self, BenchPlan, Figure};
-    let engines: Vec<&'static str> = match &a.backend {
-        None => sharecheck::sha256::available(),
-        Some(list) => list
-            .split(',')
-            .map(|n| {
-                let n = n.trim().trim_start_matches("cpu:");
-                sharecheck::sha256::engine(n).map(|e| e.name())
-            })
-            .collect::<Result<_, _>>()
-            .map_err(anyhow::Error::msg)?,
-    };
+    let mut engines: Vec<&'static str> = Vec::new();
+    // GPU APIs to measure: named ones must open; with `all`, those that cannot are skipped.
+    let mut gpus: Vec<(&str, bool)> = Vec::new();
+    match &a.backend {
+        None => engines = sharecheck::sha256::available(),
+        Some(list) => {
+            for n in list.split(',').map(str::trim) {
+                match n {
+                    "all" => {
+                        engines.extend(sharecheck::sha256::available());
+                        gpus.extend([("wgpu", false), ("opencl", false)]);
+                    }
+                    "wgpu" | "opencl" => gpus.push((n, true)),
+                    n => engines.push(
+                        sharecheck::sha256::engine(n.trim_start_matches("cpu:"))
+                            .map_err(anyhow::Error::msg)?
+                            .name(),
+                    ),
+                }
+            }
+        }
+    }
+    engines.dedup();
     // A fast wrong path must never be reported: check each against the reference first.
     for e in &engines {
         let b = sharecheck::backend::cpu::CpuBackend::new(Some(e), 1)?;
@@ -342,13 +355,27 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         "--batch sizes must be > 0"
     );
     let json = a.json;
-    let figs = bench::run(&plan, |f: &Figure| {
+    let report = |f: &Figure| {
         if json {
             println!("{}", serde_json::to_string(f).expect("figure serializes"));
         } else {
             eprint!(".");
         }
-    })?;
+    };
+    let mut figs = bench::run(&plan, report)?;
+    for (api, required) in gpus {
+        let g = sharecheck::backend::gpu::GpuOptions::default();
+        let opened = sharecheck::backend::select::open_gpu(api, &g).and_then(|b| {
+            // As for the CPU paths: never report a fast wrong backend.
+            sharecheck::backend::select::self_test(b.as_ref())?;
+            Ok(b)
+        });
+        match opened {
+            Ok(b) => figs.extend(bench::run_backend(b.as_ref(), &plan, report)?),
+            Err(e) if !required => eprintln!("\nsharecheck: {api} skipped: {e:#}"),
+            Err(e) => return Err(e),
+        }
+    }
     if json {
         return Ok(());
     }
@@ -364,6 +391,14 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 .map(|b| b.shares_per_sec)
                 .unwrap_or(f64::NAN)
         };
+        // A GPU backend's figure is per device, not per core.
+        if f.threads == 0 {
+            println!(
+                "{:<24} {:<8} {:>6} {:>7} {:>14.0} {:>14} {:>8} {:>8}",
+                f.backend, f.mode, f.batch, "-", f.shares_per_sec, "-", "-", "-"
+            );
+            continue;
+        }
         let per_core = f.shares_per_sec / f.threads as f64;
         println!(
             "{:<24} {:<8} {:>6} {:>7} {:>14.0} {:>14.0} {:>8.2} {:>8.2}",
