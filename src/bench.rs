@@ -314,6 +314,48 @@ pub fn run(plan: &BenchPlan, mut report: impl FnMut(&Figure)) -> anyhow::Result<
     Ok(all)
 }
 
+/// Measures an open backend (a GPU backend) at each batch size and mode of the plan; its
+/// figures carry `threads: 0` (one device, not a number of cores).
+pub fn run_backend(
+    backend: &dyn Backend,
+    plan: &BenchPlan,
+    mut report: impl FnMut(&Figure),
+) -> anyhow::Result<Vec<Figure>> {
+    let mut all = Vec::new();
+    let max_batch = plan.batches.iter().copied().max().unwrap_or(1);
+    for &mode in &plan.modes {
+        let fx = if mode == "header" {
+            header_fixture(max_batch, 7)
+        } else {
+            stratum_fixture(max_batch, 7)
+        };
+        for &batch in &plan.batches {
+            let mut out: Vec<State> = vec![[0; 8]; batch];
+            let tasks = &fx.tasks[..batch];
+            let mut err = None;
+            let rate = measure(plan.time, batch, || {
+                if err.is_none() {
+                    err = backend.hash(&fx.jobs, tasks, &mut out).err();
+                }
+                std::hint::black_box(&out);
+            });
+            if let Some(e) = err {
+                return Err(e.context(format!("{} failed while measured", backend.name())));
+            }
+            let fig = Figure {
+                backend: backend.name(),
+                mode,
+                batch,
+                threads: 0,
+                shares_per_sec: rate,
+            };
+            report(&fig);
+            all.push(fig);
+        }
+    }
+    Ok(all)
+}
+
 /// Checks a fixture's hashes against the scalar reference (used by tests and before
 /// benchmarking, so a fast wrong path is never reported).
 pub fn check_against_reference(backend: &dyn Backend, f: &Fixture) -> anyhow::Result<()> {

@@ -21,7 +21,8 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct BackendConfig {
     /// Backend name: `cpu` (fastest CPU path), `cpu:scalar`, `cpu:sha-ni`, `cpu:avx2`,
-    /// `cpu:avx512`. Default `cpu`.
+    /// `cpu:avx512`, `wgpu`, `opencl`, or `auto` (self-test and measure every available
+    /// backend at start, use the fastest). Default `cpu`.
     pub kind: String,
     /// Worker threads for the CPU backend; 0 = one per core. Default 0.
     pub threads: usize,
@@ -29,7 +30,13 @@ pub struct BackendConfig {
     /// With 2 or more, the next batch is prepared while one is hashed; when the limit is
     /// reached the node pauses its partitions. Default 2.
     pub inflight: usize,
+    /// Device index for `wgpu` / `opencl`, as `sharecheck backends` lists them. Default 0.
+    pub device: usize,
+    /// Work items per work group for `wgpu` / `opencl`. Default 64.
+    pub work_group_size: u32,
     pub batch: BatchConfig,
+    /// The FPGA card's streams (`kind = "fpga"`).
+    pub fpga: crate::backend::fpga::FpgaConfig,
 }
 
 impl Default for BackendConfig {
@@ -38,7 +45,10 @@ impl Default for BackendConfig {
             kind: "cpu".into(),
             threads: 0,
             inflight: 2,
+            device: 0,
+            work_group_size: 64,
             batch: BatchConfig::default(),
+            fpga: Default::default(),
         }
     }
 }
@@ -192,6 +202,10 @@ impl Config {
         anyhow::ensure!(
             self.backend.batch.max_shares > 0,
             "backend.batch.max_shares must be at least 1"
+        );
+        anyhow::ensure!(
+            self.backend.work_group_size > 0,
+            "backend.work_group_size must be at least 1"
         );
         anyhow::ensure!(
             matches!(self.log.format.as_str(), "text" | "json"),

@@ -27,9 +27,12 @@ struct Cli {
 enum Cmd {
     /// Validate shares from JSON Lines (FILE or stdin); one verdict line per share on stdout.
     Verify {
-        /// Backend: cpu, cpu:scalar, cpu:sha-ni, cpu:avx2, cpu:avx512.
+        /// Backend: cpu, cpu:scalar, cpu:sha-ni, cpu:avx2, cpu:avx512, wgpu, opencl, auto.
         #[arg(long)]
         backend: Option<String>,
+        /// Device index for wgpu / opencl (see `sharecheck backends`).
+        #[arg(long)]
+        device: Option<usize>,
         /// CPU worker threads (0 = one per core).
         #[arg(long)]
         threads: Option<usize>,
@@ -82,6 +85,9 @@ enum Cmd {
         #[arg(long)]
         backend: Option<String>,
     },
+    /// List every backend and device, available or not (and why), with its self-test result
+    /// and measured shares/s at the configured batch size.
+    Backends(BackendsArgs),
 }
 
 #[derive(Subcommand)]
@@ -92,11 +98,25 @@ enum TopicsCmd {
 }
 
 #[derive(clap::Args)]
+struct BackendsArgs {
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Batch size to measure at (default: backend.batch.max_shares).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 0.3)]
+    seconds: f64,
+}
+
+#[derive(clap::Args)]
 struct BenchArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
-    /// CPU paths to measure (comma-separated); default: every path this CPU supports.
+    /// Backends to measure (comma-separated): CPU paths (scalar, sha-ni, avx2, avx512), wgpu,
+    /// opencl, or all; default: every CPU path this CPU supports.
     #[arg(long)]
     backend: Option<String>,
     /// Batch sizes (comma-separated).
@@ -176,12 +196,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Verify {
             backend,
+            device,
             threads,
             batch,
             file,
         } => {
             if let Some(b) = backend {
                 cfg.backend.kind = b;
+            }
+            if let Some(d) = device {
+                cfg.backend.device = d;
             }
             if let Some(t) = threads {
                 cfg.backend.threads = t;
@@ -190,7 +214,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.backend.batch.max_shares = b;
             }
             cfg.check()?;
-            let backend = sharecheck::backend::open(&cfg.backend.kind, cfg.backend.threads)?;
+            init_logging(&cfg)?;
+            let backend = sharecheck::backend::open_with(
+                &sharecheck::backend::Options::from_config(&cfg.backend),
+            )?;
             let started = std::time::Instant::now();
             let stdout = std::io::stdout().lock();
             let out = BufWriter::with_capacity(1 << 16, stdout);
@@ -374,6 +401,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&cfg)?;
             run_node(cfg)?;
         }
+        Cmd::Backends(a) => {
+            init_logging(&cfg)?;
+            backends(&cfg, a)?
+        }
     }
     Ok(())
 }
@@ -404,7 +435,9 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
 
 fn run_node(cfg: Config) -> anyhow::Result<()> {
     use std::sync::Arc;
-    let backend = sharecheck::backend::open(&cfg.backend.kind, cfg.backend.threads)?;
+    let backend = sharecheck::backend::open_with(&sharecheck::backend::Options::from_config(
+        &cfg.backend,
+    ))?;
     let rt = runtime()?;
     rt.block_on(async move {
         let metrics = Arc::new(sharecheck::metrics::Metrics::new());
@@ -440,19 +473,73 @@ fn run_node(cfg: Config) -> anyhow::Result<()> {
     })
 }
 
+fn backends(cfg: &Config, a: BackendsArgs) -> anyhow::Result<()> {
+    let mut opts = sharecheck::backend::Options::from_config(&cfg.backend);
+    if let Some(b) = a.batch {
+        anyhow::ensure!(b > 0, "--batch must be > 0");
+        opts.batch = b;
+    }
+    opts.measure = std::time::Duration::from_secs_f64(a.seconds.max(0.01));
+    let probes = sharecheck::backend::select::probe_all(&opts, true);
+    if a.json {
+        for p in &probes {
+            println!("{}", serde_json::to_string(p)?);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:>6} {:<44} {:<9} {:<9} {:>12}  note",
+        "kind", "device", "name", "available", "self-test", "shares/s"
+    );
+    for p in &probes {
+        println!(
+            "{:<12} {:>6} {:<44} {:<9} {:<9} {:>12}  {}",
+            p.kind,
+            p.device
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into()),
+            p.name,
+            if p.available { "yes" } else { "no" },
+            match p.self_test {
+                Some(true) => "pass",
+                Some(false) => "FAIL",
+                None => "-",
+            },
+            p.shares_per_sec
+                .map(|r| format!("{r:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            p.reason.as_deref().unwrap_or(""),
+        );
+    }
+    println!("(measured on stratum shares at batch {})", opts.batch);
+    Ok(())
+}
+
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
     use sharecheck::bench::{self, BenchPlan, Figure};
-    let engines: Vec<&'static str> = match &a.backend {
-        None => sharecheck::sha256::available(),
-        Some(list) => list
-            .split(',')
-            .map(|n| {
-                let n = n.trim().trim_start_matches("cpu:");
-                sharecheck::sha256::engine(n).map(|e| e.name())
-            })
-            .collect::<Result<_, _>>()
-            .map_err(anyhow::Error::msg)?,
-    };
+    let mut engines: Vec<&'static str> = Vec::new();
+    // GPU APIs to measure: named ones must open; with `all`, those that cannot are skipped.
+    let mut gpus: Vec<(&str, bool)> = Vec::new();
+    match &a.backend {
+        None => engines = sharecheck::sha256::available(),
+        Some(list) => {
+            for n in list.split(',').map(str::trim) {
+                match n {
+                    "all" => {
+                        engines.extend(sharecheck::sha256::available());
+                        gpus.extend([("wgpu", false), ("opencl", false)]);
+                    }
+                    "wgpu" | "opencl" => gpus.push((n, true)),
+                    n => engines.push(
+                        sharecheck::sha256::engine(n.trim_start_matches("cpu:"))
+                            .map_err(anyhow::Error::msg)?
+                            .name(),
+                    ),
+                }
+            }
+        }
+    }
+    engines.dedup();
     // A fast wrong path must never be reported: check each against the reference first.
     for e in &engines {
         let b = sharecheck::backend::cpu::CpuBackend::new(Some(e), 1)?;
@@ -475,13 +562,27 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         "--batch sizes must be > 0"
     );
     let json = a.json;
-    let figs = bench::run(&plan, |f: &Figure| {
+    let report = |f: &Figure| {
         if json {
             println!("{}", serde_json::to_string(f).expect("figure serializes"));
         } else {
             eprint!(".");
         }
-    })?;
+    };
+    let mut figs = bench::run(&plan, report)?;
+    for (api, required) in gpus {
+        let g = sharecheck::backend::gpu::GpuOptions::default();
+        let opened = sharecheck::backend::select::open_gpu(api, &g).and_then(|b| {
+            // As for the CPU paths: never report a fast wrong backend.
+            sharecheck::backend::select::self_test(b.as_ref())?;
+            Ok(b)
+        });
+        match opened {
+            Ok(b) => figs.extend(bench::run_backend(b.as_ref(), &plan, report)?),
+            Err(e) if !required => eprintln!("\nsharecheck: {api} skipped: {e:#}"),
+            Err(e) => return Err(e),
+        }
+    }
     if json {
         return Ok(());
     }
@@ -497,6 +598,14 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 .map(|b| b.shares_per_sec)
                 .unwrap_or(f64::NAN)
         };
+        // A GPU backend's figure is per device, not per core.
+        if f.threads == 0 {
+            println!(
+                "{:<24} {:<8} {:>6} {:>7} {:>14.0} {:>14} {:>8} {:>8}",
+                f.backend, f.mode, f.batch, "-", f.shares_per_sec, "-", "-", "-"
+            );
+            continue;
+        }
         let per_core = f.shares_per_sec / f.threads as f64;
         println!(
             "{:<24} {:<8} {:>6} {:>7} {:>14.0} {:>14.0} {:>8.2} {:>8.2}",

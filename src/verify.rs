@@ -57,7 +57,7 @@ pub fn run(
     let mut flush = |batch: &mut Batch, out: &mut dyn Write, summary: &mut Summary| {
         hashes.clear();
         hashes.resize(batch.tasks.len(), [0; 8]);
-        backend.hash(&batch.jobs, &batch.tasks, &mut hashes)?;
+        backend.hash_checked(&batch.jobs, &batch.tasks, batch.meta(), &mut hashes)?;
         for v in batch.finish(&hashes) {
             *summary.by_status.entry(v.status).or_default() += 1;
             out.write_all(jsonl::verdict_json(&v).as_bytes())?;

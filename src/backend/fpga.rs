@@ -13,6 +13,7 @@
 
 use super::Backend;
 use crate::model::target::{target_from_compact, U256};
+use crate::model::validate::TaskMeta;
 use crate::model::{HashTask, JobCtx};
 use crate::sha256::{soft, Engine, State};
 use anyhow::{bail, Context};
@@ -195,13 +196,36 @@ impl Backend for FpgaBackend {
         tasks: &[HashTask],
         out: &mut [State],
     ) -> anyhow::Result<()> {
+        self.run(jobs, tasks, None, out)
+    }
+
+    fn hash_checked(
+        &self,
+        jobs: &[Arc<JobCtx>],
+        tasks: &[HashTask],
+        meta: &[TaskMeta],
+        out: &mut [State],
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(meta.len() == tasks.len(), "one target set per task");
+        self.run(jobs, tasks, Some(meta), out)
+    }
+}
+
+impl FpgaBackend {
+    /// Hashes on the card. With `meta`, the card also compares against each share target and
+    /// both of its flags are checked; without, only the network flag is.
+    fn run(
+        &self,
+        jobs: &[Arc<JobCtx>],
+        tasks: &[HashTask],
+        meta: Option<&[TaskMeta]>,
+        out: &mut [State],
+    ) -> anyhow::Result<()> {
         anyhow::ensure!(out.len() == tasks.len(), "one output per task");
         if tasks.is_empty() {
             return Ok(());
         }
-        // Headers (the CPU does the stratum work), then one record per task. The share
-        // target is not part of a hash task, so the share flag is not used here; the card
-        // still decides the network flag, which is checked below.
+        // Headers (the CPU does the stratum work), then one record per task.
         let mut headers = vec![[0u32; 20]; tasks.len()];
         for (t, h) in tasks
             .chunks(super::cpu::CHUNK)
@@ -213,7 +237,8 @@ impl Backend for FpgaBackend {
         let mut net_targets = Vec::with_capacity(tasks.len());
         for (i, h) in headers.iter().enumerate() {
             let bytes = crate::model::job::header_bytes(h);
-            work.extend_from_slice(&work_record(i as u64, &bytes, &U256::ZERO));
+            let share_target = meta.map_or(U256::ZERO, |m| m[i].share_target);
+            work.extend_from_slice(&work_record(i as u64, &bytes, &share_target));
             // Valid by construction: the validator rejected shares with bad nbits.
             net_targets.push(target_from_compact(h[18].swap_bytes()).unwrap_or(U256::ZERO));
         }
@@ -238,10 +263,14 @@ impl Backend for FpgaBackend {
             }
             let digest: [u8; 32] = rec[16..48].try_into().expect("32");
             let state = soft::state_from_bytes(&digest);
+            let value = U256::from_hash_state(&state);
             let meets_network = rec[8] & 2 != 0;
-            if meets_network != (U256::from_hash_state(&state) <= net_targets[i]) {
+            let meets_share = rec[8] & 1 != 0;
+            if meets_network != (value <= net_targets[i])
+                || meta.is_some_and(|m| meets_share != (value <= m[i].share_target))
+            {
                 *guard = None;
-                bail!("FPGA network-target flag of result {i} disagrees with its hash");
+                bail!("FPGA target flags of result {i} disagree with its hash");
             }
             out[i] = state;
         }

@@ -3,11 +3,19 @@
 //! stays in [`crate::model::validate`], so every backend gives the same verdicts.
 
 pub mod cpu;
+pub mod fallback;
 pub mod fpga;
+pub mod gpu;
+pub mod opencl;
+pub mod select;
+pub mod wgpu;
 
+use crate::model::validate::TaskMeta;
 use crate::model::{HashTask, JobCtx};
 use crate::sha256::State;
 use std::sync::Arc;
+
+pub use select::{open_with, Options};
 
 /// A hashing backend.
 pub trait Backend: Send + Sync {
@@ -22,23 +30,42 @@ pub trait Backend: Send + Sync {
         tasks: &[HashTask],
         out: &mut [State],
     ) -> anyhow::Result<()>;
+
+    /// Like [`Backend::hash`], given each task's targets too (`meta[i]` for `tasks[i]`). A
+    /// backend that compares against the targets on its device (the GPU backends) checks its
+    /// comparisons against the host's own reading of the returned hashes and fails the batch
+    /// on any disagreement; the others just hash.
+    fn hash_checked(
+        &self,
+        jobs: &[Arc<JobCtx>],
+        tasks: &[HashTask],
+        meta: &[TaskMeta],
+        out: &mut [State],
+    ) -> anyhow::Result<()> {
+        let _ = meta;
+        self.hash(jobs, tasks, out)
+    }
 }
 
 /// Backend names `open` understands.
-pub const NAMES: &[&str] = &["cpu", "cpu:scalar", "cpu:sha-ni", "cpu:avx512", "cpu:avx2"];
+pub const NAMES: &[&str] = &[
+    "auto",
+    "cpu",
+    "cpu:scalar",
+    "cpu:sha-ni",
+    "cpu:avx512",
+    "cpu:avx2",
+    "wgpu",
+    "opencl",
+    "fpga",
+];
 
-/// Opens a backend by name. `threads` = 0 means one per core.
+/// Opens a backend by name with default device settings. `threads` = 0 means one per core.
+/// See [`open_with`] for the GPU settings.
 pub fn open(name: &str, threads: usize) -> anyhow::Result<Box<dyn Backend>> {
-    match name {
-        "cpu" => Ok(Box::new(cpu::CpuBackend::new(None, threads)?)),
-        n if n.starts_with("cpu:") => Ok(Box::new(cpu::CpuBackend::new(Some(&n[4..]), threads)?)),
-        "wgpu" | "opencl" | "fpga" => anyhow::bail!(
-            "backend {name:?} is not built yet; available now: {}",
-            NAMES.join(", ")
-        ),
-        _ => anyhow::bail!(
-            "unknown backend {name:?}; choose one of: {}",
-            NAMES.join(", ")
-        ),
-    }
+    open_with(&Options {
+        kind: name.to_string(),
+        threads,
+        ..Options::default()
+    })
 }

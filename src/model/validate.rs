@@ -131,6 +131,12 @@ impl Batch {
         self.slots.is_empty()
     }
 
+    /// The targets of the queued tasks (`meta()[i]` for `tasks[i]`), for backends that compare
+    /// on the device.
+    pub fn meta(&self) -> &[TaskMeta] {
+        &self.meta
+    }
+
     /// Appends a verdict decided outside the validator (e.g. a line that is not JSON).
     pub fn push_verdict(&mut self, v: Verdict) {
         self.slots.push(Slot::Done(v));

@@ -1,0 +1,57 @@
+//! The OpenCL backend for real (on PoCL where there is no GPU): see tests/common/gpu.rs.
+
+#[path = "common/gpu.rs"]
+mod gpu;
+use gpu::Api;
+
+const API: Api = Api::OpenCl;
+
+#[test]
+fn differential_random_shares() {
+    gpu::differential(API, 100_000, 64, 16_384, 1);
+}
+
+#[test]
+fn differential_small_batches_many_jobs() {
+    gpu::differential(API, 5_000, 300, 333, 2);
+}
+
+#[test]
+fn odd_batch_sizes() {
+    gpu::odd_batch_sizes(API);
+}
+
+#[test]
+fn verify_matches_cpu() {
+    gpu::verify_matches_cpu(API);
+}
+
+#[test]
+fn cli_verify_matches_cpu() {
+    gpu::cli_verify_matches_cpu(API);
+}
+
+#[test]
+fn broken_kernels_fall_back_to_the_cpu() {
+    gpu::broken_kernels_fall_back(
+        API,
+        &[
+            (
+                "wrong flags",
+                "if (meets(hs, targets + idx * 16)) flags",
+                "if (!meets(hs, targets + idx * 16)) flags",
+            ),
+            (
+                "missing work item",
+                "if (idx >= n) return;",
+                "if (idx >= n || idx == 5) return;",
+            ),
+            ("wrong hash", "s[0] = 0x6a09e667u;", "s[0] = 0x6a09e668u;"),
+        ],
+    );
+}
+
+#[test]
+fn bad_device_index_is_an_error() {
+    gpu::bad_device_index_is_an_error(API);
+}
