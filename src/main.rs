@@ -435,9 +435,8 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
 
 fn run_node(cfg: Config) -> anyhow::Result<()> {
     use std::sync::Arc;
-    let backend = sharecheck::backend::open_with(&sharecheck::backend::Options::from_config(
-        &cfg.backend,
-    ))?;
+    let backend =
+        sharecheck::backend::open_with(&sharecheck::backend::Options::from_config(&cfg.backend))?;
     let rt = runtime()?;
     rt.block_on(async move {
         let metrics = Arc::new(sharecheck::metrics::Metrics::new());

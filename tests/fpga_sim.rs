@@ -215,3 +215,78 @@ fn missing_or_lost_card_is_an_error() {
     card.child.wait().unwrap();
     assert!(b.hash(&fx.jobs, &fx.tasks, &mut out).is_err());
 }
+
+/// `sharecheck verify --backend fpga` (the config names the simulator's pipes) prints the
+/// CPU's verdicts.
+#[test]
+fn cli_verify_backend_fpga() {
+    let card = Card::start("cli");
+    let cfg_path = card.dir.join("fpga.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[backend.fpga]\nh2c = {:?}\nc2h = {:?}\n",
+            card.dir.join("h2c"),
+            card.dir.join("c2h")
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_sharecheck");
+    let gen = Command::new(bin)
+        .args([
+            "gen", "--shares", "800", "--mode", "mixed", "--blocks", "0.02", "--seed", "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(gen.status.success());
+    let input = card.dir.join("in.jsonl");
+    std::fs::write(&input, &gen.stdout).unwrap();
+    let run = |backend: &str| {
+        let o = Command::new(bin)
+            .args([
+                "--config",
+                cfg_path.to_str().unwrap(),
+                "verify",
+                "--backend",
+                backend,
+            ])
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    };
+    let (fpga, err) = run("fpga");
+    assert!(err.contains("[fpga"), "{err}");
+    let (cpu, _) = run("cpu");
+    assert_eq!(fpga, cpu);
+}
+
+/// Through backend selection the card sits behind the CPU fallback: when it is lost mid-run,
+/// the batch is redone on the CPU and every verdict is still right.
+#[test]
+fn lost_card_falls_back_to_the_cpu() {
+    let mut card = Card::start("fallback");
+    let opts = sharecheck::backend::Options {
+        kind: "fpga".into(),
+        threads: 1,
+        fpga: fifo_config(&card.dir, 1000),
+        ..Default::default()
+    };
+    let b = sharecheck::backend::open_with(&opts).unwrap();
+    let fx = sharecheck::bench::stratum_fixture(300, 9);
+    let mut out = vec![[0u32; 8]; 300];
+    b.hash(&fx.jobs, &fx.tasks, &mut out).unwrap();
+    card.child.kill().unwrap();
+    card.child.wait().unwrap();
+    let mut out2 = vec![[0u32; 8]; 300];
+    b.hash(&fx.jobs, &fx.tasks, &mut out2).unwrap();
+    for (i, (a, c)) in out.iter().zip(&out2).enumerate() {
+        let want = reference_hash(&fx.jobs, &fx.tasks[i]);
+        assert_eq!(*a, want);
+        assert_eq!(*c, want);
+    }
+}

@@ -94,7 +94,8 @@ pub fn open_with(opts: &Options) -> anyhow::Result<Box<dyn Backend>> {
         }
         "auto" => auto(opts),
         "fpga" => {
-            let card: Box<dyn Backend> = Box::new(super::fpga::FpgaBackend::new(opts.fpga.clone())?);
+            let card: Box<dyn Backend> =
+                Box::new(super::fpga::FpgaBackend::new(opts.fpga.clone())?);
             self_test(card.as_ref()).map_err(|e| {
                 anyhow::anyhow!("the FPGA failed its self-test, so it is not used: {e:#}")
             })?;
