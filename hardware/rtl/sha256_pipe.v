@@ -8,7 +8,10 @@
 `default_nettype none
 
 module sha256_pipe #(
-    parameter META_W = 1
+    parameter META_W = 1,
+    // Round stages built. 64 is SHA-256; fewer exist only for timing and area studies of a
+    // small slice of the pipeline (hardware/synth), whose output is not a hash.
+    parameter ROUNDS = 64
 ) (
     input  wire              clk,
     input  wire              rst,
@@ -46,12 +49,12 @@ module sha256_pipe #(
     // Stage buses: slice 0 is the pipeline input, slice t+1 the registered output of round t
     // (flat vectors rather than arrays, which every Verilog tool accepts).
     localparam SW = 256 + 512 + 256 + META_W + 1;
-    wire [SW*65-1:0] bus;
+    wire [SW*(ROUNDS+1)-1:0] bus;
     assign bus[SW-1:0] = {in_state, in_block, in_state, in_meta, in_valid};
 
     genvar t;
     generate
-        for (t = 0; t < 64; t = t + 1) begin : round
+        for (t = 0; t < ROUNDS; t = t + 1) begin : round
             wire [SW-1:0] cur = bus[SW*t +: SW];
             wire [255:0] st = cur[SW-1 -: 256];
             wire [511:0] win = cur[SW-257 -: 512];
@@ -66,7 +69,7 @@ module sha256_pipe #(
             wire [31:0] w14 = win[63:32];
             wire [31:0] s1 = {e[5:0], e[31:6]} ^ {e[10:0], e[31:11]} ^ {e[24:0], e[31:25]};
             wire [31:0] ch = (e & f) ^ (~e & g);
-            wire [31:0] t1 = h + s1 + ch + k(t) + w0;
+            wire [31:0] t1 = h + s1 + ch + k(t[5:0]) + w0;
             wire [31:0] s0 = {a[1:0], a[31:2]} ^ {a[12:0], a[31:13]} ^ {a[21:0], a[31:22]};
             wire [31:0] maj = (a & b) ^ (a & c) ^ (b & c);
             wire [31:0] t2 = s0 + maj;
@@ -90,7 +93,7 @@ module sha256_pipe #(
 
     // Feed-forward: add the chaining value word by word.
     /* verilator lint_off UNUSEDSIGNAL */
-    wire [SW-1:0] last = bus[SW*64 +: SW];  // the message window is not needed after round 63
+    wire [SW-1:0] last = bus[SW*ROUNDS +: SW];  // the message window is not needed after round 63
     /* verilator lint_on UNUSEDSIGNAL */
     wire [255:0] last_st = last[SW-1 -: 256];
     wire [255:0] last_init = last[SW-769 -: 256];
