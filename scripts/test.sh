@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test, with the real parts they need: installs what this machine lacks (Debian
+# packages: Java and Maven for the Kafka broker, Mesa's lavapipe and PoCL for the GPU code
+# paths, Verilator for the simulated FPGA card), starts the local Kafka broker, then
+# `cargo test`. Extra arguments go to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs="mesa-vulkan-drivers pocl-opencl-icd ocl-icd-libopencl1 verilator"
+command -v java >/dev/null 2>&1 || pkgs="$pkgs openjdk-17-jre-headless"
+command -v mvn >/dev/null 2>&1 || pkgs="$pkgs maven"
+missing=""
+for p in $pkgs; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "== installing:$missing"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y $missing
+fi
+# Mesa warns without a runtime directory.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+
+# The Kafka tests start the broker themselves; starting it here keeps its first download
+# (Maven) out of any test's time limit.
+scripts/kafka.sh up
+cargo test "$@"
