@@ -206,6 +206,26 @@ pub fn next_tag(tag: &mut u32) -> u32 {
     *tag
 }
 
+/// Buffer capacities (tasks, job-table words) for a batch, given the current ones: grown
+/// geometrically so that a slowly rising batch size does not reallocate each time, tasks capped
+/// at one dispatch (`chunk`) unless the batch itself needs more.
+pub fn grown_capacity(
+    tasks: usize,
+    job_words: usize,
+    old: Option<(usize, usize)>,
+    chunk: usize,
+) -> (usize, usize) {
+    let (old_t, old_j) = old.unwrap_or((0, 0));
+    let task_cap = tasks
+        .max(old_t)
+        .max(256)
+        .next_power_of_two()
+        .min(chunk)
+        .max(tasks);
+    let job_cap = job_words.max(old_j).max(1024).next_power_of_two();
+    (task_cap, job_cap)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -341,19 +341,8 @@ impl WgpuBackend {
                 return Ok(());
             }
         }
-        let (old_t, old_j) = inner
-            .bufs
-            .as_ref()
-            .map(|b| (b.task_cap, b.job_cap))
-            .unwrap_or((0, 0));
-        // Grow geometrically so that a slowly rising batch size does not reallocate each time.
-        let task_cap = tasks
-            .max(old_t)
-            .max(256)
-            .next_power_of_two()
-            .min(self.chunk());
-        let task_cap = task_cap.max(tasks);
-        let job_cap = job_words.max(old_j).max(1024).next_power_of_two();
+        let old = inner.bufs.as_ref().map(|b| (b.task_cap, b.job_cap));
+        let (task_cap, job_cap) = gpu::grown_capacity(tasks, job_words, old, self.chunk());
         let job_bytes = (job_cap * 4) as u64;
         anyhow::ensure!(
             job_bytes <= self.max_binding,
