@@ -1,6 +1,7 @@
 //! Shares/s of each CPU path (header and stratum mode, several batch sizes, one thread and
 //! all threads) beside the baselines measured in the same run: the sha2 crate and
-//! rust-bitcoin. Run: `cargo bench --bench shares` (add `-- header` or `-- stratum` to filter).
+//! rust-bitcoin, and the GPU backends where a device exists. Run: `cargo bench --bench shares`
+//! (add `-- header`, `-- stratum` or `-- gpu` to filter).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sharecheck::backend::cpu::CpuBackend;
@@ -54,6 +55,42 @@ fn paths(c: &mut Criterion, mode: &str, fx: &Fixture) {
     g.finish();
 }
 
+/// GPU backends (wgpu, OpenCL) per batch size and mode. Skipped, with a line saying why, where
+/// no Vulkan or OpenCL device exists. On lavapipe/PoCL these figures are CPU emulation.
+/// Run: `XDG_RUNTIME_DIR=/tmp cargo bench --bench shares -- gpu`.
+fn gpu(c: &mut Criterion) {
+    const GPU_BATCHES: [usize; 4] = [1 << 10, 1 << 14, 1 << 18, 1 << 20];
+    let max = *GPU_BATCHES.iter().max().expect("batches");
+    let fixtures = [
+        ("header", bench::header_fixture(max, 7)),
+        ("stratum", bench::stratum_fixture(max, 7)),
+    ];
+    for api in ["wgpu", "opencl"] {
+        let b = match sharecheck::backend::select::open_gpu(api, &Default::default()) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("gpu/{api}: skipped: {e:#}");
+                continue;
+            }
+        };
+        for (mode, fx) in &fixtures {
+            let mut g = c.benchmark_group(format!("gpu/{mode}"));
+            g.sample_size(10);
+            g.measurement_time(Duration::from_secs(3));
+            g.warm_up_time(Duration::from_millis(300));
+            for batch in GPU_BATCHES {
+                let tasks = &fx.tasks[..batch];
+                let mut out = vec![[0u32; 8]; batch];
+                g.throughput(Throughput::Elements(batch as u64));
+                g.bench_with_input(BenchmarkId::new(b.name(), batch), &batch, |bench, _| {
+                    bench.iter(|| b.hash(&fx.jobs, tasks, &mut out).expect("gpu backend"))
+                });
+            }
+            g.finish();
+        }
+    }
+}
+
 fn header(c: &mut Criterion) {
     paths(c, "header", &bench::header_fixture(32768, 7));
 }
@@ -62,5 +99,5 @@ fn stratum(c: &mut Criterion) {
     paths(c, "stratum", &bench::stratum_fixture(32768, 7));
 }
 
-criterion_group!(benches, header, stratum);
+criterion_group!(benches, header, stratum, gpu);
 criterion_main!(benches);
