@@ -226,6 +226,21 @@ pub fn grown_capacity(
     (task_cap, job_cap)
 }
 
+/// The checks both GPU backends make before a batch: one output (and, when given, one target
+/// pair) per task, and every task's job index inside the job table.
+pub fn check_batch(
+    jobs: &[Arc<JobCtx>],
+    tasks: &[HashTask],
+    meta: Option<&[TaskMeta]>,
+    out: &[State],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(out.len() == tasks.len(), "one output per task");
+    if let Some(m) = meta {
+        anyhow::ensure!(m.len() == tasks.len(), "one target pair per task");
+    }
+    check_tasks(jobs, tasks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -257,14 +257,10 @@ impl OpenClBackend {
         meta: Option<&[TaskMeta]>,
         out: &mut [State],
     ) -> anyhow::Result<()> {
-        anyhow::ensure!(out.len() == tasks.len(), "one output per task");
-        if let Some(m) = meta {
-            anyhow::ensure!(m.len() == tasks.len(), "one target pair per task");
-        }
+        gpu::check_batch(jobs, tasks, meta, out)?;
         if tasks.is_empty() {
             return Ok(());
         }
-        gpu::check_tasks(jobs, tasks)?;
         let mut guard = self
             .inner
             .lock()
