@@ -1,13 +1,14 @@
 // SHA-256d share hashing for the OpenCL backend (src/backend/opencl.rs), OpenCL C 1.2.
 // One work item per task.
 //
-// The buffer layouts (job table, tasks, targets, output) are the ones documented at the top of
+// The buffer layouts (job table, task records, target pairs, output) are the ones documented at the top of
 // kernels/sha256d.wgsl and defined in src/backend/gpu.rs; both kernels compute the same thing.
 // Per-job work (the coinb1 midstate, the branch as state words, the prevhash words) is done on
 // the host once per job; a work item holds only what varies per share.
 
 #define JOB_WORDS 32u
-#define TASK_WORDS 26u
+#define REC_HEAD_WORDS 6u
+#define HEADER_REC_WORDS 22u
 #define OUT_WORDS 9u
 #define HEADER_JOB 0xffffffffu
 
@@ -100,7 +101,7 @@ inline uint job_byte(__global const uint *jobs, uint word_off, uint i) {
 }
 
 inline uint task_byte(__global const uint *task, uint i) {
-    return (task[6 + (i >> 2)] >> ((i & 3) * 8)) & 0xffu;
+    return (task[REC_HEAD_WORDS + (i >> 2)] >> ((i & 3) * 8)) & 0xffu;
 }
 
 // hash <= target, the hash read as a little-endian 256-bit integer (limb k = bswap(word k)).
@@ -113,9 +114,11 @@ static int meets(const uint hs[8], __global const uint *t) {
     return 1;
 }
 
-static void stratum_header(__global const uint *jobs, __global const uint *task, uint h[20]) {
+static void stratum_header(__global const uint *jobs, __global const uint *task, uint stride,
+                           uint h[20]) {
     __global const uint *job = jobs + task[0] * JOB_WORDS;
-    uint en_len = min(task[4], 80u);
+    // Never past the record, whatever the host wrote.
+    uint en_len = min(task[5], (stride - REC_HEAD_WORDS) * 4u);
     uint t1_len = job[17], c2_len = job[18], c1_total = job[19], depth = job[20];
     uint t1_off = job[21], c2_off = job[22], br_off = job[23];
 
@@ -154,14 +157,14 @@ static void stratum_header(__global const uint *jobs, __global const uint *task,
         for (int k = 0; k < 8; k++) r[k] = jobs[br_off + lv * 8 + k];
         sha256d_64(s, r);
     }
-    h[0] = bswap32(task[1]);
+    h[0] = bswap32(task[2]);
     for (int k = 0; k < 8; k++) {
         h[1 + k] = job[8 + k];
         h[9 + k] = s[k];
     }
-    h[17] = bswap32(task[2]);
+    h[17] = bswap32(task[3]);
     h[18] = job[16];
-    h[19] = bswap32(task[3]);
+    h[19] = bswap32(task[4]);
 }
 
 __kernel void sha256d(__global const uint *jobs,
@@ -171,15 +174,17 @@ __kernel void sha256d(__global const uint *jobs,
                       const uint n,
                       const uint tag,
                       const uint check,
-                      const uint njobs) {
+                      const uint njobs,
+                      const uint stride,
+                      const uint ntargets) {
     uint idx = (uint)get_global_id(0);
     if (idx >= n) return;
-    __global const uint *task = tasks + idx * TASK_WORDS;
+    __global const uint *task = tasks + idx * stride;
     uint h[20];
-    if (task[0] == HEADER_JOB) {
-        for (int k = 0; k < 20; k++) h[k] = bswap32(task[6 + k]);
-    } else if (task[0] < njobs) {
-        stratum_header(jobs, task, h);
+    if (task[0] == HEADER_JOB && stride >= HEADER_REC_WORDS) {
+        for (int k = 0; k < 20; k++) h[k] = bswap32(task[2 + k]);
+    } else if (task[0] < njobs && stride >= REC_HEAD_WORDS) {
+        stratum_header(jobs, task, stride, h);
     } else {
         // Refused by the host before upload; a zero header keeps the work item well defined.
         for (int k = 0; k < 20; k++) h[k] = 0;
@@ -189,9 +194,11 @@ __kernel void sha256d(__global const uint *jobs,
     __global uint *o = out + idx * OUT_WORDS;
     for (int k = 0; k < 8; k++) o[k] = hs[k];
     uint flags = tag << 8;
-    if (check) {
-        if (meets(hs, targets + idx * 16)) flags |= 1u;
-        if (meets(hs, targets + idx * 16 + 8)) flags |= 2u;
+    // A target index outside the table (never written by the host) leaves both flags clear,
+    // which the host's own comparison then reports.
+    if (check && task[1] < ntargets) {
+        if (meets(hs, targets + task[1] * 16)) flags |= 1u;
+        if (meets(hs, targets + task[1] * 16 + 8)) flags |= 2u;
     }
     o[8] = flags;
 }

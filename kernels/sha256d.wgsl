@@ -15,11 +15,17 @@
 // Bytes are packed four to a word, little-endian (byte i of a run is bits 8*(i%4) of word i/4),
 // which is how a little-endian host lays out a byte array.
 //
-// Task (`tasks`, TASK_WORDS words each): HashTask as the host holds it: job, version, ntime,
-// nonce, en_len, reserved, then 80 data bytes (extranonce1 ‖ extranonce2, or a header).
+// Task records (`tasks`, params.stride words each, the same stride for a whole dispatch):
+//   stratum share: 0 job index, 1 target pair index, 2 version, 3 ntime, 4 nonce,
+//                  5 extranonce length in bytes, 6.. extranonce1 ‖ extranonce2 bytes
+//   header share:  0 HEADER_JOB, 1 target pair index, 2..22 the 80 header bytes
+// (the host picks the smallest stride its batch needs: 8 words for 8-byte extranonces, 22 when
+// the batch holds a header share).
 //
-// Targets (`targets`, 16 words per task): share target then network target, each as eight
-// 32-bit limbs, least significant first. Used only when params.check != 0.
+// Target pairs (`targets`, 16 words per pair, params.ntargets pairs): share target then network
+// target, each as eight 32-bit limbs, least significant first; a record names its pair. The
+// shares of a batch share a handful of pairs, so this replaces 64 uploaded bytes per share.
+// Used only when params.check != 0.
 //
 // Output (`out`, OUT_WORDS words per task): the 8 SHA-256d state words, then a word of flags:
 // bit 0 = hash <= share target, bit 1 = hash <= network target, bits 8..32 = params.tag (so
@@ -28,7 +34,8 @@
 override WG: u32 = 64u;
 
 const JOB_WORDS: u32 = 32u;
-const TASK_WORDS: u32 = 26u;
+const REC_HEAD_WORDS: u32 = 6u;
+const HEADER_REC_WORDS: u32 = 22u;
 const OUT_WORDS: u32 = 9u;
 const HEADER_JOB: u32 = 0xffffffffu;
 
@@ -37,6 +44,10 @@ struct Params {
     tag: u32,
     check: u32,
     njobs: u32,
+    stride: u32,
+    ntargets: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -123,7 +134,7 @@ fn job_byte(word_off: u32, i: u32) -> u32 {
 }
 
 fn task_byte(base: u32, i: u32) -> u32 {
-    return (tasks[base + 6u + (i >> 2u)] >> ((i & 3u) * 8u)) & 0xffu;
+    return (tasks[base + REC_HEAD_WORDS + (i >> 2u)] >> ((i & 3u) * 8u)) & 0xffu;
 }
 
 // hash <= target, the hash read as a little-endian 256-bit integer (limb k = bswap(word k)).
@@ -140,7 +151,8 @@ fn meets(hs: array<u32, 8>, toff: u32) -> bool {
 
 fn stratum_header(base: u32) -> array<u32, 20> {
     let jo = tasks[base] * JOB_WORDS;
-    let en_len = min(tasks[base + 4u], 80u);
+    // Never past the record, whatever the host wrote.
+    let en_len = min(tasks[base + 5u], (params.stride - REC_HEAD_WORDS) * 4u);
     let t1_len = jobs[jo + 17u];
     let c2_len = jobs[jo + 18u];
     let c1_total = jobs[jo + 19u];
@@ -190,14 +202,14 @@ fn stratum_header(base: u32) -> array<u32, 20> {
         root = sha256d_64(root, r);
     }
     var h: array<u32, 20>;
-    h[0] = bswap(tasks[base + 1u]);
+    h[0] = bswap(tasks[base + 2u]);
     for (var k = 0u; k < 8u; k = k + 1u) {
         h[1u + k] = jobs[jo + 8u + k];
         h[9u + k] = root[k];
     }
-    h[17] = bswap(tasks[base + 2u]);
+    h[17] = bswap(tasks[base + 3u]);
     h[18] = jobs[jo + 16u];
-    h[19] = bswap(tasks[base + 3u]);
+    h[19] = bswap(tasks[base + 4u]);
     return h;
 }
 
@@ -210,11 +222,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (idx >= params.n) {
         return;
     }
-    let base = idx * TASK_WORDS;
+    let base = idx * params.stride;
     var h: array<u32, 20>;
-    if (tasks[base] == HEADER_JOB) {
-        for (var k = 0u; k < 20u; k = k + 1u) { h[k] = bswap(tasks[base + 6u + k]); }
-    } else if (tasks[base] < params.njobs) {
+    if (tasks[base] == HEADER_JOB && params.stride >= HEADER_REC_WORDS) {
+        for (var k = 0u; k < 20u; k = k + 1u) { h[k] = bswap(tasks[base + 2u + k]); }
+    } else if (tasks[base] < params.njobs && params.stride >= REC_HEAD_WORDS) {
         h = stratum_header(base);
     }
     // (A task naming a job outside the table is refused by the host before upload; the zero
@@ -223,9 +235,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let o = idx * OUT_WORDS;
     for (var k = 0u; k < 8u; k = k + 1u) { result[o + k] = hs[k]; }
     var flags = params.tag << 8u;
-    if (params.check != 0u) {
-        if (meets(hs, idx * 16u)) { flags = flags | 1u; }
-        if (meets(hs, idx * 16u + 8u)) { flags = flags | 2u; }
+    // A target index outside the table (never written by the host) leaves both flags clear,
+    // which the host's own comparison then reports.
+    let ti = tasks[base + 1u];
+    if (params.check != 0u && ti < params.ntargets) {
+        if (meets(hs, ti * 16u)) { flags = flags | 1u; }
+        if (meets(hs, ti * 16u + 8u)) { flags = flags | 2u; }
     }
     result[o + 8u] = flags;
 }

@@ -38,8 +38,8 @@ fn broken_kernels_fall_back_to_the_cpu() {
         &[
             (
                 "wrong flags",
-                "if (meets(hs, targets + idx * 16)) flags",
-                "if (!meets(hs, targets + idx * 16)) flags",
+                "if (meets(hs, targets + task[1] * 16)) flags",
+                "if (!meets(hs, targets + task[1] * 16)) flags",
             ),
             (
                 "missing work item",

@@ -38,8 +38,8 @@ fn broken_kernels_fall_back_to_the_cpu() {
         &[
             (
                 "wrong flags",
-                "if (meets(hs, idx * 16u)) {",
-                "if (!meets(hs, idx * 16u)) {",
+                "if (meets(hs, ti * 16u)) {",
+                "if (!meets(hs, ti * 16u)) {",
             ),
             (
                 "missing work item",

@@ -13,8 +13,12 @@ use std::sync::Arc;
 
 /// u32 words of one job record in the job table (the variable-length data follows the records).
 pub const JOB_WORDS: usize = 32;
-/// u32 words of one task: a [`HashTask`] as is.
-pub const TASK_WORDS: usize = std::mem::size_of::<HashTask>() / 4;
+/// u32 words of a task record before its extranonce: job index, target pair index, version,
+/// ntime, nonce, extranonce length. A stratum share's record is these and its extranonce bytes.
+pub const REC_HEAD_WORDS: usize = 6;
+/// u32 words of a header share's record: job index ([`HashTask::HEADER`]), target pair index,
+/// then the 80 header bytes.
+pub const HEADER_REC_WORDS: usize = 22;
 /// u32 words per task of output: 8 state words and a flags word.
 pub const OUT_WORDS: usize = 9;
 /// u32 words per task of targets: share target then network target, 8 limbs each.
@@ -97,20 +101,37 @@ pub fn pack_jobs(jobs: &[Arc<JobCtx>], out: &mut Vec<u32>) {
     }
 }
 
-/// The tasks as the words a kernel reads. On a little-endian host this is the tasks' own
-/// memory; a big-endian host converts the data bytes so that the kernels see the same words.
-pub fn task_words<'a>(tasks: &'a [HashTask], scratch: &'a mut Vec<u32>) -> &'a [u32] {
-    if cfg!(target_endian = "little") {
-        return bytemuck::cast_slice(tasks);
-    }
-    scratch.clear();
-    for t in tasks {
-        scratch.extend_from_slice(&[t.job, t.version, t.ntime, t.nonce, t.en_len, t.reserved]);
-        for c in t.data.chunks_exact(4) {
-            scratch.push(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+/// Tasks per block of host-side packing and unpacking: blocks run in parallel (rayon), so that
+/// the host keeps up with a device that hashes hundreds of millions of shares a second.
+const HOST_BLOCK: usize = 8192;
+
+/// The record stride (u32 words per task) of a batch: the longest record any of its tasks
+/// needs, so that a batch of stratum shares with 8-byte extranonces uploads 32 bytes a share
+/// rather than a whole [`HashTask`]. Tasks must have passed [`check_tasks`].
+pub fn record_stride(tasks: &[HashTask]) -> usize {
+    use rayon::prelude::*;
+    let need = |t: &HashTask| {
+        if t.is_header() {
+            HEADER_REC_WORDS
+        } else {
+            REC_HEAD_WORDS + (t.en_len as usize).min(MAX_EXTRANONCE).div_ceil(4)
         }
+    };
+    let max = if tasks.len() < 2 * HOST_BLOCK {
+        tasks.iter().map(need).max()
+    } else {
+        tasks.par_iter().with_min_len(HOST_BLOCK).map(need).max()
+    };
+    max.unwrap_or(REC_HEAD_WORDS)
+}
+
+/// Bytes as little-endian words (a partial last word zero-padded): how the kernels read bytes.
+fn le_words(dst: &mut [u32], bytes: &[u8]) {
+    for (d, c) in dst.iter_mut().zip(bytes.chunks(4)) {
+        let mut b = [0u8; 4];
+        b[..c.len()].copy_from_slice(c);
+        *d = u32::from_le_bytes(b);
     }
-    scratch
 }
 
 fn push_target(out: &mut Vec<u32>, t: &U256) {
@@ -120,12 +141,107 @@ fn push_target(out: &mut Vec<u32>, t: &U256) {
     }
 }
 
-/// Packs the per-task targets into `out` (cleared first).
-pub fn pack_targets(meta: &[TaskMeta], out: &mut Vec<u32>) {
-    out.clear();
-    for m in meta {
-        push_target(out, &m.share_target);
-        push_target(out, &m.network_target);
+/// Packs one block of tasks into `dst` (`stride` words each); returns the block's own table of
+/// target pairs (16 words each), which the records index from 0. Shares of a batch mostly have
+/// a handful of distinct (share, network) target pairs, so the table stays tiny and the device
+/// reads it from cache instead of 64 uploaded bytes per share.
+fn pack_block(
+    tasks: &[HashTask],
+    meta: Option<&[TaskMeta]>,
+    stride: usize,
+    dst: &mut [u32],
+) -> Vec<u32> {
+    /// Distinct pairs remembered for reuse; a block with more gets repeats in its table.
+    const REMEMBER: usize = 16;
+    let mut table = Vec::new();
+    let mut seen: Vec<(U256, U256, u32)> = Vec::new();
+    let mut last: Option<usize> = None;
+    for (i, (t, r)) in tasks.iter().zip(dst.chunks_exact_mut(stride)).enumerate() {
+        let tidx = match meta {
+            None => 0,
+            Some(m) => {
+                let (s, n) = (m[i].share_target, m[i].network_target);
+                let hit = last
+                    .filter(|&k| seen[k].0 == s && seen[k].1 == n)
+                    .or_else(|| seen.iter().position(|e| e.0 == s && e.1 == n));
+                match hit {
+                    Some(k) => {
+                        last = Some(k);
+                        seen[k].2
+                    }
+                    None => {
+                        let idx = (table.len() / TARGET_WORDS) as u32;
+                        push_target(&mut table, &s);
+                        push_target(&mut table, &n);
+                        if seen.len() < REMEMBER {
+                            seen.push((s, n, idx));
+                            last = Some(seen.len() - 1);
+                        }
+                        idx
+                    }
+                }
+            }
+        };
+        r[0] = t.job;
+        r[1] = tidx;
+        if t.is_header() {
+            le_words(&mut r[2..HEADER_REC_WORDS], &t.data);
+        } else {
+            r[2] = t.version;
+            r[3] = t.ntime;
+            r[4] = t.nonce;
+            r[5] = t.en_len;
+            let en = (t.en_len as usize).min(MAX_EXTRANONCE);
+            le_words(&mut r[REC_HEAD_WORDS..], &t.data[..en]);
+        }
+    }
+    table
+}
+
+/// Packs the tasks as records of `stride` words (see [`record_stride`]) into `dst`, and, when
+/// `meta` is given, the table of target pairs the records index into `targets` (cleared first;
+/// one zero pair when there is none, since a zero-length binding is invalid). Blocks are packed
+/// in parallel.
+pub fn pack_records(
+    tasks: &[HashTask],
+    meta: Option<&[TaskMeta]>,
+    stride: usize,
+    dst: &mut [u32],
+    targets: &mut Vec<u32>,
+) {
+    use rayon::prelude::*;
+    let n = tasks.len();
+    let dst = &mut dst[..n * stride];
+    targets.clear();
+    if n <= HOST_BLOCK {
+        targets.extend(pack_block(tasks, meta, stride, dst));
+    } else {
+        let tables: Vec<Vec<u32>> = dst
+            .par_chunks_mut(HOST_BLOCK * stride)
+            .zip(tasks.par_chunks(HOST_BLOCK))
+            .enumerate()
+            .map(|(b, (d, t))| {
+                let m = meta.map(|m| &m[b * HOST_BLOCK..b * HOST_BLOCK + t.len()]);
+                pack_block(t, m, stride, d)
+            })
+            .collect();
+        let mut bases = Vec::with_capacity(tables.len());
+        for t in &tables {
+            bases.push((targets.len() / TARGET_WORDS) as u32);
+            targets.extend_from_slice(t);
+        }
+        // Each block indexed its own table from 0: move its indices to where it landed.
+        dst.par_chunks_mut(HOST_BLOCK * stride)
+            .zip(bases.par_iter())
+            .filter(|(_, &base)| base != 0)
+            .for_each(|(d, &base)| {
+                for r in d.chunks_exact_mut(stride) {
+                    r[1] += base;
+                }
+            });
+    }
+    if targets.is_empty() {
+        targets.resize(TARGET_WORDS, 0);
     }
 }
 
@@ -154,19 +270,41 @@ pub fn check_tasks(jobs: &[Arc<JobCtx>], tasks: &[HashTask]) -> anyhow::Result<(
 /// Copies the hashes out of a kernel's output and checks it: every task must carry this
 /// dispatch's tag (proof that its work item ran), and, when `meta` is given, the kernel's
 /// target flags must agree with the host's own comparison of the returned hash. Any
-/// disagreement is a backend error (the caller redoes the batch on the CPU).
+/// disagreement is a backend error (the caller redoes the batch on the CPU). Blocks are checked
+/// in parallel.
 pub fn unpack(
     words: &[u32],
     tag: u32,
     meta: Option<&[TaskMeta]>,
     out: &mut [State],
 ) -> anyhow::Result<()> {
+    use rayon::prelude::*;
     anyhow::ensure!(
         words.len() >= out.len() * OUT_WORDS,
         "device returned {} words for {} tasks",
         words.len(),
         out.len()
     );
+    if out.len() <= HOST_BLOCK {
+        return unpack_block(words, tag, meta, out, 0);
+    }
+    out.par_chunks_mut(HOST_BLOCK)
+        .zip(words.par_chunks(HOST_BLOCK * OUT_WORDS))
+        .enumerate()
+        .try_for_each(|(b, (o, w))| {
+            let first = b * HOST_BLOCK;
+            let m = meta.map(|m| &m[first..first + o.len()]);
+            unpack_block(w, tag, m, o, first)
+        })
+}
+
+fn unpack_block(
+    words: &[u32],
+    tag: u32,
+    meta: Option<&[TaskMeta]>,
+    out: &mut [State],
+    first: usize,
+) -> anyhow::Result<()> {
     let tag = tag & 0x00ff_ffff;
     for (i, (o, w)) in out
         .iter_mut()
@@ -177,7 +315,8 @@ pub fn unpack(
         let flags = w[8];
         anyhow::ensure!(
             flags >> 8 == tag,
-            "task {i} was not computed by the device (tag {:#x}, expected {tag:#x})",
+            "task {} was not computed by the device (tag {:#x}, expected {tag:#x})",
+            first + i,
             flags >> 8
         );
         if let Some(meta) = meta {
@@ -192,7 +331,8 @@ pub fn unpack(
             }
             anyhow::ensure!(
                 flags & 3 == want,
-                "task {i}: the device's target flags ({:#b}) disagree with the host's ({want:#b})",
+                "task {}: the device's target flags ({:#b}) disagree with the host's ({want:#b})",
+                first + i,
                 flags & 3
             );
         }
@@ -226,6 +366,24 @@ pub fn grown_capacity(
     (task_cap, job_cap)
 }
 
+/// A batch is cut into dispatches of at least this many tasks so that it can be pipelined;
+/// smaller batches go in one dispatch (launch overhead would eat the overlap).
+pub const MIN_PIPELINED: usize = 16 * 1024;
+
+/// Tasks per dispatch for a batch of `n` on a backend with `slots` dispatches in flight: the
+/// whole batch when it is small, else about one piece per slot (at least [`MIN_PIPELINED`]
+/// each, at most `chunk`).
+pub fn dispatch_size(n: usize, chunk: usize, slots: usize) -> usize {
+    let chunk = chunk.max(1);
+    if n <= MIN_PIPELINED {
+        return n.clamp(1, chunk);
+    }
+    n.div_ceil(slots.max(1))
+        .max(MIN_PIPELINED)
+        .min(chunk)
+        .min(n)
+}
+
 /// The checks both GPU backends make before a batch: one output (and, when given, one target
 /// pair) per task, and every task's job index inside the job table.
 pub fn check_batch(
@@ -245,19 +403,105 @@ pub fn check_batch(
 mod tests {
     use super::*;
 
-    #[test]
-    fn task_words_match_the_kernel_layout() {
-        assert_eq!(TASK_WORDS, 26);
+    fn stratum_task(job: u32, en: &[u8]) -> HashTask {
         let mut t = <HashTask as bytemuck::Zeroable>::zeroed();
-        t.job = 3;
-        t.en_len = 2;
-        t.data[0] = 0xaa;
-        t.data[1] = 0xbb;
-        let mut s = Vec::new();
-        let w = task_words(std::slice::from_ref(&t), &mut s);
-        assert_eq!(w[0], 3);
-        assert_eq!(w[4], 2);
-        assert_eq!(w[6], 0xbbaa);
+        t.job = job;
+        t.version = 0x2000_0000;
+        t.ntime = 7;
+        t.nonce = 9;
+        t.en_len = en.len() as u32;
+        t.data[..en.len()].copy_from_slice(en);
+        t
+    }
+
+    fn meta_with(share: u64, network: u64) -> TaskMeta {
+        TaskMeta {
+            id: 0,
+            share_target: U256([share, 0, 0, 0]),
+            network_target: U256([network, 0, 0, 0]),
+        }
+    }
+
+    #[test]
+    fn records_match_the_kernel_layout() {
+        let t = stratum_task(3, &[0xaa, 0xbb, 1, 2, 3]);
+        assert_eq!(record_stride(std::slice::from_ref(&t)), REC_HEAD_WORDS + 2);
+        let mut h = <HashTask as bytemuck::Zeroable>::zeroed();
+        h.job = HashTask::HEADER;
+        h.data[79] = 0x5a;
+        let tasks = [t, h];
+        let stride = record_stride(&tasks);
+        assert_eq!(stride, HEADER_REC_WORDS);
+        let mut d = vec![0u32; 2 * stride];
+        let mut targets = Vec::new();
+        pack_records(&tasks, None, stride, &mut d, &mut targets);
+        assert_eq!(&d[..8], &[3, 0, 0x2000_0000, 7, 9, 5, 0x0201_bbaa, 3]);
+        assert_eq!(d[stride], HashTask::HEADER);
+        assert_eq!(d[stride + HEADER_REC_WORDS - 1], 0x5a00_0000);
+        assert_eq!(
+            targets,
+            vec![0; TARGET_WORDS],
+            "one zero pair keeps the binding valid"
+        );
+    }
+
+    #[test]
+    fn target_indices_point_at_each_task_s_own_pair() {
+        // Several packing blocks, more distinct pairs than a block remembers, repeats.
+        let n = 3 * HOST_BLOCK + 17;
+        let tasks: Vec<HashTask> = (0..n)
+            .map(|i| stratum_task(i as u32 % 5, &[1; 8]))
+            .collect();
+        let meta: Vec<TaskMeta> = (0..n)
+            .map(|i| {
+                // A few common pairs, and now and then a one-off (more than a block remembers).
+                let share = if i % 997 == 0 { 1000 + i } else { i % 5 + 1 };
+                meta_with(share as u64, (i / 4000) as u64 + 100)
+            })
+            .collect();
+        let stride = record_stride(&tasks);
+        assert_eq!(stride, REC_HEAD_WORDS + 2);
+        let mut d = vec![0u32; n * stride];
+        let mut targets = Vec::new();
+        pack_records(&tasks, Some(&meta), stride, &mut d, &mut targets);
+        assert!(targets.len() / TARGET_WORDS < n / 10, "pairs are shared");
+        for (i, r) in d.chunks_exact(stride).enumerate() {
+            let t = &targets[r[1] as usize * TARGET_WORDS..][..TARGET_WORDS];
+            assert_eq!(t[0] as u64, meta[i].share_target.0[0], "task {i}");
+            assert_eq!(t[8] as u64, meta[i].network_target.0[0], "task {i}");
+            assert_eq!(r[0], i as u32 % 5);
+        }
+    }
+
+    #[test]
+    fn unpack_checks_tags_and_flags_in_every_block() {
+        let n = 2 * HOST_BLOCK + 3;
+        let meta = vec![meta_with(u64::MAX, 0); n];
+        let mut words = vec![0u32; n * OUT_WORDS];
+        for w in words.chunks_exact_mut(OUT_WORDS) {
+            w[7] = 0xffff_ffff; // a hash far above both targets
+            w[8] = 5 << 8;
+        }
+        let mut out = vec![[0u32; 8]; n];
+        unpack(&words, 5, Some(&meta), &mut out).unwrap();
+        assert_eq!(out[n - 1][7], 0xffff_ffff);
+        words[(n - 1) * OUT_WORDS + 8] = 4 << 8;
+        let e = unpack(&words, 5, Some(&meta), &mut out).unwrap_err();
+        assert!(e.to_string().contains(&format!("task {}", n - 1)), "{e}");
+        words[(n - 1) * OUT_WORDS + 8] = (5 << 8) | FLAG_SHARE;
+        let e = unpack(&words, 5, Some(&meta), &mut out).unwrap_err();
+        assert!(e.to_string().contains("disagree"), "{e}");
+    }
+
+    #[test]
+    fn dispatch_sizes() {
+        assert_eq!(dispatch_size(1, 1 << 18, 3), 1);
+        assert_eq!(dispatch_size(1000, 256, 3), 256);
+        assert_eq!(dispatch_size(100_000, 256, 3), 256);
+        assert_eq!(dispatch_size(MIN_PIPELINED, 1 << 18, 3), MIN_PIPELINED);
+        assert_eq!(dispatch_size(MIN_PIPELINED + 1, 1 << 18, 3), MIN_PIPELINED);
+        assert_eq!(dispatch_size(300_000, 1 << 18, 3), 100_000);
+        assert_eq!(dispatch_size(1 << 22, 1 << 18, 3), 1 << 18);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //!
 //! The OpenCL library is loaded at run time (opencl3's `dynamic` feature), so the binary links
 //! and runs where none is installed; opening the backend there is an error that says what to
-//! install. Device buffers are allocated on first use, grown when a batch needs more, and
-//! reused. A batch larger than the configured chunk is split into several dispatches.
+//! install. Device buffers and pinned host buffers are allocated on first use, grown when a
+//! batch needs more, and reused. A large batch is cut into dispatches that are pipelined over
+//! three command queues: the upload of one overlaps the computing of another and the read-back
+//! of a third, and the host packs and checks records (in parallel) while the device works.
 
 use super::gpu::{self, GpuOptions, OUT_WORDS, TARGET_WORDS};
 use super::Backend;
@@ -14,10 +16,14 @@ use crate::sha256::State;
 use opencl3::command_queue::CommandQueue;
 use opencl3::context::Context;
 use opencl3::device::{Device, CL_DEVICE_TYPE_ALL};
+use opencl3::event::Event;
 use opencl3::kernel::Kernel;
-use opencl3::memory::{Buffer, ClMem, CL_MEM_READ_ONLY, CL_MEM_WRITE_ONLY};
+use opencl3::memory::{
+    Buffer, ClMem, CL_MAP_READ, CL_MAP_WRITE, CL_MEM_ALLOC_HOST_PTR, CL_MEM_READ_ONLY,
+    CL_MEM_READ_WRITE, CL_MEM_WRITE_ONLY,
+};
 use opencl3::program::Program;
-use opencl3::types::{cl_device_id, cl_uint, CL_BLOCKING, CL_NON_BLOCKING};
+use opencl3::types::{cl_device_id, cl_mem, cl_uint, CL_BLOCKING, CL_NON_BLOCKING};
 use std::ptr;
 use std::sync::{Arc, Mutex};
 
@@ -104,28 +110,120 @@ pub fn devices() -> anyhow::Result<Vec<DeviceDesc>> {
         .collect())
 }
 
-struct Buffers {
+/// Dispatches in flight at once: while the device computes one, the next one's records
+/// travel up and the one before's results travel down (each slot has its own in-order queue,
+/// so the driver may overlap them).
+const SLOTS: usize = 3;
+
+/// A buffer in host memory the device can reach directly (CL_MEM_ALLOC_HOST_PTR; pinned memory
+/// on NVIDIA), mapped once for the host's use: transfers from and to it run at full bus speed
+/// instead of through the driver's bounce buffer.
+struct Pinned {
+    buf: Buffer<u32>,
+    ptr: *mut u32,
+    len: usize,
+}
+
+// SAFETY: the mapping belongs to the buffer, which is only used under the backend's mutex.
+unsafe impl Send for Pinned {}
+
+impl Pinned {
+    fn new(ctx: &Context, queue: &CommandQueue, len: usize) -> anyhow::Result<Pinned> {
+        let len = len.max(1);
+        // SAFETY: no host pointer is passed; the mapping is released in Drop via `unmap`.
+        unsafe {
+            let buf = Buffer::<u32>::create(
+                ctx,
+                CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR,
+                len,
+                ptr::null_mut(),
+            )
+            .map_err(|e| cl_err(&format!("allocate {} bytes of host memory", len * 4), e))?;
+            let mut p: cl_mem = ptr::null_mut();
+            queue
+                .enqueue_map_buffer(
+                    &buf,
+                    CL_BLOCKING,
+                    CL_MAP_READ | CL_MAP_WRITE,
+                    0,
+                    len * 4,
+                    &mut p,
+                    &[],
+                )
+                .map_err(|e| cl_err("map host memory", e))?;
+            anyhow::ensure!(!p.is_null(), "opencl: mapping host memory gave no address");
+            Ok(Pinned {
+                buf,
+                ptr: p.cast(),
+                len,
+            })
+        }
+    }
+
+    fn slice(&self, n: usize) -> &[u32] {
+        // SAFETY: the mapping is `len` words long and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr, n.min(self.len)) }
+    }
+
+    fn slice_mut(&mut self, n: usize) -> &mut [u32] {
+        // SAFETY: as above; `&mut self` makes the host's access exclusive, and the slot's
+        // transfers from and to it have finished (the slot was waited for).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, n.min(self.len)) }
+    }
+
+    fn unmap(&mut self, queue: &CommandQueue) {
+        // SAFETY: the pointer came from mapping this buffer; afterwards it is not used.
+        unsafe {
+            let _ = queue.enqueue_unmap_mem_object(self.buf.get(), self.ptr.cast(), &[]);
+        }
+        let _ = queue.finish();
+        self.len = 0;
+    }
+}
+
+/// What is in flight on a slot: a dispatch of the tasks `start..end` with this tag, and the
+/// event of its read-back.
+struct Pending {
+    start: usize,
+    end: usize,
+    tag: u32,
+    done: Event,
+}
+
+/// One dispatch's worth of buffers with its own queue.
+struct Slot {
+    queue: CommandQueue,
     jobs: Buffer<u32>,
     tasks: Buffer<u32>,
     targets: Buffer<u32>,
     out: Buffer<u32>,
+    host_in: Pinned,
+    host_out: Pinned,
+    /// Target pairs of the current dispatch (host memory the upload reads from).
+    target_words: Vec<u32>,
     task_cap: usize,
     job_cap: usize,
+    target_cap: usize,
+    pending: Option<Pending>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let _ = self.queue.finish();
+        self.host_in.unmap(&self.queue);
+        self.host_out.unmap(&self.queue);
+    }
 }
 
 struct Inner {
-    queue: CommandQueue,
     kernel: Kernel,
-    bufs: Option<Buffers>,
+    slots: Vec<Slot>,
     tag: u32,
     job_words: Vec<u32>,
-    target_words: Vec<u32>,
-    task_scratch: Vec<u32>,
-    out_words: Vec<u32>,
 }
 
 pub struct OpenClBackend {
-    // Field order matters: the queue, kernel and buffers go before the context they live in.
+    // Field order matters: the kernel and slots go before the context they live in.
     inner: Mutex<Inner>,
     context: Context,
     name: String,
@@ -174,9 +272,6 @@ impl OpenClBackend {
             .max_mem_alloc_size()
             .map_err(|e| cl_err("device limits", e))?;
         let context = Context::from_device(&device).map_err(|e| cl_err("create context", e))?;
-        // clCreateCommandQueue: the OpenCL 1.2 call, which every device has.
-        let queue = CommandQueue::create_default(&context, 0)
-            .map_err(|e| cl_err("create command queue", e))?;
         let program =
             Program::create_and_build_from_source(&context, source, "").map_err(|log| {
                 anyhow::anyhow!("opencl: the kernel does not build on {dev_name}: {log}")
@@ -192,14 +287,10 @@ impl OpenClBackend {
         );
         Ok(OpenClBackend {
             inner: Mutex::new(Inner {
-                queue,
                 kernel,
-                bufs: None,
+                slots: Vec::new(),
                 tag: 0,
                 job_words: Vec::new(),
-                target_words: Vec::new(),
-                task_scratch: Vec::new(),
-                out_words: Vec::new(),
             }),
             context,
             name: format!("opencl:{dev_name}"),
@@ -209,22 +300,28 @@ impl OpenClBackend {
     }
 
     fn chunk(&self) -> usize {
-        let fit = (self.max_alloc / (gpu::TASK_WORDS as u64 * 4)).max(1) as usize;
+        let per_task = (gpu::HEADER_REC_WORDS.max(OUT_WORDS) * 4) as u64;
+        let fit = (self.max_alloc / per_task).max(1) as usize;
         self.opts.chunk.min(fit)
     }
 
-    fn ensure_buffers(
+    /// Makes the slots hold dispatches of `tasks` tasks and a job table of `job_words` words,
+    /// reallocating only when they do not (after waiting for what they have in flight).
+    fn ensure_slots(
         &self,
         inner: &mut Inner,
         tasks: usize,
         job_words: usize,
     ) -> anyhow::Result<()> {
-        if let Some(b) = &inner.bufs {
-            if b.task_cap >= tasks && b.job_cap >= job_words {
-                return Ok(());
-            }
+        if inner.slots.len() == SLOTS
+            && inner
+                .slots
+                .iter()
+                .all(|s| s.task_cap >= tasks && s.job_cap >= job_words)
+        {
+            return Ok(());
         }
-        let old = inner.bufs.as_ref().map(|b| (b.task_cap, b.job_cap));
+        let old = inner.slots.first().map(|s| (s.task_cap, s.job_cap));
         let (task_cap, job_cap) = gpu::grown_capacity(tasks, job_words, old, self.chunk());
         anyhow::ensure!(
             (job_cap * 4) as u64 <= self.max_alloc,
@@ -232,21 +329,35 @@ impl OpenClBackend {
              use smaller batches",
             job_cap * 4
         );
-        inner.bufs = None; // release the old ones first
+        inner.slots.clear(); // finish and release the old ones first
         let ctx = &self.context;
         // SAFETY: no host pointer is passed; the buffers are owned by the returned objects.
         let mk = |flags, n: usize| unsafe {
-            Buffer::<u32>::create(ctx, flags, n, ptr::null_mut())
+            Buffer::<u32>::create(ctx, flags, n.max(1), ptr::null_mut())
                 .map_err(|e| cl_err(&format!("allocate {} bytes", n * 4), e))
         };
-        inner.bufs = Some(Buffers {
-            jobs: mk(CL_MEM_READ_ONLY, job_cap)?,
-            tasks: mk(CL_MEM_READ_ONLY, task_cap * gpu::TASK_WORDS)?,
-            targets: mk(CL_MEM_READ_ONLY, task_cap * TARGET_WORDS)?,
-            out: mk(CL_MEM_WRITE_ONLY, task_cap * OUT_WORDS)?,
-            task_cap,
-            job_cap,
-        });
+        for _ in 0..SLOTS {
+            // clCreateCommandQueue: the OpenCL 1.2 call, which every device has.
+            let queue = CommandQueue::create_default(ctx, 0)
+                .map_err(|e| cl_err("create command queue", e))?;
+            let rec_words = task_cap * gpu::HEADER_REC_WORDS;
+            let host_in = Pinned::new(ctx, &queue, rec_words)?;
+            let host_out = Pinned::new(ctx, &queue, task_cap * OUT_WORDS)?;
+            inner.slots.push(Slot {
+                jobs: mk(CL_MEM_READ_ONLY, job_cap)?,
+                tasks: mk(CL_MEM_READ_ONLY, rec_words)?,
+                targets: mk(CL_MEM_READ_ONLY, TARGET_WORDS * 64)?,
+                out: mk(CL_MEM_WRITE_ONLY, task_cap * OUT_WORDS)?,
+                queue,
+                host_in,
+                host_out,
+                target_words: Vec::new(),
+                task_cap,
+                job_cap,
+                target_cap: TARGET_WORDS * 64,
+                pending: None,
+            });
+        }
         Ok(())
     }
 
@@ -267,70 +378,167 @@ impl OpenClBackend {
             .map_err(|_| anyhow::anyhow!("opencl backend poisoned by an earlier panic"))?;
         let inner = &mut *guard;
         gpu::pack_jobs(jobs, &mut inner.job_words);
-        let chunk = self.chunk();
-        self.ensure_buffers(inner, tasks.len().min(chunk), inner.job_words.len())?;
+        let n = tasks.len();
+        let sub = gpu::dispatch_size(n, self.chunk(), SLOTS);
+        self.ensure_slots(inner, sub, inner.job_words.len())?;
+        let res = self.pipeline(inner, jobs.len(), tasks, meta, out, sub);
+        if res.is_err() {
+            // Leave no transfer running into memory the next batch reuses.
+            for s in &mut inner.slots {
+                let _ = s.queue.finish();
+                s.pending = None;
+            }
+        }
+        res
+    }
+
+    /// Runs the batch as dispatches of `sub` tasks over the slots in turn: the records of
+    /// dispatch k+1 are packed and uploaded while dispatch k computes, and dispatch k−2's
+    /// results are checked meanwhile.
+    fn pipeline(
+        &self,
+        inner: &mut Inner,
+        njobs: usize,
+        tasks: &[HashTask],
+        meta: Option<&[TaskMeta]>,
+        out: &mut [State],
+        sub: usize,
+    ) -> anyhow::Result<()> {
         let Inner {
-            queue,
             kernel,
-            bufs,
+            slots,
             tag,
             job_words,
-            target_words,
-            task_scratch,
-            out_words,
         } = inner;
-        let bufs = bufs.as_mut().expect("buffers were just made");
-        // SAFETY (all enqueue calls below): every host slice outlives its transfer, because
-        // each batch ends with a blocking read after which the queue is idle.
-        unsafe {
-            queue
-                .enqueue_write_buffer(&mut bufs.jobs, CL_NON_BLOCKING, 0, job_words, &[])
-                .map_err(|e| cl_err("upload the job table", e))?;
-        }
+        let stride = gpu::record_stride(tasks);
         let wg = self.opts.work_group_size as usize;
-        let mut start = 0;
-        while start < tasks.len() {
-            let end = (start + chunk).min(tasks.len());
-            let (t, o) = (&tasks[start..end], &mut out[start..end]);
+        let mut job_sent = [false; SLOTS];
+        let mut order = std::collections::VecDeque::with_capacity(SLOTS);
+        for (k, start) in (0..tasks.len()).step_by(sub).enumerate() {
+            let end = (start + sub).min(tasks.len());
+            let si = k % SLOTS;
+            if slots[si].pending.is_some() {
+                let first = order.pop_front().expect("a pending slot is in the queue");
+                debug_assert_eq!(first, si);
+                finish_slot(&mut slots[si], meta, out)?;
+            }
+            let slot = &mut slots[si];
+            let n = end - start;
             let m = meta.map(|m| &m[start..end]);
-            let n = t.len();
             let tg = gpu::next_tag(tag);
-            let words = gpu::task_words(t, task_scratch);
-            unsafe {
-                queue
-                    .enqueue_write_buffer(&mut bufs.tasks, CL_BLOCKING, 0, words, &[])
-                    .map_err(|e| cl_err("upload tasks", e))?;
-                if let Some(m) = m {
-                    gpu::pack_targets(m, target_words);
-                    queue
-                        .enqueue_write_buffer(&mut bufs.targets, CL_BLOCKING, 0, target_words, &[])
-                        .map_err(|e| cl_err("upload targets", e))?;
+            gpu::pack_records(
+                &tasks[start..end],
+                m,
+                stride,
+                slot.host_in.slice_mut(n * stride),
+                &mut slot.target_words,
+            );
+            if slot.target_words.len() > slot.target_cap {
+                let cap = slot.target_words.len().next_power_of_two();
+                // SAFETY: no host pointer is passed; the slot is idle (waited for above).
+                slot.targets = unsafe {
+                    Buffer::<u32>::create(&self.context, CL_MEM_READ_ONLY, cap, ptr::null_mut())
+                        .map_err(|e| cl_err(&format!("allocate {} bytes", cap * 4), e))?
+                };
+                slot.target_cap = cap;
+            }
+            let ntargets = (slot.target_words.len() / TARGET_WORDS) as u32;
+            // SAFETY (all enqueue calls below): the host memory they read or write (the job
+            // words, the slot's pinned buffers and target words) stays untouched until the
+            // slot's read-back event has completed (finish_slot, or finish() on error).
+            let done = unsafe {
+                let q = &slot.queue;
+                if !job_sent[si] {
+                    q.enqueue_write_buffer(&mut slot.jobs, CL_NON_BLOCKING, 0, job_words, &[])
+                        .map_err(|e| cl_err("upload the job table", e))?;
+                    job_sent[si] = true;
                 }
-                let args: [cl_uint; 4] = [n as u32, tg, m.is_some() as u32, jobs.len() as u32];
+                q.enqueue_write_buffer(
+                    &mut slot.tasks,
+                    CL_NON_BLOCKING,
+                    0,
+                    slot.host_in.slice(n * stride),
+                    &[],
+                )
+                .map_err(|e| cl_err("upload tasks", e))?;
+                if m.is_some() {
+                    q.enqueue_write_buffer(
+                        &mut slot.targets,
+                        CL_NON_BLOCKING,
+                        0,
+                        &slot.target_words,
+                        &[],
+                    )
+                    .map_err(|e| cl_err("upload targets", e))?;
+                }
+                let args: [cl_uint; 6] = [
+                    n as u32,
+                    tg,
+                    m.is_some() as u32,
+                    njobs as u32,
+                    stride as u32,
+                    ntargets,
+                ];
                 kernel
-                    .set_arg(0, &bufs.jobs.get())
-                    .and_then(|_| kernel.set_arg(1, &bufs.tasks.get()))
-                    .and_then(|_| kernel.set_arg(2, &bufs.targets.get()))
-                    .and_then(|_| kernel.set_arg(3, &bufs.out.get()))
-                    .and_then(|_| kernel.set_arg(4, &args[0]))
-                    .and_then(|_| kernel.set_arg(5, &args[1]))
-                    .and_then(|_| kernel.set_arg(6, &args[2]))
-                    .and_then(|_| kernel.set_arg(7, &args[3]))
+                    .set_arg(0, &slot.jobs.get())
+                    .and_then(|_| kernel.set_arg(1, &slot.tasks.get()))
+                    .and_then(|_| kernel.set_arg(2, &slot.targets.get()))
+                    .and_then(|_| kernel.set_arg(3, &slot.out.get()))
+                    .and_then(|_| {
+                        args.iter()
+                            .enumerate()
+                            .try_for_each(|(i, a)| kernel.set_arg(4 + i as u32, a))
+                    })
                     .map_err(|e| cl_err("set kernel arguments", e))?;
                 let global = n.div_ceil(wg) * wg;
-                queue
-                    .enqueue_nd_range_kernel(kernel.get(), 1, ptr::null(), &global, &wg, &[])
+                q.enqueue_nd_range_kernel(kernel.get(), 1, ptr::null(), &global, &wg, &[])
                     .map_err(|e| cl_err("launch the kernel", e))?;
-                out_words.resize(n * OUT_WORDS, 0);
-                queue
-                    .enqueue_read_buffer(&bufs.out, CL_BLOCKING, 0, out_words, &[])
+                let ev = q
+                    .enqueue_read_buffer(
+                        &slot.out,
+                        CL_NON_BLOCKING,
+                        0,
+                        slot.host_out.slice_mut(n * OUT_WORDS),
+                        &[],
+                    )
                     .map_err(|e| cl_err("read the results", e))?;
-            }
-            gpu::unpack(out_words, tg, m, o)?;
-            start = end;
+                q.flush().map_err(|e| cl_err("submit", e))?;
+                ev
+            };
+            slot.pending = Some(Pending {
+                start,
+                end,
+                tag: tg,
+                done,
+            });
+            order.push_back(si);
+        }
+        while let Some(si) = order.pop_front() {
+            finish_slot(&mut slots[si], meta, out)?;
         }
         Ok(())
     }
+}
+
+/// Waits for a slot's dispatch and checks its results into `out`.
+fn finish_slot(
+    slot: &mut Slot,
+    meta: Option<&[TaskMeta]>,
+    out: &mut [State],
+) -> anyhow::Result<()> {
+    let Some(p) = slot.pending.take() else {
+        return Ok(());
+    };
+    p.done
+        .wait()
+        .map_err(|e| cl_err("wait for the device", e))?;
+    let n = p.end - p.start;
+    gpu::unpack(
+        slot.host_out.slice(n * OUT_WORDS),
+        p.tag,
+        meta.map(|m| &m[p.start..p.end]),
+        &mut out[p.start..p.end],
+    )
 }
 
 impl Backend for OpenClBackend {

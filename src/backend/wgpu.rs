@@ -3,9 +3,10 @@
 //!
 //! The adapter is found at run time; a machine without one gets an error that says what to
 //! install, never a crash. Device buffers are allocated on first use and grown when a batch
-//! needs more, then reused. A batch larger than the configured chunk is split into several
-//! dispatches. wgpu reports device errors through a callback; they are collected and turned
-//! into this batch's error (the caller redoes it on the CPU).
+//! needs more, then reused. A large batch is cut into dispatches pipelined over three sets of
+//! buffers: one is written while another computes and a third's results are checked. wgpu
+//! reports device errors through a callback; they are collected and turned into this batch's
+//! error (the caller redoes it on the CPU).
 
 use super::gpu::{self, GpuOptions, OUT_WORDS, TARGET_WORDS};
 use super::Backend;
@@ -62,7 +63,26 @@ pub const INSTALL_HINT: &str = "no Vulkan, Metal or DX12 adapter found; install 
     Vulkan driver (on a machine without a GPU: Mesa's lavapipe, Debian/Ubuntu package \
     mesa-vulkan-drivers) or choose another backend (backend.kind = \"cpu\")";
 
-struct Buffers {
+/// Dispatches in flight at once: the next one's records are written while the device computes
+/// one, and the one before's results are mapped and checked meanwhile.
+const SLOTS: usize = 3;
+
+/// Words of the uniform parameter block (see `Params` in the kernel).
+const PARAM_WORDS: usize = 8;
+
+/// What is in flight on a slot: tasks `start..end`, its tag, its submission and the mapping of
+/// its results.
+struct Pending {
+    start: usize,
+    end: usize,
+    tag: u32,
+    bytes: u64,
+    index: wgpu::SubmissionIndex,
+    mapped: std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+}
+
+/// One dispatch's worth of buffers.
+struct Slot {
     params: wgpu::Buffer,
     jobs: wgpu::Buffer,
     tasks: wgpu::Buffer,
@@ -70,9 +90,11 @@ struct Buffers {
     out: wgpu::Buffer,
     staging: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
-    /// Capacity in tasks of tasks/targets/out/staging, and in words of jobs.
+    /// Capacity in tasks of tasks/out/staging, in words of jobs and targets.
     task_cap: usize,
     job_cap: usize,
+    target_cap: usize,
+    pending: Option<Pending>,
 }
 
 struct Inner {
@@ -80,11 +102,11 @@ struct Inner {
     queue: wgpu::Queue,
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
-    bufs: Option<Buffers>,
+    slots: Vec<Slot>,
     tag: u32,
     job_words: Vec<u32>,
     target_words: Vec<u32>,
-    task_scratch: Vec<u32>,
+    records: Vec<u32>,
 }
 
 pub struct WgpuBackend {
@@ -190,11 +212,11 @@ impl WgpuBackend {
                 queue,
                 pipeline,
                 layout,
-                bufs: None,
+                slots: Vec::new(),
                 tag: 0,
                 job_words: Vec::new(),
                 target_words: Vec::new(),
-                task_scratch: Vec::new(),
+                records: Vec::new(),
             }),
             errors,
             name,
@@ -208,7 +230,7 @@ impl WgpuBackend {
 
     /// Tasks per dispatch: the configured chunk, bounded by what one binding may hold.
     fn chunk(&self) -> usize {
-        let per_task = (gpu::TASK_WORDS * 4) as u64;
+        let per_task = (gpu::HEADER_REC_WORDS * 4) as u64;
         let fit = (self.max_binding / per_task).max(1) as usize;
         self.opts.chunk.min(fit)
     }
@@ -243,35 +265,93 @@ impl WgpuBackend {
             .map_err(|_| anyhow::anyhow!("wgpu backend poisoned by an earlier panic"))?;
         let inner = &mut *guard;
         gpu::pack_jobs(jobs, &mut inner.job_words);
-        let chunk = self.chunk();
-        self.ensure_buffers(inner, tasks.len().min(chunk), inner.job_words.len())?;
-        let bufs = inner.bufs.as_ref().expect("buffers were just made");
-        inner
-            .queue
-            .write_buffer(&bufs.jobs, 0, bytemuck::cast_slice(&inner.job_words));
-        let mut start = 0;
-        while start < tasks.len() {
-            let end = (start + chunk).min(tasks.len());
-            let (t, o) = (&tasks[start..end], &mut out[start..end]);
-            let m = meta.map(|m| &m[start..end]);
-            let n = t.len();
-            let tag = gpu::next_tag(&mut inner.tag);
-            let words = gpu::task_words(t, &mut inner.task_scratch);
-            inner
-                .queue
-                .write_buffer(&bufs.tasks, 0, bytemuck::cast_slice(words));
-            if let Some(m) = m {
-                gpu::pack_targets(m, &mut inner.target_words);
-                inner.queue.write_buffer(
-                    &bufs.targets,
-                    0,
-                    bytemuck::cast_slice(&inner.target_words),
-                );
+        let sub = gpu::dispatch_size(tasks.len(), self.chunk(), SLOTS);
+        let res = self
+            .ensure_slots(inner, sub, inner.job_words.len(), 0)
+            .and_then(|_| self.pipeline(inner, jobs.len(), tasks, meta, out, sub));
+        if res.is_err() {
+            // Leave nothing in flight into buffers the next batch reuses.
+            let _ = inner.device.poll(wgpu::PollType::wait_indefinitely());
+            for s in &mut inner.slots {
+                if s.pending.take().is_some() {
+                    s.staging.unmap();
+                }
             }
-            let params = [n as u32, tag, m.is_some() as u32, jobs.len() as u32];
-            inner
-                .queue
-                .write_buffer(&bufs.params, 0, bytemuck::cast_slice(&params));
+            let _ = self.take_errors();
+        }
+        res
+    }
+
+    /// Runs the batch as dispatches of `sub` tasks over the slots in turn: dispatch k+1 is
+    /// packed and submitted while dispatch k computes, and dispatch k−2's results are checked
+    /// meanwhile.
+    fn pipeline(
+        &self,
+        inner: &mut Inner,
+        njobs: usize,
+        tasks: &[HashTask],
+        meta: Option<&[TaskMeta]>,
+        out: &mut [State],
+        sub: usize,
+    ) -> anyhow::Result<()> {
+        let stride = gpu::record_stride(tasks);
+        let mut job_sent = [false; SLOTS];
+        let mut order = std::collections::VecDeque::with_capacity(SLOTS);
+        for (k, start) in (0..tasks.len()).step_by(sub).enumerate() {
+            let end = (start + sub).min(tasks.len());
+            let si = k % SLOTS;
+            if inner.slots[si].pending.is_some() {
+                let first = order.pop_front().expect("a pending slot is in the queue");
+                debug_assert_eq!(first, si);
+                self.finish_slot(inner, si, meta, out)?;
+            }
+            let n = end - start;
+            let m = meta.map(|m| &m[start..end]);
+            let tag = gpu::next_tag(&mut inner.tag);
+            inner.records.resize(n * stride, 0);
+            gpu::pack_records(
+                &tasks[start..end],
+                m,
+                stride,
+                &mut inner.records,
+                &mut inner.target_words,
+            );
+            if inner.target_words.len() > inner.slots[si].target_cap {
+                // Rebuilt idle (it was waited for above); the job table goes up again.
+                let need = inner.target_words.len();
+                self.rebuild_slot(inner, si, need)?;
+                job_sent[si] = false;
+            }
+            let Inner {
+                device,
+                queue,
+                pipeline,
+                slots,
+                job_words,
+                target_words,
+                records,
+                ..
+            } = &mut *inner;
+            let slot = &mut slots[si];
+            if !job_sent[si] {
+                queue.write_buffer(&slot.jobs, 0, bytemuck::cast_slice(job_words));
+                job_sent[si] = true;
+            }
+            queue.write_buffer(&slot.tasks, 0, bytemuck::cast_slice(records));
+            if m.is_some() {
+                queue.write_buffer(&slot.targets, 0, bytemuck::cast_slice(target_words));
+            }
+            let params: [u32; PARAM_WORDS] = [
+                n as u32,
+                tag,
+                m.is_some() as u32,
+                njobs as u32,
+                stride as u32,
+                (target_words.len() / TARGET_WORDS) as u32,
+                0,
+                0,
+            ];
+            queue.write_buffer(&slot.params, 0, bytemuck::cast_slice(&params));
 
             let groups = n.div_ceil(self.opts.work_group_size as usize) as u32;
             let gx = groups.min(self.max_groups);
@@ -280,70 +360,141 @@ impl WgpuBackend {
                 gy <= self.max_groups,
                 "a dispatch of {n} tasks needs {gy} rows of work groups; lower the chunk size"
             );
-            let mut enc = inner
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("sha256d"),
-                });
+            let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sha256d"),
+            });
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("sha256d"),
                     timestamp_writes: None,
                 });
-                pass.set_pipeline(&inner.pipeline);
-                pass.set_bind_group(0, &bufs.bind_group, &[]);
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &slot.bind_group, &[]);
                 pass.dispatch_workgroups(gx, gy, 1);
             }
             let bytes = (n * OUT_WORDS * 4) as u64;
-            enc.copy_buffer_to_buffer(&bufs.out, 0, &bufs.staging, 0, bytes);
-            inner.queue.submit([enc.finish()]);
-
-            let slice = bufs.staging.slice(..bytes);
+            enc.copy_buffer_to_buffer(&slot.out, 0, &slot.staging, 0, bytes);
+            let index = queue.submit([enc.finish()]);
             let (tx, rx) = std::sync::mpsc::channel();
-            slice.map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
+            slot.staging
+                .slice(..bytes)
+                .map_async(wgpu::MapMode::Read, move |r| {
+                    let _ = tx.send(r);
+                });
+            // Start the work without waiting for it.
+            let _ = device.poll(wgpu::PollType::Poll);
+            slot.pending = Some(Pending {
+                start,
+                end,
+                tag,
+                bytes,
+                index,
+                mapped: rx,
             });
-            inner
-                .device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| anyhow::anyhow!("wgpu: waiting for the device failed: {e}"))?;
-            self.take_errors()?;
-            rx.recv()
-                .map_err(|_| anyhow::anyhow!("wgpu: the read-back never completed"))?
-                .map_err(|e| anyhow::anyhow!("wgpu: cannot map the results: {e}"))?;
-            let res = {
-                let view = slice
-                    .get_mapped_range()
-                    .map_err(|e| anyhow::anyhow!("wgpu: cannot read the results: {e}"))?;
-                gpu::unpack(bytemuck::cast_slice(&view), tag, m, o)
-            };
-            bufs.staging.unmap();
-            res?;
-            start = end;
+            order.push_back(si);
+        }
+        while let Some(si) = order.pop_front() {
+            self.finish_slot(inner, si, meta, out)?;
         }
         self.take_errors()
     }
 
-    /// Makes sure the buffers hold `tasks` tasks and `job_words` job-table words, growing
-    /// (reallocating) only when they do not.
-    fn ensure_buffers(
+    /// Waits for slot `si`'s dispatch and checks its results into `out`.
+    fn finish_slot(
+        &self,
+        inner: &mut Inner,
+        si: usize,
+        meta: Option<&[TaskMeta]>,
+        out: &mut [State],
+    ) -> anyhow::Result<()> {
+        let slot = &mut inner.slots[si];
+        let Some(p) = slot.pending.take() else {
+            return Ok(());
+        };
+        let waited = inner
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(p.index),
+                timeout: None,
+            })
+            .map_err(|e| anyhow::anyhow!("wgpu: waiting for the device failed: {e}"));
+        let mapped = waited.and_then(|_| {
+            self.take_errors()?;
+            p.mapped
+                .recv()
+                .map_err(|_| anyhow::anyhow!("wgpu: the read-back never completed"))?
+                .map_err(|e| anyhow::anyhow!("wgpu: cannot map the results: {e}"))
+        });
+        if let Err(e) = mapped {
+            // Unmapping a buffer whose mapping is still pending cancels it.
+            slot.staging.unmap();
+            return Err(e);
+        }
+        let res = {
+            let view = slot
+                .staging
+                .slice(..p.bytes)
+                .get_mapped_range()
+                .map_err(|e| anyhow::anyhow!("wgpu: cannot read the results: {e}"))?;
+            gpu::unpack(
+                bytemuck::cast_slice(&view),
+                p.tag,
+                meta.map(|m| &m[p.start..p.end]),
+                &mut out[p.start..p.end],
+            )
+        };
+        slot.staging.unmap();
+        res
+    }
+
+    /// Makes the slots hold dispatches of `tasks` tasks and `job_words` job-table words,
+    /// (re)allocating only when they do not; `targets` = target-table words at least.
+    fn ensure_slots(
         &self,
         inner: &mut Inner,
         tasks: usize,
         job_words: usize,
+        targets: usize,
     ) -> anyhow::Result<()> {
-        if let Some(b) = &inner.bufs {
-            if b.task_cap >= tasks && b.job_cap >= job_words {
-                return Ok(());
-            }
+        if inner.slots.len() == SLOTS
+            && inner
+                .slots
+                .iter()
+                .all(|s| s.task_cap >= tasks && s.job_cap >= job_words && s.target_cap >= targets)
+        {
+            return Ok(());
         }
-        let old = inner.bufs.as_ref().map(|b| (b.task_cap, b.job_cap));
+        let old = inner.slots.first().map(|b| (b.task_cap, b.job_cap));
         let (task_cap, job_cap) = gpu::grown_capacity(tasks, job_words, old, self.chunk());
+        let target_cap = targets.max(TARGET_WORDS * 64).next_power_of_two();
+        inner.slots.clear();
+        for _ in 0..SLOTS {
+            let slot = self.make_slot(inner, task_cap, job_cap, target_cap)?;
+            inner.slots.push(slot);
+        }
+        Ok(())
+    }
+
+    /// Replaces idle slot `si` by one whose target table holds `targets` words.
+    fn rebuild_slot(&self, inner: &mut Inner, si: usize, targets: usize) -> anyhow::Result<()> {
+        let (task_cap, job_cap) = (inner.slots[si].task_cap, inner.slots[si].job_cap);
+        let slot = self.make_slot(inner, task_cap, job_cap, targets.next_power_of_two())?;
+        inner.slots[si] = slot;
+        Ok(())
+    }
+
+    fn make_slot(
+        &self,
+        inner: &Inner,
+        task_cap: usize,
+        job_cap: usize,
+        target_cap: usize,
+    ) -> anyhow::Result<Slot> {
         let job_bytes = (job_cap * 4) as u64;
         anyhow::ensure!(
-            job_bytes <= self.max_binding,
-            "wgpu: the job table needs {job_bytes} bytes, more than the adapter's binding limit \
-             of {}; use smaller batches",
+            job_bytes <= self.max_binding && (target_cap * 4) as u64 <= self.max_binding,
+            "wgpu: the job or target table needs more than the adapter's binding limit of {} \
+             bytes; use smaller batches",
             self.max_binding
         );
         let d = &inner.device;
@@ -357,18 +508,14 @@ impl WgpuBackend {
         };
         use wgpu::BufferUsages as U;
         let scope = d.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let params = mk("params", 16, U::UNIFORM | U::COPY_DST);
+        let params = mk("params", (PARAM_WORDS * 4) as u64, U::UNIFORM | U::COPY_DST);
         let jobs = mk("jobs", job_bytes, U::STORAGE | U::COPY_DST);
         let tasks_b = mk(
             "tasks",
-            (task_cap * gpu::TASK_WORDS * 4) as u64,
+            (task_cap * gpu::HEADER_REC_WORDS * 4) as u64,
             U::STORAGE | U::COPY_DST,
         );
-        let targets = mk(
-            "targets",
-            (task_cap * TARGET_WORDS * 4) as u64,
-            U::STORAGE | U::COPY_DST,
-        );
+        let targets = mk("targets", (target_cap * 4) as u64, U::STORAGE | U::COPY_DST);
         let out_bytes = (task_cap * OUT_WORDS * 4) as u64;
         let out = mk("out", out_bytes, U::STORAGE | U::COPY_SRC);
         let staging = mk("staging", out_bytes, U::MAP_READ | U::COPY_DST);
@@ -392,7 +539,7 @@ impl WgpuBackend {
                 entry(4, &out),
             ],
         });
-        inner.bufs = Some(Buffers {
+        Ok(Slot {
             params,
             jobs,
             tasks: tasks_b,
@@ -402,8 +549,9 @@ impl WgpuBackend {
             bind_group,
             task_cap,
             job_cap,
-        });
-        Ok(())
+            target_cap,
+            pending: None,
+        })
     }
 }
 
