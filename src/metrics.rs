@@ -20,6 +20,7 @@ pub struct Metrics {
     pub backend_busy: Counter,
     pub dead_letters: IntCounter,
     pub delivery_retries: IntCounter,
+    pub rebuilt_shares: IntCounter,
     pub jobs: IntGauge,
     pub inflight: IntGauge,
     pub consumer_lag: IntGaugeVec,
@@ -96,6 +97,14 @@ impl Metrics {
                 IntCounter::new(
                     "sharecheck_delivery_retries_total",
                     "Verdict messages produced again after a failed delivery",
+                )
+                .expect("valid"),
+            ),
+            rebuilt_shares: reg(
+                &r,
+                IntCounter::new(
+                    "sharecheck_rebuilt_shares_total",
+                    "Shares replayed into the duplicate sets of gained partitions",
                 )
                 .expect("valid"),
             ),

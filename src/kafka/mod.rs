@@ -5,6 +5,7 @@
 
 pub mod node;
 pub mod offsets;
+pub mod rebuild;
 pub mod receive;
 pub mod send;
 

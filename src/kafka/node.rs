@@ -80,6 +80,7 @@ struct JobLog {
 impl JobLog {
     /// Reads the jobs topic until `stop`.
     fn read(&self, stop: &AtomicBool, ttl_ms: i64, metrics: &Metrics) {
+        let mut last_err = Instant::now() - Duration::from_secs(60);
         while !stop.load(Ordering::Relaxed) {
             let Some(r) = self.consumer.poll(Duration::from_millis(100)) else {
                 continue;
@@ -139,7 +140,13 @@ impl JobLog {
                         self.changed.notify_all();
                     }
                 }
-                Err(e) => tracing::warn!("jobs reader: {e}"),
+                Err(e) => {
+                    // While the broker is away this repeats every poll: one line per 5 s.
+                    if last_err.elapsed() > Duration::from_secs(5) {
+                        tracing::warn!("jobs reader: {e}");
+                        last_err = Instant::now();
+                    }
+                }
             }
         }
     }
@@ -727,12 +734,22 @@ fn prepare_stage(
 ) {
     // partition → (generation, validator, absolute index of the next job to apply)
     let mut validators: HashMap<i32, (u64, Validator, u64)> = HashMap::new();
+    let mut rebuilder = super::rebuild::Rebuilder::new(&sh.cfg.kafka, vcfg.job_ttl_s);
     for work in rx {
         let t0 = Instant::now();
         if !jobs.catch_up(&sh.abort) {
             return;
         }
         tracing::trace!("jobs caught up in {:?}", t0.elapsed());
+        for item in &work.items {
+            if validators
+                .get(&item.partition)
+                .is_none_or(|e| e.0 != item.generation)
+            {
+                let (v, applied) = gained_partition(item, jobs, sh, &vcfg, &mut rebuilder);
+                validators.insert(item.partition, (item.generation, v, applied));
+            }
+        }
         let mut batch = Batch::new();
         {
             let st = jobs.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -761,6 +778,49 @@ fn prepare_stage(
             return;
         }
     }
+}
+
+/// A validator for a partition this node just gained (its first message to validate is
+/// `item`): the jobs, then the duplicate sets of the shares before `item`, replayed by
+/// [`super::rebuild`]. Returns it with the job-log index it applied up to.
+fn gained_partition(
+    item: &Item,
+    jobs: &JobLog,
+    sh: &Shared,
+    vcfg: &ValidationConfig,
+    rebuilder: &mut super::rebuild::Rebuilder,
+) -> (Validator, u64) {
+    let mut v = Validator::new(vcfg.clone());
+    let applied = {
+        let st = jobs.state.lock().unwrap_or_else(|e| e.into_inner());
+        for (job, ts) in &st.jobs {
+            if let Err(err) = v.add_job_at(job.clone(), *ts) {
+                tracing::debug!("job {} skipped: {err}", job.job_id);
+            }
+        }
+        st.base + st.jobs.len() as u64
+    };
+    let t0 = Instant::now();
+    match rebuilder.rebuild(&mut v, item.partition, item.offset, &sh.abort) {
+        Ok(r) => {
+            sh.metrics.rebuilt_shares.inc_by(r.recorded);
+            tracing::info!(
+                partition = item.partition,
+                from = r.from,
+                until = r.until,
+                shares = r.shares,
+                recorded = r.recorded,
+                complete = r.complete,
+                "duplicate sets rebuilt in {:.0?}",
+                t0.elapsed()
+            );
+        }
+        Err(e) => tracing::warn!(
+            partition = item.partition,
+            "duplicate sets not rebuilt ({e:#}); copies of earlier shares go undetected"
+        ),
+    }
+    (v, applied)
 }
 
 /// Produces the verdict message of every share message in a hashed batch (and a block
