@@ -75,6 +75,59 @@ struct JobLog {
     ends: BaseConsumer<ReaderContext>,
     topic: String,
     partitions: Vec<i32>,
+    dead: JobDeadLetters,
+}
+
+/// Where the jobs reader puts job messages it cannot use.
+struct JobDeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    runtime: tokio::runtime::Handle,
+}
+
+impl JobDeadLetters {
+    /// Produces the message byte for byte to the dead-letter topic, with its source and the
+    /// reason in headers, and logs a failed delivery. The jobs reader does not wait: it has
+    /// no offsets to store, and every node reads the whole jobs topic, so each node puts its
+    /// own copy there (readers drop repeats by source topic, partition and offset).
+    fn send(&self, m: &BorrowedMessage<'_>, error: &str, metrics: &Metrics) {
+        metrics.dead_letters.inc();
+        let headers = source_headers(m.topic(), m.partition(), m.offset()).insert(Header {
+            key: H_ERROR,
+            value: Some(error),
+        });
+        let mut rec = FutureRecord::<[u8], [u8]>::to(&self.topic)
+            .payload(m.payload().unwrap_or(&[]))
+            .headers(headers);
+        if let Some(k) = m.key() {
+            rec = rec.key(k);
+        }
+        loop {
+            match self.producer.send_result(rec) {
+                Ok(f) => {
+                    let (p, o) = (m.partition(), m.offset());
+                    self.runtime.spawn(async move {
+                        if !matches!(f.await, Ok(Ok(_))) {
+                            tracing::warn!(
+                                partition = p,
+                                offset = o,
+                                "bad job message not delivered to the dead-letter topic"
+                            );
+                        }
+                    });
+                    return;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    tracing::warn!("cannot produce to {}: {e}", self.topic);
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl JobLog {
@@ -88,24 +141,21 @@ impl JobLog {
             match r {
                 Ok(m) => {
                     let ts = m.timestamp().to_millis().unwrap_or_else(now_ms);
-                    let job = match decode_job(m.payload().unwrap_or(&[])) {
-                        Ok(j) => match JobCtx::new(j.clone()) {
-                            Ok(_) => Some(j),
-                            Err(e) => {
-                                tracing::warn!(
-                                    partition = m.partition(),
-                                    offset = m.offset(),
-                                    "job skipped: {e}"
-                                );
-                                None
-                            }
-                        },
+                    let job = decode_job(m.payload().unwrap_or(&[]))
+                        .map_err(|e| e.to_string())
+                        .and_then(|j| match JobCtx::new(j.clone()) {
+                            Ok(_) => Ok(j),
+                            Err(e) => Err(format!("job {:?} unusable: {e}", j.job_id)),
+                        });
+                    let job = match job {
+                        Ok(j) => Some(j),
                         Err(e) => {
                             tracing::warn!(
                                 partition = m.partition(),
                                 offset = m.offset(),
-                                "jobs topic: message skipped: {e}"
+                                "bad job message to the dead-letter topic: {e}"
                             );
+                            self.dead.send(&m, &e, metrics);
                             None
                         }
                     };
@@ -437,6 +487,11 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("cannot create the jobs end-offset client: {e}"))?,
         topic: k.topics.jobs.clone(),
         partitions: jparts,
+        dead: JobDeadLetters {
+            producer: producer.clone(),
+            topic: k.topics.dead_letter.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        },
     });
     let stop_jobs = Arc::new(AtomicBool::new(false));
     let ttl_ms = (cfg.validation.job_ttl_s as i64).saturating_mul(1000);
