@@ -322,6 +322,7 @@ struct Work {
     shares: usize,
     fetched: Instant,
     _permit: OwnedSemaphorePermit,
+    _inflight: crate::metrics::InflightGuard,
 }
 
 struct Hashed {
@@ -638,14 +639,12 @@ pub async fn run(
                 }
             }
         };
-        metrics
-            .inflight
-            .set((inflight - sem.available_permits()) as i64);
         let work = Work {
             items: std::mem::take(&mut pending),
             shares: std::mem::take(&mut pending_shares),
             fetched: first_at,
             _permit: permit,
+            _inflight: metrics.inflight_guard(),
         };
         if work_tx.send(work).is_err() {
             break;
@@ -666,6 +665,7 @@ pub async fn run(
                 shares: pending_shares,
                 fetched: first_at,
                 _permit: permit,
+                _inflight: metrics.inflight_guard(),
             });
         }
     }

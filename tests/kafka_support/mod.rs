@@ -198,6 +198,12 @@ impl Env {
         std::fs::create_dir_all(&dir).unwrap();
         let group = format!("{name}.group");
         let config = dir.join("sharecheck.toml");
+        // Metrics off unless the test turns them on.
+        let metrics = if extra.contains("[metrics]") {
+            ""
+        } else {
+            "[metrics]\nlisten = \"\""
+        };
         // Short session timeout: after a kill -9 the group waits this long for the dead
         // member before the restarted node gets the partitions.
         let text = format!(
@@ -217,8 +223,7 @@ partitions = 4
 [kafka.consumer]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
-[metrics]
-listen = ""
+{metrics}
 {extra}
 "#
         );
@@ -409,6 +414,32 @@ listen = ""
             .collect();
         (committed, ends)
     }
+}
+
+/// A free local TCP port (for a node's metrics listener).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// GET http://127.0.0.1:PORT/PATH: the body (empty when nothing answers).
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// The value of an unlabelled metric in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Key, payload and headers of a message.
