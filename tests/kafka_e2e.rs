@@ -71,3 +71,31 @@ fn kafka_verdicts_match_verify_by_share_id() {
     let st = node.wait_for(Duration::from_secs(10));
     assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
 }
+
+#[test]
+fn gen_with_brokers_sends_the_workload_through_kafka() {
+    let env = Env::new("genkafka", "");
+    let args = ["--mode", "mixed", "--shares", "800", "--seed", "9"];
+    let out = env
+        .cmd(&["gen", "--brokers", &env.brokers, "--batch", "40"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "nothing on stdout when sending");
+    // The same workload as a file, for verify.
+    let file = env.gen("same.jsonl", &args);
+    let (want, _) = by_id(&env.verify(&file));
+    let mut node = env.node("node.log");
+    let (got, repeats) = by_id(&env.receive(800, 120, &[]));
+    assert_eq!(repeats, 0);
+    for (id, w) in &want {
+        assert_eq!(got[id]["status"], w["status"], "share {id}");
+    }
+    node.signal("TERM");
+    assert!(node.wait_for(Duration::from_secs(10)).is_some());
+}
