@@ -86,6 +86,29 @@ enum Cmd {
         #[arg(long)]
         backend: Option<String>,
     },
+    /// Measure the node end to end through Kafka beside a raw pass-through (a consumer that
+    /// copies the same share messages to another topic), in the same run: shares/s draining a
+    /// full topic, and p50/p99 share latency at a steady rate. Uses topics of its own
+    /// (sharecheck.bench.<time>.*) on kafka.brokers.
+    BenchKafka {
+        /// Shares in the drain workload.
+        #[arg(long, default_value_t = 100_000)]
+        shares: u64,
+        /// Shares in the latency workload.
+        #[arg(long, default_value_t = 30_000)]
+        latency_shares: u64,
+        /// Send rate of the latency workload, shares per second.
+        #[arg(long, default_value_t = 5000.0)]
+        rate: f64,
+        /// Shares per message (per miner session), as `send --batch`.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One JSON object per mode instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List every backend and device, available or not (and why), with its self-test result
     /// and measured shares/s at the configured batch size.
     Backends(BackendsArgs),
@@ -436,6 +459,59 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
             cfg.check()?;
             init_logging(&cfg)?;
             run_node(cfg)?;
+        }
+        Cmd::BenchKafka {
+            shares,
+            latency_shares,
+            rate,
+            batch,
+            seed,
+            json,
+        } => {
+            cfg.check()?;
+            init_logging(&cfg)?;
+            anyhow::ensure!(
+                shares > 0 && latency_shares > 0 && batch > 0,
+                "--shares, --latency-shares and --batch must be at least 1"
+            );
+            anyhow::ensure!(
+                rate.is_finite() && rate > 0.0,
+                "--rate must be a positive number of shares per second"
+            );
+            let o = sharecheck::kafka::bench::BenchKafkaOptions {
+                shares,
+                latency_shares,
+                rate,
+                batch,
+                seed,
+            };
+            let figs = runtime()?.block_on(sharecheck::kafka::bench::run(&cfg, &o))?;
+            if json {
+                for f in &figs {
+                    println!("{}", serde_json::to_string(f)?);
+                }
+            } else {
+                let base = figs[0].drain_shares_per_sec;
+                println!(
+                    "{:<14} {:>14} {:>10} {:>14} {:>14} {:>14}",
+                    "mode", "drain shares/s", "x pass", "p50 ms", "p99 ms", "max ms"
+                );
+                for f in &figs {
+                    println!(
+                        "{:<14} {:>14.0} {:>10.2} {:>14.0} {:>14.0} {:>14.0}",
+                        f.mode,
+                        f.drain_shares_per_sec,
+                        f.drain_shares_per_sec / base,
+                        f.latency_p50_ms,
+                        f.latency_p99_ms,
+                        f.latency_max_ms
+                    );
+                }
+                println!(
+                    "(drain: {shares} shares in {} messages; latency: {latency_shares} shares at {rate:.0}/s, send to output message)",
+                    figs[0].drain_messages
+                );
+            }
         }
         Cmd::Backends(a) => {
             init_logging(&cfg)?;
