@@ -14,7 +14,11 @@
 # Environment:
 #   SHARECHECK_SERVICES_DIR  state/cache root (default ~/.cache/sharecheck)
 #   KAFKA_PORT               broker port (default 9092)
-#   KAFKA_CONTROLLER_PORT    KRaft controller port (default 9093)
+#   KAFKA_CONTROLLER_PORT    KRaft controller port (default KAFKA_PORT + 1, so 9093)
+#   KAFKA_DIST_ROOT          where the Maven-resolved jars are cached (default
+#                            $SHARECHECK_SERVICES_DIR/kafka-dist); point a second
+#                            broker's services dir at the first one's cache to
+#                            skip resolving them again
 #   KAFKA_VERSION            release resolved from Maven Central (default 4.4.0)
 #   KAFKA_HOME               use an unpacked Kafka 4.x distribution instead of Maven
 #   KAFKA_HEAP_OPTS          broker heap (default -Xmx512m -Xms256m)
@@ -22,6 +26,10 @@
 #                            set to "" for the JVM's/distribution's defaults)
 #   KAFKA_START_TIMEOUT      seconds to wait for readiness (default 90)
 #   KAFKA_STOP_TIMEOUT       seconds before SIGKILL on down (default 30)
+#
+# Two brokers at once: give each its own SHARECHECK_SERVICES_DIR (data, logs,
+# pid file, lock, cluster id) and KAFKA_PORT; the controller port follows the
+# broker port unless KAFKA_CONTROLLER_PORT is set.
 #
 # Without KAFKA_HOME the broker runs straight from the Maven artifacts (no
 # tarball is needed, which matters where only Maven Central is reachable):
@@ -39,7 +47,7 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 # binding so api/core/binding always match.
 KAFKA_LOG4J_VERSION="${KAFKA_LOG4J_VERSION:-2.25.5}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
-KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
 # A test broker on a 2-core machine shared with compile jobs is bound by
 # startup CPU, not throughput: C1-only JIT and the serial GC took cached
@@ -57,7 +65,7 @@ TOOLS_LOG4J_CONFIG="$STATE_DIR/tools-log4j2.properties"
 PID_FILE="$STATE_DIR/kafka.pid"
 SERVER_LOG="$LOG_DIR/server.log"
 OUT_LOG="$LOG_DIR/kafka.out"
-DIST_DIR="$SVC_ROOT/kafka-dist/$KAFKA_VERSION"
+DIST_DIR="${KAFKA_DIST_ROOT:-$SVC_ROOT/kafka-dist}/$KAFKA_VERSION"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 # The config path is unique per state dir, so it identifies "our" JVM in
 # /proc/<pid>/cmdline even if the pid gets reused.

@@ -1,7 +1,8 @@
 //! The `sharecheck` command line.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use sharecheck::config::Config;
 use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
@@ -84,6 +85,29 @@ enum Cmd {
         /// Backend (overrides backend.kind).
         #[arg(long)]
         backend: Option<String>,
+    },
+    /// Measure the node end to end through Kafka beside a raw pass-through (a consumer that
+    /// copies the same share messages to another topic), in the same run: shares/s draining a
+    /// full topic, and p50/p99 share latency at a steady rate. Uses topics of its own
+    /// (sharecheck.bench.<time>.*) on kafka.brokers.
+    BenchKafka {
+        /// Shares in the drain workload.
+        #[arg(long, default_value_t = 100_000)]
+        shares: u64,
+        /// Shares in the latency workload.
+        #[arg(long, default_value_t = 30_000)]
+        latency_shares: u64,
+        /// Send rate of the latency workload, shares per second.
+        #[arg(long, default_value_t = 5000.0)]
+        rate: f64,
+        /// Shares per message (per miner session), as `send --batch`.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One JSON object per mode instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// List every backend and device, available or not (and why), with its self-test result
     /// and measured shares/s at the configured batch size.
@@ -175,17 +199,41 @@ struct GenArgs {
     /// Output file; stdout when absent.
     #[arg(long, short)]
     out: Option<PathBuf>,
+    /// With --brokers on the command line: the shares topic to send to (default
+    /// kafka.topics.shares). The workload then goes to Kafka as `send` sends a file.
+    #[arg(long)]
+    shares_topic: Option<String>,
+    /// With --brokers: the jobs topic (default kafka.topics.jobs).
+    #[arg(long)]
+    jobs_topic: Option<String>,
+    /// With --brokers: shares per message (per miner session), as `send --batch`.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// With --brokers: shares per second; 0 sends as fast as the broker takes them.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
 }
 
 fn main() {
-    let cli = Cli::parse();
-    if let Err(e) = run(cli) {
+    let matches = Cli::command().get_matches();
+    // `gen` writes to Kafka only when --brokers is on its command line, not when it comes
+    // from SHARECHECK_BROKERS (which is meant for the Kafka commands).
+    let brokers_flag = matches.value_source("brokers") == Some(ValueSource::CommandLine)
+        || matches.subcommand().is_some_and(|(_, m)| {
+            m.try_get_raw("brokers").is_ok()
+                && m.value_source("brokers") == Some(ValueSource::CommandLine)
+        });
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    if let Err(e) = run(cli, brokers_flag) {
         eprintln!("sharecheck: error: {e:#}");
         std::process::exit(2);
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
     let mut cfg = match &cli.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -280,6 +328,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 jobs_per_block: a.jobs_per_block,
                 sessions: a.sessions,
             };
+            if brokers_flag {
+                anyhow::ensure!(
+                    a.out.is_none(),
+                    "gen: --out and --brokers exclude each other (a file, or Kafka)"
+                );
+                return gen_to_kafka(cfg, g, &a);
+            }
+            anyhow::ensure!(
+                a.shares_topic.is_none() && a.jobs_topic.is_none(),
+                "gen: --shares-topic and --jobs-topic need --brokers HOST:PORT"
+            );
             let n = match &a.out {
                 Some(p) => {
                     let f = std::fs::File::create(p)
@@ -401,11 +460,115 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&cfg)?;
             run_node(cfg)?;
         }
+        Cmd::BenchKafka {
+            shares,
+            latency_shares,
+            rate,
+            batch,
+            seed,
+            json,
+        } => {
+            cfg.check()?;
+            init_logging(&cfg)?;
+            anyhow::ensure!(
+                shares > 0 && latency_shares > 0 && batch > 0,
+                "--shares, --latency-shares and --batch must be at least 1"
+            );
+            anyhow::ensure!(
+                rate.is_finite() && rate > 0.0,
+                "--rate must be a positive number of shares per second"
+            );
+            let o = sharecheck::kafka::bench::BenchKafkaOptions {
+                shares,
+                latency_shares,
+                rate,
+                batch,
+                seed,
+            };
+            let figs = runtime()?.block_on(sharecheck::kafka::bench::run(&cfg, &o))?;
+            if json {
+                for f in &figs {
+                    println!("{}", serde_json::to_string(f)?);
+                }
+            } else {
+                let base = figs[0].drain_shares_per_sec;
+                println!(
+                    "{:<14} {:>14} {:>10} {:>14} {:>14} {:>14}",
+                    "mode", "drain shares/s", "x pass", "p50 ms", "p99 ms", "max ms"
+                );
+                for f in &figs {
+                    println!(
+                        "{:<14} {:>14.0} {:>10.2} {:>14.0} {:>14.0} {:>14.0}",
+                        f.mode,
+                        f.drain_shares_per_sec,
+                        f.drain_shares_per_sec / base,
+                        f.latency_p50_ms,
+                        f.latency_p99_ms,
+                        f.latency_max_ms
+                    );
+                }
+                println!(
+                    "(drain: {shares} shares in {} messages; latency: {latency_shares} shares at {rate:.0}/s, send to output message)",
+                    figs[0].drain_messages
+                );
+            }
+        }
         Cmd::Backends(a) => {
             init_logging(&cfg)?;
             backends(&cfg, a)?
         }
     }
+    Ok(())
+}
+
+/// `gen --brokers`: the generated workload straight to Kafka, through the same sender as
+/// `sharecheck send` (fed by a pipe from the generator thread, so nothing touches a file).
+fn gen_to_kafka(mut cfg: Config, g: sharecheck::gen::GenConfig, a: &GenArgs) -> anyhow::Result<()> {
+    if let Some(t) = &a.shares_topic {
+        cfg.kafka.topics.shares = t.clone();
+    }
+    if let Some(t) = &a.jobs_topic {
+        cfg.kafka.topics.jobs = t.clone();
+    }
+    cfg.check()?;
+    init_logging(&cfg)?;
+    anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
+    anyhow::ensure!(
+        a.rate.is_finite() && a.rate >= 0.0,
+        "--rate must be a number of shares per second (0 = unpaced)"
+    );
+    let opts = sharecheck::kafka::send::SendOptions {
+        batch: a.batch,
+        rate: a.rate,
+        progress: std::time::Duration::from_secs(5),
+    };
+    let (r, w) = std::io::pipe().context("cannot create a pipe")?;
+    let seed = g.seed;
+    let generator = std::thread::spawn(move || {
+        let mut out = BufWriter::with_capacity(1 << 16, w);
+        sharecheck::gen::generate(&g, &mut out)
+    });
+    // When the sender stops early its end of the pipe closes and the generator stops too.
+    let sent = runtime()?.block_on(sharecheck::kafka::send::run(
+        &cfg.kafka,
+        BufReader::with_capacity(1 << 16, r),
+        &opts,
+    ));
+    let generated = generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("the generator thread panicked"))?;
+    let s = sent?;
+    let n = generated?;
+    eprintln!(
+        "sharecheck: generated {n} shares (seed {seed}) and sent them to {} in {} messages, \
+         {} jobs to {}, in {:.2} s ({:.0} shares/s)",
+        cfg.kafka.topics.shares,
+        s.messages,
+        s.jobs,
+        cfg.kafka.topics.jobs,
+        s.seconds,
+        s.shares as f64 / s.seconds.max(1e-9)
+    );
     Ok(())
 }
 

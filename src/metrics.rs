@@ -20,6 +20,7 @@ pub struct Metrics {
     pub backend_busy: Counter,
     pub dead_letters: IntCounter,
     pub delivery_retries: IntCounter,
+    pub rebuilt_shares: IntCounter,
     pub jobs: IntGauge,
     pub inflight: IntGauge,
     pub consumer_lag: IntGaugeVec,
@@ -99,6 +100,14 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            rebuilt_shares: reg(
+                &r,
+                IntCounter::new(
+                    "sharecheck_rebuilt_shares_total",
+                    "Shares replayed into the duplicate sets of gained partitions",
+                )
+                .expect("valid"),
+            ),
             jobs: reg(
                 &r,
                 IntGauge::new("sharecheck_jobs_cached", "Jobs held from the jobs topic")
@@ -134,6 +143,25 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding to a Vec cannot fail");
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Metrics {
+    /// Counts a batch in flight (`sharecheck_inflight_batches`) until the guard is dropped:
+    /// taken when the batch is dispatched, dropped when its verdicts are acknowledged or it
+    /// is abandoned, so the gauge returns to 0 whenever the node is drained.
+    pub fn inflight_guard(&self) -> InflightGuard {
+        self.inflight.inc();
+        InflightGuard(self.inflight.clone())
+    }
+}
+
+/// One batch in flight; see [`Metrics::inflight_guard`].
+pub struct InflightGuard(IntGauge);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -199,5 +227,32 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
             let _ = sock.write_all(resp.as_bytes()).await;
             let _ = sock.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inflight(m: &Metrics) -> String {
+        m.render()
+            .lines()
+            .find(|l| l.starts_with("sharecheck_inflight_batches "))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn inflight_gauge_follows_dispatch_and_completion() {
+        let m = Metrics::new();
+        assert_eq!(inflight(&m), "sharecheck_inflight_batches 0");
+        let a = m.inflight_guard();
+        let b = m.inflight_guard();
+        assert_eq!(inflight(&m), "sharecheck_inflight_batches 2");
+        drop(a);
+        assert_eq!(inflight(&m), "sharecheck_inflight_batches 1");
+        // Completed on another thread, as the node's delivery tasks do.
+        std::thread::spawn(move || drop(b)).join().unwrap();
+        assert_eq!(inflight(&m), "sharecheck_inflight_batches 0");
     }
 }

@@ -1,5 +1,6 @@
 //! Undecodable messages go to the dead-letter topic with the reason in a header, their
-//! offsets are committed, and the good batches around them flow on.
+//! offsets are committed, and the good batches around them flow on. Job messages the node
+//! cannot use go there too.
 
 mod kafka_support;
 use kafka_support::*;
@@ -51,7 +52,7 @@ fn malformed_messages_land_in_the_dead_letter_topic() {
         ("empty", Vec::new()),
     ];
     let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", BROKERS)
+        .set("bootstrap.servers", &env.brokers)
         .create()
         .unwrap();
     let topic = env.topic("shares");
@@ -65,30 +66,79 @@ fn malformed_messages_land_in_the_dead_letter_topic() {
         send(k, payload);
     }
     send("k", &corrupt);
+    // The jobs topic: a share batch, garbage, and a job that decodes but cannot be used
+    // (negative nbits), between two good jobs.
+    let mut negative = job.clone();
+    negative.job_id = "neg".into();
+    negative.nbits = 0x1d80_ffff;
+    let bad_jobs: Vec<(&str, Vec<u8>)> = vec![
+        ("job-is-shares", good.clone()),
+        ("job-garbage", b"{\"job\": 1}".to_vec()),
+        ("job-negative-nbits", encode_job(&negative)),
+    ];
+    let jobs_topic = env.topic("jobs");
+    let mut other = job.clone();
+    other.job_id = "other".into();
+    other.clean_jobs = false;
+    p.send(
+        BaseRecord::to(&jobs_topic)
+            .key("j")
+            .payload(&encode_job(&job)),
+    )
+    .map_err(|(e, _)| e)
+    .unwrap();
+    for (k, payload) in &bad_jobs {
+        p.send(BaseRecord::to(&jobs_topic).key(*k).payload(payload))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    p.send(
+        BaseRecord::to(&jobs_topic)
+            .key("other")
+            .payload(&encode_job(&other)),
+    )
+    .map_err(|(e, _)| e)
+    .unwrap();
+    // A share of the good job after the bad ones: the jobs reader went on past them.
+    let mut on_other = share(5);
+    on_other.payload[16..21].copy_from_slice(b"other");
+    on_other.job_id_len = 5;
+    send("k", &encode_shares(&[on_other]));
     p.flush(Duration::from_secs(30)).unwrap();
 
     let mut node = env.node("node.log");
     let dead = env.read_messages(
         &env.topic("dead-letter"),
-        bad.len(),
+        bad.len() + bad_jobs.len(),
         Duration::from_secs(60),
     );
     assert_eq!(
         dead.len(),
-        bad.len(),
+        bad.len() + bad_jobs.len(),
         "dead letters; node log:\n{}",
         node.log_text()
     );
     for (key, payload, headers) in &dead {
         let key = String::from_utf8_lossy(key).to_string();
-        let (_, sent) = bad.iter().find(|(k, _)| *k == key).expect("a key we sent");
+        let (source, sent) = match bad.iter().find(|(k, _)| *k == key) {
+            Some((_, sent)) => (&topic, sent),
+            None => {
+                let (_, sent) = bad_jobs
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .expect("a key we sent");
+                (&jobs_topic, sent)
+            }
+        };
         assert_eq!(payload, sent, "{key}: the original bytes are kept");
         assert!(!headers["error"].is_empty(), "{key}: error header");
-        assert_eq!(headers["source_topic"], topic);
+        assert_eq!(&headers["source_topic"], source, "{key}");
+        assert!(headers["source_offset"].parse::<i64>().is_ok(), "{key}");
         eprintln!("{key}: {}", headers["error"]);
     }
-    let v = env.receive(4, 60, &[]);
+    let v = env.receive(5, 60, &[]);
     let (v, _) = by_id(&v);
+    assert_eq!(v[&5]["status"], "low_difficulty", "{}", v[&5]);
     assert_eq!(v[&1]["status"], "unknown_job");
     assert_eq!(v[&3]["status"], "unknown_job");
     assert_eq!(v[&4]["status"], "malformed");

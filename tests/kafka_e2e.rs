@@ -7,7 +7,11 @@ use std::time::Duration;
 
 #[test]
 fn kafka_verdicts_match_verify_by_share_id() {
-    let env = Env::new("e2e", "");
+    let port = free_port();
+    let env = Env::new(
+        "e2e",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
     let file = env.gen(
         "mixed.jsonl",
         &["--mode", "mixed", "--shares", "3000", "--seed", "7"],
@@ -46,7 +50,52 @@ fn kafka_verdicts_match_verify_by_share_id() {
         assert!(v[0].header.is_some());
         assert_eq!(headers["source_topic"], env.topic("shares"));
     }
+    // Drained: every batch acknowledged, the in-flight gauge back at 0.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = http_get(port, "/metrics");
+        if metric(&text, "sharecheck_batches_total").is_some_and(|b| b > 0.0)
+            && metric(&text, "sharecheck_inflight_batches") == Some(0.0)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        metric(&text, "sharecheck_inflight_batches"),
+        Some(0.0),
+        "/metrics after the drain:\n{text}"
+    );
     node.signal("TERM");
     let st = node.wait_for(Duration::from_secs(10));
     assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
+}
+
+#[test]
+fn gen_with_brokers_sends_the_workload_through_kafka() {
+    let env = Env::new("genkafka", "");
+    let args = ["--mode", "mixed", "--shares", "800", "--seed", "9"];
+    let out = env
+        .cmd(&["gen", "--brokers", &env.brokers, "--batch", "40"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "nothing on stdout when sending");
+    // The same workload as a file, for verify.
+    let file = env.gen("same.jsonl", &args);
+    let (want, _) = by_id(&env.verify(&file));
+    let mut node = env.node("node.log");
+    let (got, repeats) = by_id(&env.receive(800, 120, &[]));
+    assert_eq!(repeats, 0);
+    for (id, w) in &want {
+        assert_eq!(got[id]["status"], w["status"], "share {id}");
+    }
+    node.signal("TERM");
+    assert!(node.wait_for(Duration::from_secs(10)).is_some());
 }

@@ -3,8 +3,10 @@
 //! config's `[kafka.consumer]` and `[kafka.producer]` tables pass through under their
 //! librdkafka names.
 
+pub mod bench;
 pub mod node;
 pub mod offsets;
+pub mod rebuild;
 pub mod receive;
 pub mod send;
 

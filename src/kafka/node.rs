@@ -75,11 +75,65 @@ struct JobLog {
     ends: BaseConsumer<ReaderContext>,
     topic: String,
     partitions: Vec<i32>,
+    dead: JobDeadLetters,
+}
+
+/// Where the jobs reader puts job messages it cannot use.
+struct JobDeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    runtime: tokio::runtime::Handle,
+}
+
+impl JobDeadLetters {
+    /// Produces the message byte for byte to the dead-letter topic, with its source and the
+    /// reason in headers, and logs a failed delivery. The jobs reader does not wait: it has
+    /// no offsets to store, and every node reads the whole jobs topic, so each node puts its
+    /// own copy there (readers drop repeats by source topic, partition and offset).
+    fn send(&self, m: &BorrowedMessage<'_>, error: &str, metrics: &Metrics) {
+        metrics.dead_letters.inc();
+        let headers = source_headers(m.topic(), m.partition(), m.offset()).insert(Header {
+            key: H_ERROR,
+            value: Some(error),
+        });
+        let mut rec = FutureRecord::<[u8], [u8]>::to(&self.topic)
+            .payload(m.payload().unwrap_or(&[]))
+            .headers(headers);
+        if let Some(k) = m.key() {
+            rec = rec.key(k);
+        }
+        loop {
+            match self.producer.send_result(rec) {
+                Ok(f) => {
+                    let (p, o) = (m.partition(), m.offset());
+                    self.runtime.spawn(async move {
+                        if !matches!(f.await, Ok(Ok(_))) {
+                            tracing::warn!(
+                                partition = p,
+                                offset = o,
+                                "bad job message not delivered to the dead-letter topic"
+                            );
+                        }
+                    });
+                    return;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    tracing::warn!("cannot produce to {}: {e}", self.topic);
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl JobLog {
     /// Reads the jobs topic until `stop`.
     fn read(&self, stop: &AtomicBool, ttl_ms: i64, metrics: &Metrics) {
+        let mut last_err = Instant::now() - Duration::from_secs(60);
         while !stop.load(Ordering::Relaxed) {
             let Some(r) = self.consumer.poll(Duration::from_millis(100)) else {
                 continue;
@@ -87,24 +141,21 @@ impl JobLog {
             match r {
                 Ok(m) => {
                     let ts = m.timestamp().to_millis().unwrap_or_else(now_ms);
-                    let job = match decode_job(m.payload().unwrap_or(&[])) {
-                        Ok(j) => match JobCtx::new(j.clone()) {
-                            Ok(_) => Some(j),
-                            Err(e) => {
-                                tracing::warn!(
-                                    partition = m.partition(),
-                                    offset = m.offset(),
-                                    "job skipped: {e}"
-                                );
-                                None
-                            }
-                        },
+                    let job = decode_job(m.payload().unwrap_or(&[]))
+                        .map_err(|e| e.to_string())
+                        .and_then(|j| match JobCtx::new(j.clone()) {
+                            Ok(_) => Ok(j),
+                            Err(e) => Err(format!("job {:?} unusable: {e}", j.job_id)),
+                        });
+                    let job = match job {
+                        Ok(j) => Some(j),
                         Err(e) => {
                             tracing::warn!(
                                 partition = m.partition(),
                                 offset = m.offset(),
-                                "jobs topic: message skipped: {e}"
+                                "bad job message to the dead-letter topic: {e}"
                             );
+                            self.dead.send(&m, &e, metrics);
                             None
                         }
                     };
@@ -139,7 +190,13 @@ impl JobLog {
                         self.changed.notify_all();
                     }
                 }
-                Err(e) => tracing::warn!("jobs reader: {e}"),
+                Err(e) => {
+                    // While the broker is away this repeats every poll: one line per 5 s.
+                    if last_err.elapsed() > Duration::from_secs(5) {
+                        tracing::warn!("jobs reader: {e}");
+                        last_err = Instant::now();
+                    }
+                }
             }
         }
     }
@@ -265,6 +322,7 @@ struct Work {
     shares: usize,
     fetched: Instant,
     _permit: OwnedSemaphorePermit,
+    _inflight: crate::metrics::InflightGuard,
 }
 
 struct Hashed {
@@ -430,6 +488,11 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("cannot create the jobs end-offset client: {e}"))?,
         topic: k.topics.jobs.clone(),
         partitions: jparts,
+        dead: JobDeadLetters {
+            producer: producer.clone(),
+            topic: k.topics.dead_letter.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        },
     });
     let stop_jobs = Arc::new(AtomicBool::new(false));
     let ttl_ms = (cfg.validation.job_ttl_s as i64).saturating_mul(1000);
@@ -576,14 +639,12 @@ pub async fn run(
                 }
             }
         };
-        metrics
-            .inflight
-            .set((inflight - sem.available_permits()) as i64);
         let work = Work {
             items: std::mem::take(&mut pending),
             shares: std::mem::take(&mut pending_shares),
             fetched: first_at,
             _permit: permit,
+            _inflight: metrics.inflight_guard(),
         };
         if work_tx.send(work).is_err() {
             break;
@@ -604,6 +665,7 @@ pub async fn run(
                 shares: pending_shares,
                 fetched: first_at,
                 _permit: permit,
+                _inflight: metrics.inflight_guard(),
             });
         }
     }
@@ -727,12 +789,22 @@ fn prepare_stage(
 ) {
     // partition → (generation, validator, absolute index of the next job to apply)
     let mut validators: HashMap<i32, (u64, Validator, u64)> = HashMap::new();
+    let mut rebuilder = super::rebuild::Rebuilder::new(&sh.cfg.kafka, vcfg.job_ttl_s);
     for work in rx {
         let t0 = Instant::now();
         if !jobs.catch_up(&sh.abort) {
             return;
         }
         tracing::trace!("jobs caught up in {:?}", t0.elapsed());
+        for item in &work.items {
+            if validators
+                .get(&item.partition)
+                .is_none_or(|e| e.0 != item.generation)
+            {
+                let (v, applied) = gained_partition(item, jobs, sh, &vcfg, &mut rebuilder);
+                validators.insert(item.partition, (item.generation, v, applied));
+            }
+        }
         let mut batch = Batch::new();
         {
             let st = jobs.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -761,6 +833,49 @@ fn prepare_stage(
             return;
         }
     }
+}
+
+/// A validator for a partition this node just gained (its first message to validate is
+/// `item`): the jobs, then the duplicate sets of the shares before `item`, replayed by
+/// [`super::rebuild`]. Returns it with the job-log index it applied up to.
+fn gained_partition(
+    item: &Item,
+    jobs: &JobLog,
+    sh: &Shared,
+    vcfg: &ValidationConfig,
+    rebuilder: &mut super::rebuild::Rebuilder,
+) -> (Validator, u64) {
+    let mut v = Validator::new(vcfg.clone());
+    let applied = {
+        let st = jobs.state.lock().unwrap_or_else(|e| e.into_inner());
+        for (job, ts) in &st.jobs {
+            if let Err(err) = v.add_job_at(job.clone(), *ts) {
+                tracing::debug!("job {} skipped: {err}", job.job_id);
+            }
+        }
+        st.base + st.jobs.len() as u64
+    };
+    let t0 = Instant::now();
+    match rebuilder.rebuild(&mut v, item.partition, item.offset, &sh.abort) {
+        Ok(r) => {
+            sh.metrics.rebuilt_shares.inc_by(r.recorded);
+            tracing::info!(
+                partition = item.partition,
+                from = r.from,
+                until = r.until,
+                shares = r.shares,
+                recorded = r.recorded,
+                complete = r.complete,
+                "duplicate sets rebuilt in {:.0?}",
+                t0.elapsed()
+            );
+        }
+        Err(e) => tracing::warn!(
+            partition = item.partition,
+            "duplicate sets not rebuilt ({e:#}); copies of earlier shares go undetected"
+        ),
+    }
+    (v, applied)
 }
 
 /// Produces the verdict message of every share message in a hashed batch (and a block

@@ -311,8 +311,12 @@ impl Validator {
     /// [`Validator::add_job`], a clean job does not make the others stale at once: their
     /// shares stamped up to `ts_ms + stale_grace_ms` are still judged normally (see
     /// [`Validator::check_at`]). Jobs expire `job_ttl_s` after they were published.
+    ///
+    /// A job does not move the clock: only shares do. A node behind on its partition (after
+    /// a restart, a broker outage or a partition move) holds jobs much newer than the shares
+    /// it validates, and those shares are judged by their own stamps, as they would have been
+    /// without the delay.
     pub fn add_job_at(&mut self, job: Job, ts_ms: i64) -> Result<(), JobError> {
-        self.advance(ts_ms);
         self.insert_job(job, Some(ts_ms))
     }
 
@@ -460,8 +464,19 @@ impl Validator {
         self.check_with(rec, Some(ts_ms), batch)
     }
 
+    /// Service mode: records a share stamped `ts_ms` as seen, without a verdict and without
+    /// hashing. It goes through checks 1–6 exactly as [`Validator::check_at`] would take it,
+    /// so it lands in a duplicate set only where a validated share would have; a later share
+    /// with the same bytes is then a `duplicate`. This is how a node that gains a share
+    /// partition rebuilds the duplicate sets of the shares validated before its committed
+    /// offset (by replaying them). Returns true when the share was recorded (it passed 1–6).
+    pub fn record_seen_at(&mut self, rec: &ShareRecord, ts_ms: i64) -> bool {
+        self.advance(ts_ms);
+        self.check_inner(rec, Some(ts_ms), None).is_ok()
+    }
+
     fn check_with(&mut self, rec: &ShareRecord, ts: Option<i64>, batch: &mut Batch) -> Prepared {
-        let v = match self.check_inner(rec, ts, batch) {
+        let v = match self.check_inner(rec, ts, Some(&mut *batch)) {
             Ok(()) => return Prepared::Queued,
             Err(v) => v,
         };
@@ -470,11 +485,13 @@ impl Validator {
         Prepared::Done(status)
     }
 
+    /// Checks 1–6; a share that passes is queued in `batch` for hashing, or, without a batch,
+    /// only recorded in its duplicate set.
     fn check_inner(
         &mut self,
         rec: &ShareRecord,
         ts: Option<i64>,
-        batch: &mut Batch,
+        batch: Option<&mut Batch>,
     ) -> Result<(), Verdict> {
         // 1. malformed
         let view = rec
@@ -500,6 +517,9 @@ impl Validator {
                 if !self.headers_seen.entry(prev).or_default().insert(fp) {
                     return Err(Verdict::rejected(id, Status::Duplicate));
                 }
+                let Some(batch) = batch else {
+                    return Ok(());
+                };
                 let mut task = HashTask::zeroed();
                 task.job = HashTask::HEADER;
                 task.data = *header;
@@ -509,6 +529,7 @@ impl Validator {
                     share_target: view.target,
                     network_target,
                 });
+                batch.slots.push(Slot::Task(batch.tasks.len() - 1));
             }
             ShareData::Stratum {
                 job_id,
@@ -560,6 +581,9 @@ impl Validator {
                 if !entry.seen.insert(fp) {
                     return Err(Verdict::rejected(id, Status::Duplicate));
                 }
+                let Some(batch) = batch else {
+                    return Ok(());
+                };
                 let mut task = HashTask::zeroed();
                 let (ctx, seq) = (entry.ctx.clone(), entry.seq);
                 task.job = batch.job_slot(seq, &ctx);
@@ -576,9 +600,9 @@ impl Validator {
                     share_target: view.target,
                     network_target: ctx.network_target,
                 });
+                batch.slots.push(Slot::Task(batch.tasks.len() - 1));
             }
         }
-        batch.slots.push(Slot::Task(batch.tasks.len() - 1));
         Ok(())
     }
 }
@@ -774,9 +798,83 @@ mod tests {
         assert_eq!(v.live_jobs(), 1);
         assert_eq!(v.seen_entries(), 0);
         assert_eq!(status(v.check_at(&share(3, "b", 1), 14_999, &mut b)), None);
-        // A job message also moves the clock.
+        // A job message does not move the clock; the next share does.
         v.add_job_at(job("c", false), 15_000).unwrap();
+        assert_eq!(v.live_jobs(), 2);
+        assert_eq!(status(v.check_at(&share(4, "c", 1), 15_000, &mut b)), None);
         assert_eq!(v.live_jobs(), 1);
+    }
+
+    #[test]
+    fn a_backlog_is_judged_by_the_shares_own_stamps() {
+        // The validator holds jobs published long after the shares it validates (the node is
+        // catching up): a share stamped before the clean job that superseded its job is not
+        // stale, however new the newest job is.
+        let mut v = Validator::new(ValidationConfig {
+            stale_grace_ms: 0,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        v.add_job_at(job("a", true), 1_000).unwrap();
+        v.add_job_at(job("b", true), 2_000).unwrap();
+        v.add_job_at(job("c", true), 2_000 + 5 * SUPERSEDED_SLACK_MS)
+            .unwrap();
+        assert_eq!(status(v.check_at(&share(1, "a", 1), 1_500, &mut b)), None);
+        assert_eq!(
+            status(v.check_at(&share(2, "a", 2), 2_001, &mut b)),
+            Some(Status::Stale)
+        );
+        assert_eq!(status(v.check_at(&share(3, "b", 2), 2_001, &mut b)), None);
+    }
+
+    #[test]
+    fn shares_recorded_without_verdict_make_later_copies_duplicates() {
+        let mut v = Validator::new(ValidationConfig {
+            stale_grace_ms: 0,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        v.add_job_at(job("a", true), 1_000).unwrap();
+        v.add_job_at(job("b", true), 2_000).unwrap();
+        // Recorded: it passes checks 1-6; nothing is queued and no verdict is made.
+        assert!(v.record_seen_at(&share(1, "b", 7), 2_100));
+        // Not recorded, as a validated share would not be: stale, unknown job, bad ntime.
+        assert!(!v.record_seen_at(&share(2, "a", 8), 2_100));
+        assert!(!v.record_seen_at(&share(3, "zz", 9), 2_100));
+        let early = ShareRecord::stratum(
+            4,
+            "b",
+            &[9, 9, 9, 9],
+            &[0, 0, 0, 1],
+            999,
+            10,
+            None,
+            ShareTarget::Difficulty(1.0),
+        );
+        assert!(!v.record_seen_at(&early, 2_100));
+        assert!(b.is_empty());
+        assert_eq!(v.seen_entries(), 1);
+        assert_eq!(
+            status(v.check_at(&share(5, "b", 7), 2_200, &mut b)),
+            Some(Status::Duplicate)
+        );
+        assert_eq!(status(v.check_at(&share(6, "b", 8), 2_200, &mut b)), None);
+        // Header shares too.
+        let mut h = [0u8; 80];
+        h[4..36].fill(4);
+        h[72..76].copy_from_slice(&0x1d00ffffu32.to_le_bytes());
+        assert!(v.record_seen_at(
+            &ShareRecord::header(7, &h, ShareTarget::Difficulty(1.0)),
+            2_300
+        ));
+        assert_eq!(
+            status(v.check_at(
+                &ShareRecord::header(8, &h, ShareTarget::Difficulty(1.0)),
+                2_300,
+                &mut b
+            )),
+            Some(Status::Duplicate)
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Helpers for the tests against a real Kafka broker: the broker is started with
 //! scripts/kafka.sh (a no-op when it runs already), every test gets its own topics and
 //! consumer group, and the real `sharecheck` binary runs as node, sender and receiver.
+//!
+//! The shared broker listens on 127.0.0.1:$KAFKA_PORT (default 9092), its state under
+//! $SHARECHECK_SERVICES_DIR, exactly as scripts/kafka.sh reads them. A test that stops and
+//! restarts a broker runs one of its own ([`OwnBroker`]) so that the others are not disturbed.
 #![allow(dead_code)]
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -14,7 +18,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-pub const BROKERS: &str = "127.0.0.1:9092";
+/// The shared broker's address: 127.0.0.1:$KAFKA_PORT (default 9092).
+pub fn brokers() -> String {
+    let port = std::env::var("KAFKA_PORT").unwrap_or_else(|_| "9092".into());
+    format!("127.0.0.1:{port}")
+}
+
+fn kafka_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh")
+}
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sharecheck")
@@ -24,8 +36,7 @@ pub fn bin() -> &'static str {
 pub fn ensure_broker() {
     static UP: Once = Once::new();
     UP.call_once(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
-        let out = Command::new(script)
+        let out = Command::new(kafka_script())
             .arg("up")
             .output()
             .expect("run scripts/kafka.sh up");
@@ -35,6 +46,84 @@ pub fn ensure_broker() {
             String::from_utf8_lossy(&out.stderr)
         );
     });
+}
+
+/// A broker of the test's own, on free ports and in its own services directory, for tests
+/// that stop and restart it. Stopped and deleted when dropped, also when the test fails.
+pub struct OwnBroker {
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl OwnBroker {
+    pub fn start(name: &str) -> OwnBroker {
+        // The shared broker resolves the distribution once (under its lock); this one reuses
+        // that cache instead of resolving it again.
+        ensure_broker();
+        let port = free_port_pair();
+        let dir = std::env::temp_dir().join(format!(
+            "sharecheck-broker-{}-{name}-{port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let b = OwnBroker { port, dir };
+        b.run("up");
+        b
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn command(&self, arg: &str) -> Command {
+        let shared = std::env::var_os("SHARECHECK_SERVICES_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/sharecheck")
+            });
+        let mut c = Command::new(kafka_script());
+        c.arg(arg)
+            .env("SHARECHECK_SERVICES_DIR", &self.dir)
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_CONTROLLER_PORT", (self.port + 1).to_string())
+            .env(
+                "KAFKA_DIST_ROOT",
+                std::env::var_os("KAFKA_DIST_ROOT")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| shared.join("kafka-dist")),
+            );
+        c
+    }
+
+    /// `scripts/kafka.sh ARG` for this broker; panics with the script's output on failure.
+    pub fn run(&self, arg: &str) {
+        let out = self.command(arg).output().expect("run scripts/kafka.sh");
+        assert!(
+            out.status.success(),
+            "scripts/kafka.sh {arg} (port {}) failed:\n{}",
+            self.port,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.command("down").arg("--purge").output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port P with P and P + 1 free (broker and controller).
+fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < 65535 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no two consecutive free ports");
 }
 
 /// A child process killed when the test ends, whatever happens.
@@ -85,6 +174,7 @@ impl Drop for Proc {
 /// One test's topics, group, config file and scratch directory.
 pub struct Env {
     pub name: String,
+    pub brokers: String,
     pub dir: PathBuf,
     pub config: PathBuf,
     pub group: String,
@@ -94,6 +184,11 @@ impl Env {
     /// `extra` is appended to the config file (TOML).
     pub fn new(test: &str, extra: &str) -> Env {
         ensure_broker();
+        Env::with_brokers(test, &brokers(), extra)
+    }
+
+    /// Like [`Env::new`] on another broker (which must be up).
+    pub fn with_brokers(test: &str, brokers: &str, extra: &str) -> Env {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -103,6 +198,12 @@ impl Env {
         std::fs::create_dir_all(&dir).unwrap();
         let group = format!("{name}.group");
         let config = dir.join("sharecheck.toml");
+        // Metrics off unless the test turns them on.
+        let metrics = if extra.contains("[metrics]") {
+            ""
+        } else {
+            "[metrics]\nlisten = \"\""
+        };
         // Short session timeout: after a kill -9 the group waits this long for the dead
         // member before the restarted node gets the partitions.
         let text = format!(
@@ -110,7 +211,7 @@ impl Env {
 [validation]
 stale_grace_ms = 0
 [kafka]
-brokers = "{BROKERS}"
+brokers = "{brokers}"
 group_id = "{group}"
 [kafka.topics]
 shares = "{name}.shares"
@@ -122,14 +223,14 @@ partitions = 4
 [kafka.consumer]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
-[metrics]
-listen = ""
+{metrics}
 {extra}
 "#
         );
         std::fs::write(&config, text).unwrap();
         let env = Env {
             name,
+            brokers: brokers.to_string(),
             dir,
             config,
             group,
@@ -238,7 +339,7 @@ listen = ""
     /// A plain reader of every partition of `topic` from the beginning.
     pub fn reader(&self, topic: &str) -> BaseConsumer {
         let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", BROKERS)
+            .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("{}.reader", self.name))
             .set("enable.auto.commit", "false")
             .create()
@@ -285,7 +386,7 @@ listen = ""
     /// Committed offsets of this test's group on the shares topic, and the end offsets.
     pub fn committed_and_end(&self) -> (Vec<i64>, Vec<i64>) {
         let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", BROKERS)
+            .set("bootstrap.servers", &self.brokers)
             .set("group.id", &self.group)
             .set("enable.auto.commit", "false")
             .create()
@@ -313,6 +414,32 @@ listen = ""
             .collect();
         (committed, ends)
     }
+}
+
+/// A free local TCP port (for a node's metrics listener).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// GET http://127.0.0.1:PORT/PATH: the body (empty when nothing answers).
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// The value of an unlabelled metric in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Key, payload and headers of a message.
