@@ -84,6 +84,17 @@ enum Cmd {
         /// Backend (overrides backend.kind).
         #[arg(long)]
         backend: Option<String>,
+        /// This node's id in the ZooKeeper group (overrides balance.node_id).
+        #[arg(long)]
+        node_id: Option<String>,
+        /// This node's capacity in shares/s (overrides balance.capacity).
+        #[arg(long)]
+        capacity: Option<f64>,
+    },
+    /// The validator nodes' group in ZooKeeper mode.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCmd,
     },
     /// List every backend and device, available or not (and why), with its self-test result
     /// and measured shares/s at the configured batch size.
@@ -95,6 +106,17 @@ enum TopicsCmd {
     /// Create the shares, jobs, verdicts, blocks and dead-letter topics (existing ones are
     /// left as they are).
     Create,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Members and their capacities, the leader, the assignment and its generation, the
+    /// owner of each partition, and each partition's lag (committed offset vs end).
+    Status {
+        /// One JSON object instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -393,13 +415,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Cmd::Run { backend } => {
+        Cmd::Run {
+            backend,
+            node_id,
+            capacity,
+        } => {
             if let Some(b) = backend {
                 cfg.backend.kind = b;
+            }
+            if node_id.is_some() {
+                cfg.balance.node_id = node_id;
+            }
+            if capacity.is_some() {
+                cfg.balance.capacity = capacity;
             }
             cfg.check()?;
             init_logging(&cfg)?;
             run_node(cfg)?;
+        }
+        Cmd::Cluster {
+            action: ClusterCmd::Status { json },
+        } => {
+            cfg.check()?;
+            init_logging(&cfg)?;
+            cluster_status(&cfg, json)?;
         }
         Cmd::Backends(a) => {
             init_logging(&cfg)?;
@@ -470,6 +509,24 @@ fn run_node(cfg: Config) -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })
+}
+
+fn cluster_status(cfg: &Config, json: bool) -> anyhow::Result<()> {
+    use sharecheck::balance::status;
+    let b = &cfg.balance;
+    let zk = runtime()?.block_on(status::read_zk(
+        &b.zookeeper,
+        &b.group,
+        std::time::Duration::from_millis(b.session_timeout_ms),
+    ))?;
+    let kafka = status::kafka_offsets(cfg)?;
+    let s = status::combine(cfg, zk, kafka);
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        print!("{}", status::render(&s));
+    }
+    Ok(())
 }
 
 fn backends(cfg: &Config, a: BackendsArgs) -> anyhow::Result<()> {
