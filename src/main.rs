@@ -458,9 +458,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn init_logging(cfg: &Config) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log.level))
         .map_err(|e| anyhow::anyhow!("log.level {:?}: {e}", cfg.log.level))?;
+    // The ZooKeeper client logs every connection at info; sharecheck logs what matters.
+    if std::env::var_os("RUST_LOG").is_none() && !cfg.log.level.contains("zookeeper_client") {
+        filter = filter.add_directive("zookeeper_client=warn".parse()?);
+    }
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

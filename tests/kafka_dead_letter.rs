@@ -51,7 +51,7 @@ fn malformed_messages_land_in_the_dead_letter_topic() {
         ("empty", Vec::new()),
     ];
     let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", BROKERS)
+        .set("bootstrap.servers", brokers())
         .create()
         .unwrap();
     let topic = env.topic("shares");

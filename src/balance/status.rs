@@ -28,10 +28,10 @@ pub struct PartitionStatus {
     pub owner: Option<String>,
     /// The group's committed offset (None: nothing committed yet).
     pub committed: Option<i64>,
-    /// The high watermark (next offset to be written).
-    pub end: i64,
+    /// The high watermark (next offset to be written); None when the broker did not say.
+    pub end: Option<i64>,
     /// end − committed (everything, when nothing is committed).
-    pub lag: i64,
+    pub lag: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,8 +128,9 @@ pub async fn read_zk(addr: &str, group: &str, timeout: Duration) -> anyhow::Resu
 }
 
 /// Committed offset (None if none) and high watermark per partition of the shares topic, for
-/// the consumer group `kafka.group_id`.
-pub fn kafka_offsets(cfg: &Config) -> anyhow::Result<Vec<(i32, Option<i64>, i64)>> {
+/// the consumer group `kafka.group_id`. A watermark the broker cannot give now (a partition
+/// whose leader is moving) is None rather than an error: the rest of the status still helps.
+pub fn kafka_offsets(cfg: &Config) -> anyhow::Result<Vec<(i32, Option<i64>, Option<i64>)>> {
     let k = &cfg.kafka;
     let c: BaseConsumer = crate::kafka::reader_config(k, "sharecheck-status")
         .set("group.id", &k.group_id)
@@ -145,11 +146,19 @@ pub fn kafka_offsets(cfg: &Config) -> anyhow::Result<Vec<(i32, Option<i64>, i64)
         .map_err(|e| anyhow::anyhow!("cannot read the committed offsets of {}: {e}", k.group_id))?;
     let mut out = Vec::new();
     for e in committed.elements() {
-        let (_, high) = c
-            .fetch_watermarks(&k.topics.shares, e.partition(), Duration::from_secs(10))
-            .map_err(|x| {
-                anyhow::anyhow!("cannot read the end of partition {}: {x}", e.partition())
-            })?;
+        let mut high = None;
+        for attempt in 0..5 {
+            match c.fetch_watermarks(&k.topics.shares, e.partition(), Duration::from_secs(10)) {
+                Ok((_, h)) => {
+                    high = Some(h);
+                    break;
+                }
+                Err(x) if attempt == 4 => {
+                    tracing::warn!("cannot read the end of partition {}: {x}", e.partition())
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
         let off = match e.offset() {
             Offset::Offset(o) => Some(o),
             _ => None,
@@ -161,7 +170,11 @@ pub fn kafka_offsets(cfg: &Config) -> anyhow::Result<Vec<(i32, Option<i64>, i64)
 }
 
 /// Puts the two views together.
-pub fn combine(cfg: &Config, zk: ZkView, kafka: Vec<(i32, Option<i64>, i64)>) -> ClusterStatus {
+pub fn combine(
+    cfg: &Config,
+    zk: ZkView,
+    kafka: Vec<(i32, Option<i64>, Option<i64>)>,
+) -> ClusterStatus {
     let assigned = zk
         .assignment
         .as_ref()
@@ -184,7 +197,7 @@ pub fn combine(cfg: &Config, zk: ZkView, kafka: Vec<(i32, Option<i64>, i64)>) ->
             owner: zk.owners.get(&p).cloned(),
             committed,
             end,
-            lag: end - committed.unwrap_or(0).min(end),
+            lag: end.map(|e| e - committed.unwrap_or(0).min(e)),
         })
         .collect();
     ClusterStatus {
@@ -196,6 +209,10 @@ pub fn combine(cfg: &Config, zk: ZkView, kafka: Vec<(i32, Option<i64>, i64)>) ->
         owners: zk.owners,
         partitions,
     }
+}
+
+fn opt(v: Option<i64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
 }
 
 /// The human-readable form.
@@ -244,8 +261,8 @@ pub fn render(s: &ClusterStatus) -> String {
             p.committed
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),
-            p.end,
-            p.lag
+            opt(p.end),
+            opt(p.lag)
         );
     }
     o

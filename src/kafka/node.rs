@@ -657,6 +657,9 @@ pub async fn run(
     }
     summary.committed = stored;
     if let Some(b) = balance {
+        for p in &owned {
+            tracing::info!(partition = p, "partition stopped");
+        }
         // Only now, with the offsets committed, may other nodes take the partitions.
         drop(b.commands);
         b.coordinator.close().await;
@@ -967,4 +970,5 @@ async fn release_partition(sh: &Arc<Shared>, p: i32) {
             }
         }
     }
+    tracing::info!(partition = p, "partition stopped");
 }

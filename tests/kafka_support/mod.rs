@@ -14,7 +14,46 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-pub const BROKERS: &str = "127.0.0.1:9092";
+/// The broker the tests use: SHARECHECK_TEST_BROKERS, else the one scripts/kafka.sh starts
+/// (127.0.0.1:KAFKA_PORT, default 9092).
+pub fn brokers() -> &'static str {
+    static B: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    B.get_or_init(|| {
+        std::env::var("SHARECHECK_TEST_BROKERS").unwrap_or_else(|_| {
+            let port = std::env::var("KAFKA_PORT").unwrap_or_else(|_| "9092".into());
+            format!("127.0.0.1:{port}")
+        })
+    })
+}
+
+/// The ZooKeeper the tests use: SHARECHECK_TEST_ZK, else the one scripts/zookeeper.sh starts
+/// (127.0.0.1:ZK_PORT, default 2181).
+pub fn zookeeper() -> &'static str {
+    static Z: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    Z.get_or_init(|| {
+        std::env::var("SHARECHECK_TEST_ZK").unwrap_or_else(|_| {
+            let port = std::env::var("ZK_PORT").unwrap_or_else(|_| "2181".into());
+            format!("127.0.0.1:{port}")
+        })
+    })
+}
+
+/// Starts the local ZooKeeper once per test process.
+pub fn ensure_zookeeper() {
+    static UP: Once = Once::new();
+    UP.call_once(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/zookeeper.sh");
+        let out = Command::new(script)
+            .arg("up")
+            .output()
+            .expect("run scripts/zookeeper.sh up");
+        assert!(
+            out.status.success(),
+            "scripts/zookeeper.sh up failed (Debian's zookeeper package is needed):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sharecheck")
@@ -88,12 +127,19 @@ pub struct Env {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub group: String,
+    pub partitions: i32,
 }
 
 impl Env {
     /// `extra` is appended to the config file (TOML).
     pub fn new(test: &str, extra: &str) -> Env {
+        Env::with_partitions(test, extra, 4)
+    }
+
+    /// With `partitions` partitions of the shares and verdicts topics.
+    pub fn with_partitions(test: &str, extra: &str, partitions: i32) -> Env {
         ensure_broker();
+        let brokers = brokers();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -110,7 +156,7 @@ impl Env {
 [validation]
 stale_grace_ms = 0
 [kafka]
-brokers = "{BROKERS}"
+brokers = "{brokers}"
 group_id = "{group}"
 [kafka.topics]
 shares = "{name}.shares"
@@ -118,7 +164,7 @@ jobs = "{name}.jobs"
 verdicts = "{name}.verdicts"
 blocks = "{name}.blocks"
 dead_letter = "{name}.dead-letter"
-partitions = 4
+partitions = {partitions}
 [kafka.consumer]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
@@ -133,6 +179,7 @@ listen = ""
             dir,
             config,
             group,
+            partitions,
         };
         let out = env.cmd(&["topics", "create"]).output().unwrap();
         assert!(
@@ -238,7 +285,7 @@ listen = ""
     /// A plain reader of every partition of `topic` from the beginning.
     pub fn reader(&self, topic: &str) -> BaseConsumer {
         let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", BROKERS)
+            .set("bootstrap.servers", brokers())
             .set("group.id", format!("{}.reader", self.name))
             .set("enable.auto.commit", "false")
             .create()
@@ -285,7 +332,7 @@ listen = ""
     /// Committed offsets of this test's group on the shares topic, and the end offsets.
     pub fn committed_and_end(&self) -> (Vec<i64>, Vec<i64>) {
         let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", BROKERS)
+            .set("bootstrap.servers", brokers())
             .set("group.id", &self.group)
             .set("enable.auto.commit", "false")
             .create()
@@ -293,7 +340,7 @@ listen = ""
         let topic = self.topic("shares");
         let mut tpl = TopicPartitionList::new();
         let mut ends = Vec::new();
-        for p in 0..4 {
+        for p in 0..self.partitions {
             tpl.add_partition(&topic, p);
             ends.push(
                 c.fetch_watermarks(&topic, p, Duration::from_secs(10))
