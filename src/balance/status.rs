@@ -127,10 +127,13 @@ pub async fn read_zk(addr: &str, group: &str, timeout: Duration) -> anyhow::Resu
     })
 }
 
+/// (partition, committed offset, high watermark).
+pub type PartitionOffsets = (i32, Option<i64>, Option<i64>);
+
 /// Committed offset (None if none) and high watermark per partition of the shares topic, for
 /// the consumer group `kafka.group_id`. A watermark the broker cannot give now (a partition
 /// whose leader is moving) is None rather than an error: the rest of the status still helps.
-pub fn kafka_offsets(cfg: &Config) -> anyhow::Result<Vec<(i32, Option<i64>, Option<i64>)>> {
+pub fn kafka_offsets(cfg: &Config) -> anyhow::Result<Vec<PartitionOffsets>> {
     let k = &cfg.kafka;
     let c: BaseConsumer = crate::kafka::reader_config(k, "sharecheck-status")
         .set("group.id", &k.group_id)
@@ -170,11 +173,7 @@ pub fn kafka_offsets(cfg: &Config) -> anyhow::Result<Vec<(i32, Option<i64>, Opti
 }
 
 /// Puts the two views together.
-pub fn combine(
-    cfg: &Config,
-    zk: ZkView,
-    kafka: Vec<(i32, Option<i64>, Option<i64>)>,
-) -> ClusterStatus {
+pub fn combine(cfg: &Config, zk: ZkView, kafka: Vec<PartitionOffsets>) -> ClusterStatus {
     let assigned = zk
         .assignment
         .as_ref()
