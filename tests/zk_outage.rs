@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-const SESSION_MS: u64 = 20_000;
+const SESSION_MS: u64 = 30_000;
 
 fn zookeeper_sh(action: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/zookeeper.sh");
@@ -81,7 +81,14 @@ fn zookeeper_restart_short_and_long_outage() {
     ];
     let before = wait_settled(&env, 2, Duration::from_secs(90));
     let mut sender = env.spawn(
-        &["send", "--rate", "1500", "--batch", "20", file.to_str().unwrap()],
+        &[
+            "send",
+            "--rate",
+            "1500",
+            "--batch",
+            "20",
+            file.to_str().unwrap(),
+        ],
         "send.log",
     );
     let reader = env.reader(&env.topic("verdicts"));
@@ -90,8 +97,7 @@ fn zookeeper_restart_short_and_long_outage() {
         let t0 = Instant::now();
         while t0.elapsed() < d {
             if let Some(Ok(m)) = reader.poll(Duration::from_millis(50)) {
-                for v in sharecheck::wire::binary::decode_verdicts(m.payload().unwrap()).unwrap()
-                {
+                for v in sharecheck::wire::binary::decode_verdicts(m.payload().unwrap()).unwrap() {
                     ids.insert(v.id.expect("id"));
                 }
             }
@@ -101,6 +107,7 @@ fn zookeeper_restart_short_and_long_outage() {
     assert!(!ids.is_empty(), "no verdicts before the outage");
 
     // Short outage: the nodes keep validating while ZooKeeper is down.
+    let t0 = Instant::now();
     zookeeper_sh("down");
     let at_stop = ids.len();
     read(&mut ids, Duration::from_secs(3));
@@ -109,31 +116,46 @@ fn zookeeper_restart_short_and_long_outage() {
         "no verdicts while ZooKeeper was down ({at_stop} before)"
     );
     zookeeper_sh("up");
-    let after = wait_settled(&env, 2, Duration::from_secs(60));
-    assert_eq!(
-        before["owners"], after["owners"],
-        "a short outage moved partitions"
-    );
-    for p in &nodes {
-        assert!(
-            !p.log_text().contains("all partitions stopped"),
-            "a node stopped during a short outage: {}",
-            p.log_text()
+    let outage = t0.elapsed();
+    let after = wait_settled(&env, 2, Duration::from_secs(90));
+    // The nodes keep their partitions only if ZooKeeper came back within the bound; a
+    // starved machine can take longer than that to restart it, and then stopping is right.
+    if outage < Duration::from_millis(SESSION_MS / 2) - Duration::from_secs(3) {
+        assert_eq!(
+            before["owners"], after["owners"],
+            "a short outage ({outage:?}) moved partitions"
         );
+        for p in &nodes {
+            assert!(
+                !p.log_text().contains("all partitions stopped"),
+                "a node stopped during a short outage ({outage:?}): {}",
+                p.log_text()
+            );
+        }
+    } else {
+        eprintln!("ZooKeeper took {outage:?} to restart; the short-outage checks are skipped");
     }
+    let stops_before: Vec<usize> = nodes
+        .iter()
+        .map(|p| p.log_text().matches("all partitions stopped").count())
+        .collect();
 
     // Long outage: past half the session timeout every node stops, then rejoins.
     zookeeper_sh("down");
     std::thread::sleep(Duration::from_millis(SESSION_MS / 2 + 4000));
-    for p in &nodes {
+    for (p, before) in nodes.iter().zip(&stops_before) {
         assert!(
-            p.log_text().contains("all partitions stopped"),
+            p.log_text().matches("all partitions stopped").count() > *before,
             "a node kept its partitions past the safe bound: {}",
             p.log_text()
         );
     }
     zookeeper_sh("up");
-    wait_settled(&env, 2, Duration::from_millis(3 * SESSION_MS) + Duration::from_secs(60));
+    wait_settled(
+        &env,
+        2,
+        Duration::from_millis(3 * SESSION_MS) + Duration::from_secs(60),
+    );
 
     let st = sender.wait_for(Duration::from_secs(180));
     assert!(
