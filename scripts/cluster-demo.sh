@@ -5,7 +5,8 @@
 # `sharecheck cluster status`.
 #   scripts/cluster-demo.sh [SHARES]          (default 50000)
 # ZK_PORT and KAFKA_PORT (and SHARECHECK_SERVICES_DIR) move the local services as for
-# scripts/zookeeper.sh and scripts/kafka.sh. Each run uses its own topics and group.
+# scripts/zookeeper.sh and scripts/kafka.sh; SHARECHECK_BIN runs a given binary. Each run
+# uses its own topics and group.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -13,9 +14,13 @@ shares="${1:-50000}"
 zk="127.0.0.1:${ZK_PORT:-2181}"
 kafka="127.0.0.1:${KAFKA_PORT:-9092}"
 
-echo "== building sharecheck (release)"
-cargo build --release --quiet
-bin="$root/target/release/sharecheck"
+# SHARECHECK_BIN: an already built sharecheck instead of building the release one.
+bin="${SHARECHECK_BIN:-}"
+if [ -z "$bin" ]; then
+    echo "== building sharecheck (release)"
+    cargo build --release --quiet
+    bin="$root/target/release/sharecheck"
+fi
 
 echo "== starting ZooKeeper on $zk and Apache Kafka on $kafka"
 scripts/services.sh up
