@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test, with the real parts they need: installs what this machine lacks (Debian
-# packages: Java and Maven for the Kafka broker, Mesa's lavapipe and PoCL for the GPU code
-# paths, Verilator for the simulated FPGA card), starts the local Kafka broker, then
-# `cargo test`. Extra arguments go to cargo test.
+# packages: Java and Maven for the Kafka broker, ZooKeeper's jars, Mesa's lavapipe and PoCL
+# for the GPU code paths, Verilator for the simulated FPGA card), starts the local ZooKeeper
+# and Kafka broker (scripts/services.sh; ZK_PORT and KAFKA_PORT move them, and the tests
+# follow), then `cargo test`. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs="mesa-vulkan-drivers pocl-opencl-icd ocl-icd-libopencl1 verilator"
+# libzookeeper-java: the server's jars only; scripts/zookeeper.sh runs it itself (the
+# zookeeper package would also start a system service on port 2181).
+pkgs="mesa-vulkan-drivers pocl-opencl-icd ocl-icd-libopencl1 verilator libzookeeper-java libslf4j-java"
 command -v java >/dev/null 2>&1 || pkgs="$pkgs openjdk-17-jre-headless"
 command -v mvn >/dev/null 2>&1 || pkgs="$pkgs maven"
 missing=""
@@ -23,7 +26,7 @@ fi
 # Mesa warns without a runtime directory.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
-# The Kafka tests start the broker themselves; starting it here keeps its first download
-# (Maven) out of any test's time limit.
-scripts/kafka.sh up
+# The Kafka and ZooKeeper tests start the services themselves; starting them here keeps the
+# broker's first download (Maven) out of any test's time limit.
+scripts/services.sh up
 cargo test "$@"

@@ -15,6 +15,7 @@ pub struct Config {
     pub log: LogConfig,
     pub kafka: KafkaConfig,
     pub metrics: MetricsConfig,
+    pub balance: BalanceConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -109,6 +110,11 @@ pub struct KafkaConfig {
     pub consumer: BTreeMap<String, String>,
     /// librdkafka options for every producer (e.g. `"linger.ms" = "2"`). Default empty.
     pub producer: BTreeMap<String, String>,
+    /// `at_least_once`: an offset is stored only after the verdicts of its message are
+    /// acknowledged; after a crash the uncommitted tail is validated again. `exactly_once`
+    /// (verdicts and offsets in one transaction) is not implemented yet and is refused.
+    /// Default `at_least_once`.
+    pub delivery: String,
 }
 
 impl Default for KafkaConfig {
@@ -119,6 +125,7 @@ impl Default for KafkaConfig {
             topics: TopicsConfig::default(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
+            delivery: "at_least_once".into(),
         }
     }
 }
@@ -183,6 +190,49 @@ impl Default for MetricsConfig {
     }
 }
 
+/// The `[balance]` table: how the share partitions are spread over the validator nodes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BalanceConfig {
+    /// `kafka`: the nodes are members of Kafka's consumer group `kafka.group_id`
+    /// (cooperative-sticky assignment, every node counts the same). `zookeeper`: the nodes
+    /// share the partitions by measured capacity through ZooKeeper (docs/operations.md).
+    /// Default `kafka`.
+    pub mode: String,
+    /// ZooKeeper connect string (`host:port,host:port`, optionally with a chroot path).
+    /// Default `127.0.0.1:2181`.
+    pub zookeeper: String,
+    /// Name of the group of nodes under /sharecheck/ in ZooKeeper. Default `sharecheck`.
+    pub group: String,
+    /// ZooKeeper session timeout: how long after a node stops answering its partitions move.
+    /// Default 10000.
+    pub session_timeout_ms: u64,
+    /// This node's name in the group; unique per node. Default: the host name.
+    pub node_id: Option<String>,
+    /// This node's capacity in shares/s, the weight of its share of the partitions. Default:
+    /// the backend's measured shares/s at start.
+    pub capacity: Option<f64>,
+}
+
+impl Default for BalanceConfig {
+    fn default() -> Self {
+        BalanceConfig {
+            mode: "kafka".into(),
+            zookeeper: "127.0.0.1:2181".into(),
+            group: "sharecheck".into(),
+            session_timeout_ms: 10_000,
+            node_id: None,
+            capacity: None,
+        }
+    }
+}
+
+impl BalanceConfig {
+    pub fn is_zookeeper(&self) -> bool {
+        self.mode == "zookeeper"
+    }
+}
+
 impl Config {
     /// Reads a config file; errors name the file and the offending key.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
@@ -223,6 +273,47 @@ impl Config {
             self.validation.max_live_jobs > 0,
             "validation.max_live_jobs must be at least 1"
         );
+        match self.kafka.delivery.as_str() {
+            "at_least_once" => {}
+            "exactly_once" => anyhow::bail!(
+                "kafka.delivery = \"exactly_once\" is not implemented; use \"at_least_once\" \
+                 (readers drop repeats by source partition and offset, docs/kafka.md)"
+            ),
+            other => anyhow::bail!(
+                "kafka.delivery must be \"at_least_once\" (or, not implemented yet, \"exactly_once\"), not {other:?}"
+            ),
+        }
+        let b = &self.balance;
+        anyhow::ensure!(
+            matches!(b.mode.as_str(), "kafka" | "zookeeper"),
+            "balance.mode must be \"kafka\" or \"zookeeper\", not {:?}",
+            b.mode
+        );
+        anyhow::ensure!(
+            !b.zookeeper.trim().is_empty(),
+            "balance.zookeeper must name at least one ZooKeeper server (host:port)"
+        );
+        anyhow::ensure!(
+            crate::balance::valid_name(&b.group),
+            "balance.group must be a non-empty name without '/' (got {:?})",
+            b.group
+        );
+        if let Some(id) = &b.node_id {
+            anyhow::ensure!(
+                crate::balance::valid_name(id),
+                "balance.node_id must be a non-empty name without '/' (got {id:?})"
+            );
+        }
+        anyhow::ensure!(
+            (2000..=600_000).contains(&b.session_timeout_ms),
+            "balance.session_timeout_ms must be between 2000 and 600000 (ZooKeeper's usual limits)"
+        );
+        if let Some(c) = b.capacity {
+            anyhow::ensure!(
+                c.is_finite() && c > 0.0,
+                "balance.capacity must be a positive number of shares/s"
+            );
+        }
         Ok(())
     }
 }
@@ -242,5 +333,30 @@ mod tests {
         let e = Config::parse("[backend]\nkinds = \"cpu\"\n").unwrap_err();
         assert!(e.to_string().contains("kinds"), "{e}");
         assert!(Config::parse("[backend.batch]\nmax_shares = 0\n").is_err());
+    }
+
+    #[test]
+    fn balance_values_are_checked() {
+        let ok =
+            Config::parse("[balance]\nmode = \"zookeeper\"\nnode_id = \"a\"\ncapacity = 4.5\n")
+                .unwrap();
+        assert!(ok.balance.is_zookeeper());
+        for bad in [
+            "[balance]\nmode = \"zk\"\n",
+            "[balance]\ngroup = \"a/b\"\n",
+            "[balance]\nnode_id = \"\"\n",
+            "[balance]\ncapacity = 0.0\n",
+            "[balance]\nsession_timeout_ms = 10\n",
+            "[balance]\nzookeeper = \" \"\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn exactly_once_is_refused_with_a_clear_error() {
+        let e = Config::parse("[kafka]\ndelivery = \"exactly_once\"\n").unwrap_err();
+        assert!(e.to_string().contains("not implemented"), "{e}");
+        assert!(Config::parse("[kafka]\ndelivery = \"twice\"\n").is_err());
     }
 }

@@ -7,6 +7,7 @@
 //! - [`verify`]: the JSONL → verdicts driver behind `sharecheck verify`.
 
 pub mod backend;
+pub mod balance;
 pub mod bench;
 pub mod config;
 pub mod gen;

@@ -85,6 +85,17 @@ enum Cmd {
         /// Backend (overrides backend.kind).
         #[arg(long)]
         backend: Option<String>,
+        /// This node's id in the ZooKeeper group (overrides balance.node_id).
+        #[arg(long)]
+        node_id: Option<String>,
+        /// This node's capacity in shares/s (overrides balance.capacity).
+        #[arg(long)]
+        capacity: Option<f64>,
+    },
+    /// The validator nodes' group in ZooKeeper mode.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCmd,
     },
     /// Measure the node end to end through Kafka beside a raw pass-through (a consumer that
     /// copies the same share messages to another topic), in the same run: shares/s draining a
@@ -119,6 +130,17 @@ enum TopicsCmd {
     /// Create the shares, jobs, verdicts, blocks and dead-letter topics (existing ones are
     /// left as they are).
     Create,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Members and their capacities, the leader, the assignment and its generation, the
+    /// owner of each partition, and each partition's lag (committed offset vs end).
+    Status {
+        /// One JSON object instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -452,9 +474,19 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
                 }
             }
         }
-        Cmd::Run { backend } => {
+        Cmd::Run {
+            backend,
+            node_id,
+            capacity,
+        } => {
             if let Some(b) = backend {
                 cfg.backend.kind = b;
+            }
+            if node_id.is_some() {
+                cfg.balance.node_id = node_id;
+            }
+            if capacity.is_some() {
+                cfg.balance.capacity = capacity;
             }
             cfg.check()?;
             init_logging(&cfg)?;
@@ -512,6 +544,13 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
                     figs[0].drain_messages
                 );
             }
+        }
+        Cmd::Cluster {
+            action: ClusterCmd::Status { json },
+        } => {
+            cfg.check()?;
+            init_logging(&cfg)?;
+            cluster_status(&cfg, json)?;
         }
         Cmd::Backends(a) => {
             init_logging(&cfg)?;
@@ -582,9 +621,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn init_logging(cfg: &Config) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log.level))
         .map_err(|e| anyhow::anyhow!("log.level {:?}: {e}", cfg.log.level))?;
+    // The ZooKeeper client logs every connection at info; sharecheck logs what matters.
+    if std::env::var_os("RUST_LOG").is_none() && !cfg.log.level.contains("zookeeper_client") {
+        filter = filter.add_directive("zookeeper_client=warn".parse()?);
+    }
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -633,6 +676,24 @@ fn run_node(cfg: Config) -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })
+}
+
+fn cluster_status(cfg: &Config, json: bool) -> anyhow::Result<()> {
+    use sharecheck::balance::status;
+    let b = &cfg.balance;
+    let zk = runtime()?.block_on(status::read_zk(
+        &b.zookeeper,
+        &b.group,
+        std::time::Duration::from_millis(b.session_timeout_ms),
+    ))?;
+    let kafka = status::kafka_offsets(cfg)?;
+    let s = status::combine(cfg, zk, kafka);
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        print!("{}", status::render(&s));
+    }
+    Ok(())
 }
 
 fn backends(cfg: &Config, a: BackendsArgs) -> anyhow::Result<()> {

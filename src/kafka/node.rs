@@ -503,12 +503,20 @@ pub async fn run(
             .spawn(move || jobs.read(&stop, ttl_ms, &m))?
     };
 
-    consumer
-        .subscribe(&[&k.topics.shares])
-        .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", k.topics.shares))?;
+    // Kafka mode: the consumer group spreads the partitions. ZooKeeper mode: the coordinator
+    // does, and the consumer is assigned partitions by hand (see `balance_command`).
+    let mut balance = if cfg.balance.is_zookeeper() {
+        Some(crate::balance::join(&cfg, backend.as_ref()).await?)
+    } else {
+        consumer
+            .subscribe(&[&k.topics.shares])
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", k.topics.shares))?;
+        None
+    };
+    let mut owned: std::collections::HashSet<i32> = Default::default();
     tracing::info!(
         brokers = %k.brokers, group = %k.group_id, shares = %k.topics.shares,
-        backend = %backend.name(), "validator node started"
+        backend = %backend.name(), balance = %cfg.balance.mode, "validator node started"
     );
 
     let shared = Arc::new(Shared {
@@ -588,9 +596,16 @@ pub async fn run(
             _ = shutdown.changed() => break,
             _ = tokio::time::sleep_until(flush_at), if !pending.is_empty() => None,
             m = shared.consumer.recv() => Some(m),
+            Some(cmd) = next_command(&mut balance) => {
+                balance_command(&shared, cmd, &mut owned);
+                continue;
+            }
         };
         match msg {
             None => {}
+            // ZooKeeper mode: a message of a partition given up meanwhile is left to its
+            // next owner.
+            Some(Ok(m)) if balance.is_some() && !owned.contains(&m.partition()) => continue,
             Some(Err(e)) => {
                 if last_err.elapsed() > Duration::from_secs(5) {
                     tracing::warn!("share consumer: {e}");
@@ -703,6 +718,14 @@ pub async fn run(
         }
     }
     summary.committed = stored;
+    if let Some(b) = balance {
+        for p in &owned {
+            tracing::info!(partition = p, "partition stopped");
+        }
+        // Only now, with the offsets committed, may other nodes take the partitions.
+        drop(b.commands);
+        b.coordinator.close().await;
+    }
     stop_jobs.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || {
         let _ = job_thread.join();
@@ -790,7 +813,13 @@ fn prepare_stage(
     // partition → (generation, validator, absolute index of the next job to apply)
     let mut validators: HashMap<i32, (u64, Validator, u64)> = HashMap::new();
     let mut rebuilder = super::rebuild::Rebuilder::new(&sh.cfg.kafka, vcfg.job_ttl_s);
-    for work in rx {
+    for mut work in rx {
+        // Items of partitions taken away since they were fetched belong to the next owner.
+        {
+            let t = sh.tracker.lock().unwrap_or_else(|e| e.into_inner());
+            work.items
+                .retain(|it| t.generation(it.partition) == it.generation);
+        }
         let t0 = Instant::now();
         if !jobs.catch_up(&sh.abort) {
             return;
@@ -937,4 +966,124 @@ async fn produce_batch(sh: &Arc<Shared>, h: Hashed, tasks: &mut tokio::task::Joi
             .observe(work.fetched.elapsed().as_secs_f64());
         drop(work);
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// ZooKeeper mode: partitions started and stopped on the coordinator's word.
+
+/// The next command of the ZooKeeper coordinator; never ready in Kafka mode.
+async fn next_command(
+    b: &mut Option<crate::balance::NodeBalance>,
+) -> Option<crate::balance::Command> {
+    match b {
+        Some(b) => b.commands.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Carries out a coordinator command on the share consumer.
+fn balance_command(
+    sh: &Arc<Shared>,
+    cmd: crate::balance::Command,
+    owned: &mut std::collections::HashSet<i32>,
+) {
+    use crate::balance::Command;
+    let topic = &sh.cfg.kafka.topics.shares;
+    match cmd {
+        Command::Start(p) => {
+            // A new generation: validators start empty, completions from an earlier
+            // ownership store nothing.
+            sh.tracker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .revoke(p);
+            let mut tpl = TopicPartitionList::new();
+            // Offset::Stored: from the group's committed offset (else auto.offset.reset).
+            let r = tpl
+                .add_partition_offset(topic, p, Offset::Stored)
+                .and_then(|()| sh.consumer.incremental_assign(&tpl));
+            match r {
+                Ok(()) => {
+                    owned.insert(p);
+                    tracing::info!(partition = p, "partition started");
+                }
+                Err(e) => tracing::error!(partition = p, "cannot assign partition: {e}"),
+            }
+        }
+        Command::Release(p, done) => {
+            owned.remove(&p);
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, p);
+            if let Err(e) = sh.consumer.incremental_unassign(&tpl) {
+                tracing::warn!(partition = p, "cannot unassign partition: {e}");
+            }
+            let sh = sh.clone();
+            tokio::spawn(async move {
+                release_partition(&sh, p).await;
+                let _ = done.send(());
+            });
+        }
+        Command::StopAll => {
+            owned.clear();
+            // Revoke before unassigning: nothing in flight stores an offset from here on.
+            sh.tracker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .revoke_all();
+            if let Err(e) = sh.consumer.unassign() {
+                tracing::error!("cannot unassign the share partitions: {e}");
+            }
+            tracing::warn!("all partitions stopped");
+        }
+    }
+}
+
+/// Waits for the partition's in-flight messages to be acknowledged, commits its offset and
+/// forgets it. After DRAIN_LIMIT it gives up waiting: the rest is validated again by the
+/// next owner (at-least-once).
+async fn release_partition(sh: &Arc<Shared>, p: i32) {
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    loop {
+        let n = sh
+            .tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pending_in(p);
+        if n == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                partition = p,
+                "{n} messages not acknowledged in time; the next owner validates them again"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stored = {
+        let mut t = sh.tracker.lock().unwrap_or_else(|e| e.into_inner());
+        let o = t.stored_in(p);
+        t.revoke(p);
+        o
+    };
+    if let Some(o) = stored {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(&sh.cfg.kafka.topics.shares, p, Offset::Offset(o))
+            .is_ok()
+        {
+            let c = sh.clone();
+            match tokio::task::spawn_blocking(move || c.consumer.commit(&tpl, CommitMode::Sync))
+                .await
+            {
+                Ok(Ok(())) => {
+                    tracing::info!(partition = p, offset = o, "partition drained and committed")
+                }
+                Ok(Err(e)) => tracing::warn!(partition = p, "commit on release failed: {e}"),
+                Err(e) => tracing::warn!(partition = p, "commit on release failed: {e}"),
+            }
+        }
+    }
+    tracing::info!(partition = p, "partition stopped");
 }

@@ -72,6 +72,24 @@ impl OffsetTracker {
         self.parts.get(&partition).map_or(0, |p| p.generation)
     }
 
+    /// Every partition taken away at once (the ZooKeeper session may be lost).
+    pub fn revoke_all(&mut self) {
+        let parts: Vec<i32> = self.parts.keys().copied().collect();
+        for p in parts {
+            self.revoke(p);
+        }
+    }
+
+    /// Messages of one partition fetched and not yet completed.
+    pub fn pending_in(&self, partition: i32) -> usize {
+        self.parts.get(&partition).map_or(0, |p| p.pending.len())
+    }
+
+    /// The stored offset of one partition (the next offset to read), if any.
+    pub fn stored_in(&self, partition: i32) -> Option<i64> {
+        self.parts.get(&partition).and_then(|p| p.stored)
+    }
+
     /// Messages fetched and not yet stored, all partitions.
     pub fn pending(&self) -> usize {
         self.parts.values().map(|p| p.pending.len()).sum()
@@ -123,5 +141,22 @@ mod tests {
         // Unknown partitions and offsets are ignored, not a panic.
         assert_eq!(t.complete(9, 0, 1), None);
         assert_eq!(t.complete(3, g2, 5), None);
+    }
+
+    #[test]
+    fn per_partition_views_and_revoke_all() {
+        let mut t = OffsetTracker::new();
+        let g = t.register(1, 4);
+        t.register(1, 5);
+        t.register(2, 9);
+        assert_eq!(t.pending_in(1), 2);
+        assert_eq!(t.complete(1, g, 4), Some(5));
+        assert_eq!(t.stored_in(1), Some(5));
+        assert_eq!(t.stored_in(7), None);
+        t.revoke_all();
+        assert_eq!(t.pending_in(1), 0);
+        assert_eq!(t.pending_in(2), 0);
+        assert_eq!(t.stored(), vec![]);
+        assert_ne!(t.generation(2), g);
     }
 }

@@ -18,10 +18,45 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-/// The shared broker's address: 127.0.0.1:$KAFKA_PORT (default 9092).
-pub fn brokers() -> String {
-    let port = std::env::var("KAFKA_PORT").unwrap_or_else(|_| "9092".into());
-    format!("127.0.0.1:{port}")
+/// The broker the tests use: SHARECHECK_TEST_BROKERS, else the one scripts/kafka.sh starts
+/// (127.0.0.1:KAFKA_PORT, default 9092).
+pub fn brokers() -> &'static str {
+    static B: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    B.get_or_init(|| {
+        std::env::var("SHARECHECK_TEST_BROKERS").unwrap_or_else(|_| {
+            let port = std::env::var("KAFKA_PORT").unwrap_or_else(|_| "9092".into());
+            format!("127.0.0.1:{port}")
+        })
+    })
+}
+
+/// The ZooKeeper the tests use: SHARECHECK_TEST_ZK, else the one scripts/zookeeper.sh starts
+/// (127.0.0.1:ZK_PORT, default 2181).
+pub fn zookeeper() -> &'static str {
+    static Z: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    Z.get_or_init(|| {
+        std::env::var("SHARECHECK_TEST_ZK").unwrap_or_else(|_| {
+            let port = std::env::var("ZK_PORT").unwrap_or_else(|_| "2181".into());
+            format!("127.0.0.1:{port}")
+        })
+    })
+}
+
+/// Starts the local ZooKeeper once per test process.
+pub fn ensure_zookeeper() {
+    static UP: Once = Once::new();
+    UP.call_once(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/zookeeper.sh");
+        let out = Command::new(script)
+            .arg("up")
+            .output()
+            .expect("run scripts/zookeeper.sh up");
+        assert!(
+            out.status.success(),
+            "scripts/zookeeper.sh up failed (Debian's zookeeper package is needed):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
 }
 
 fn kafka_script() -> PathBuf {
@@ -178,17 +213,27 @@ pub struct Env {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub group: String,
+    pub partitions: i32,
 }
 
 impl Env {
     /// `extra` is appended to the config file (TOML).
     pub fn new(test: &str, extra: &str) -> Env {
+        Env::with_partitions(test, extra, 4)
+    }
+
+    /// With `partitions` partitions of the shares and verdicts topics.
+    pub fn with_partitions(test: &str, extra: &str, partitions: i32) -> Env {
         ensure_broker();
-        Env::with_brokers(test, &brokers(), extra)
+        Env::on(test, brokers(), extra, partitions)
     }
 
     /// Like [`Env::new`] on another broker (which must be up).
     pub fn with_brokers(test: &str, brokers: &str, extra: &str) -> Env {
+        Env::on(test, brokers, extra, 4)
+    }
+
+    fn on(test: &str, brokers: &str, extra: &str, partitions: i32) -> Env {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -219,7 +264,7 @@ jobs = "{name}.jobs"
 verdicts = "{name}.verdicts"
 blocks = "{name}.blocks"
 dead_letter = "{name}.dead-letter"
-partitions = 4
+partitions = {partitions}
 [kafka.consumer]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
@@ -234,6 +279,7 @@ partitions = 4
             dir,
             config,
             group,
+            partitions,
         };
         let out = env.cmd(&["topics", "create"]).output().unwrap();
         assert!(
@@ -394,7 +440,7 @@ partitions = 4
         let topic = self.topic("shares");
         let mut tpl = TopicPartitionList::new();
         let mut ends = Vec::new();
-        for p in 0..4 {
+        for p in 0..self.partitions {
             tpl.add_partition(&topic, p);
             ends.push(
                 c.fetch_watermarks(&topic, p, Duration::from_secs(10))

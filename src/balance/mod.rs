@@ -1,0 +1,197 @@
+//! ZooKeeper balancing (`balance.mode = "zookeeper"`): the validator nodes of a group share
+//! the partitions of the shares topic by capacity, and a partition is never validated by two
+//! nodes at once.
+//!
+//! ```text
+//! /sharecheck/<group>/members/<node-id>    ephemeral, JSON Member {host, node_id, backends, capacity}
+//! /sharecheck/<group>/election/n_<seq>     ephemeral sequential; the lowest is the leader
+//! /sharecheck/<group>/assignment           JSON Assignment {generation, owners, ...}, by the leader
+//! /sharecheck/<group>/owners/<partition>   ephemeral, data = node id: who validates it now
+//! ```
+//!
+//! - [`assign`]: the pure capacity-weighted sticky assignment.
+//! - [`zk`]: the coordinator a node runs: membership, election, the leader's assignment, and
+//!   ownership fencing; it tells the node which partitions to start and stop ([`Command`]).
+//! - [`status`]: what `sharecheck cluster status` reports.
+
+pub mod assign;
+pub mod status;
+pub mod zk;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tokio::sync::oneshot;
+
+/// The data of a member znode.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    pub host: String,
+    pub node_id: String,
+    /// The backend(s) this node validates with, e.g. `["cpu:sha-ni"]`.
+    pub backends: Vec<String>,
+    /// Shares/s: configured, or measured at start.
+    pub capacity: f64,
+}
+
+/// The data of the assignment znode, written by the leader.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Assignment {
+    /// Bumped on every change; nodes log it, `cluster status` shows it.
+    pub generation: u64,
+    /// Partitions of the shares topic when it was computed.
+    pub partitions: usize,
+    /// Partition → node id.
+    pub owners: BTreeMap<i32, String>,
+    /// Node id → capacity the assignment was computed with.
+    pub capacities: BTreeMap<String, f64>,
+    /// The leader that wrote it.
+    pub leader: String,
+}
+
+impl Assignment {
+    /// The partitions assigned to `node`, in order.
+    pub fn of(&self, node: &str) -> Vec<i32> {
+        self.owners
+            .iter()
+            .filter(|(_, o)| o.as_str() == node)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+}
+
+/// ZooKeeper paths of a group.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: String,
+}
+
+impl Paths {
+    pub fn new(group: &str) -> Paths {
+        Paths {
+            root: format!("/sharecheck/{group}"),
+        }
+    }
+    pub fn members(&self) -> String {
+        format!("{}/members", self.root)
+    }
+    pub fn member(&self, id: &str) -> String {
+        format!("{}/members/{id}", self.root)
+    }
+    pub fn election(&self) -> String {
+        format!("{}/election", self.root)
+    }
+    pub fn assignment(&self) -> String {
+        format!("{}/assignment", self.root)
+    }
+    pub fn owners(&self) -> String {
+        format!("{}/owners", self.root)
+    }
+    pub fn owner(&self, partition: i32) -> String {
+        format!("{}/owners/{partition}", self.root)
+    }
+}
+
+/// A name usable as one znode path segment.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.chars().any(|c| c.is_control())
+}
+
+/// This machine's host name (for the default node id and the member data).
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success
+    // (and a truncated name is still cut at the first NUL or the buffer end below).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let s = String::from_utf8_lossy(&buf[..end]).into_owned();
+    if valid_name(&s) {
+        s
+    } else {
+        "localhost".into()
+    }
+}
+
+/// What the coordinator asks of the node's share consumer.
+#[derive(Debug)]
+pub enum Command {
+    /// The owner znode is ours: start validating the partition from its committed offset,
+    /// with fresh validator state.
+    Start(i32),
+    /// Stop fetching the partition, finish its in-flight batches, commit its offset, then
+    /// answer; only then is the owner znode deleted.
+    Release(i32, oneshot::Sender<()>),
+    /// The ZooKeeper session is lost (or may be): stop every partition at once, without
+    /// waiting for anything, before another node can own them.
+    StopAll,
+}
+
+/// A node's side of the balancing: the running coordinator and the commands it sends.
+pub struct NodeBalance {
+    pub coordinator: zk::Coordinator,
+    pub commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+}
+
+/// Joins the group of `cfg.balance` (zookeeper mode). The capacity is `balance.capacity`, or
+/// else `backend`'s shares/s measured now at the configured batch size.
+pub async fn join(
+    cfg: &crate::config::Config,
+    backend: &dyn crate::backend::Backend,
+) -> anyhow::Result<NodeBalance> {
+    use std::time::Duration;
+    let b = &cfg.balance;
+    let capacity = match b.capacity {
+        Some(c) => c,
+        None => {
+            let batch = cfg.backend.batch.max_shares.min(1 << 16);
+            let r = tokio::task::block_in_place(|| {
+                crate::backend::select::measure(backend, batch, Duration::from_secs(1))
+            })
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot measure the backend's capacity ({e:#}); set balance.capacity"
+                )
+            })?;
+            tracing::info!(
+                capacity = r.round(),
+                "measured capacity (shares/s); balance.capacity overrides it"
+            );
+            r
+        }
+    };
+    let host = hostname();
+    let member = Member {
+        node_id: b.node_id.clone().unwrap_or_else(|| host.clone()),
+        host,
+        backends: vec![backend.name().to_string()],
+        capacity,
+    };
+    let k = cfg.kafka.clone();
+    let meta: rdkafka::consumer::BaseConsumer<crate::kafka::ReaderContext> =
+        crate::kafka::reader_config(&k, "sharecheck-balance")
+            .create_with_context(crate::kafka::ReaderContext)
+            .map_err(|e| anyhow::anyhow!("cannot create the Kafka metadata client: {e}"))?;
+    let meta = std::sync::Arc::new(meta);
+    let partitions: zk::PartitionSource = std::sync::Arc::new(move || {
+        crate::kafka::partitions_of(&meta, &k.topics.shares, Duration::from_secs(10))
+    });
+    let (tx, commands) = tokio::sync::mpsc::unbounded_channel();
+    let coordinator = zk::Coordinator::start(
+        zk::Options {
+            connect: b.zookeeper.clone(),
+            group: b.group.clone(),
+            session_timeout: Duration::from_millis(b.session_timeout_ms),
+            member,
+            partitions,
+            poll: Duration::from_secs(5),
+        },
+        tx,
+    )
+    .await?;
+    Ok(NodeBalance {
+        coordinator,
+        commands,
+    })
+}
