@@ -43,6 +43,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 /// How long shutdown may take from the signal to the final commit; the process must be gone
 /// within 10 s, and closing the clients takes the rest.
 const DRAIN_LIMIT: Duration = Duration::from_secs(7);
+/// How long the gatherer waits for an in-flight slot before it pauses the partitions.
+const PAUSE_AFTER: Duration = Duration::from_secs(2);
 
 /// What the node did, reported when it stops.
 #[derive(Debug, Default, Clone)]
@@ -633,24 +635,38 @@ pub async fn run(
         if pending.is_empty() {
             continue;
         }
-        // Dispatch, pausing the partitions while the in-flight limit is reached.
+        // Dispatch once the in-flight limit allows. Meanwhile librdkafka keeps fetching into
+        // its bounded queue, and the next batch takes what arrived. Only a long stall (the
+        // backend or the broker away) pauses the partitions: a pause drops librdkafka's
+        // prefetched messages and its fetcher restarts with a backoff, which made every
+        // routine wait for a permit cost about half a second of latency.
         let permit = match sem.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                let assigned = shared.consumer.assignment().ok();
-                if let Some(a) = &assigned {
-                    let _ = shared.consumer.pause(a);
-                }
-                let p = tokio::select! {
+                let quick = tokio::select! {
                     p = sem.clone().acquire_owned() => p.ok(),
-                    _ = shutdown.changed() => None,
+                    _ = tokio::time::sleep(PAUSE_AFTER) => None,
+                    _ = shutdown.changed() => break,
                 };
-                if let Some(a) = &assigned {
-                    let _ = shared.consumer.resume(a);
-                }
-                match p {
+                match quick {
                     Some(p) => p,
-                    None => break,
+                    None => {
+                        let assigned = shared.consumer.assignment().ok();
+                        if let Some(a) = &assigned {
+                            let _ = shared.consumer.pause(a);
+                        }
+                        let p = tokio::select! {
+                            p = sem.clone().acquire_owned() => p.ok(),
+                            _ = shutdown.changed() => None,
+                        };
+                        if let Some(a) = &assigned {
+                            let _ = shared.consumer.resume(a);
+                        }
+                        match p {
+                            Some(p) => p,
+                            None => break,
+                        }
+                    }
                 }
             }
         };
