@@ -37,6 +37,8 @@ inline void iv(uint s[8]) {
 // s = compress(s, w); w is used as the message schedule and overwritten.
 static void compress(uint s[8], uint w[16]) {
     uint a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
+    // Fully unrolled, every w[] index is a constant and the schedule lives in registers.
+#pragma unroll
     for (uint i = 0; i < 64; i++) {
         uint wi;
         if (i < 16) {

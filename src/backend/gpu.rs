@@ -105,24 +105,24 @@ pub fn pack_jobs(jobs: &[Arc<JobCtx>], out: &mut Vec<u32>) {
 /// the host keeps up with a device that hashes hundreds of millions of shares a second.
 const HOST_BLOCK: usize = 8192;
 
+/// Words of the record `t` needs.
+fn record_words(t: &HashTask) -> usize {
+    if t.is_header() {
+        HEADER_REC_WORDS
+    } else {
+        REC_HEAD_WORDS + (t.en_len as usize).min(MAX_EXTRANONCE).div_ceil(4)
+    }
+}
+
 /// The record stride (u32 words per task) of a batch: the longest record any of its tasks
 /// needs, so that a batch of stratum shares with 8-byte extranonces uploads 32 bytes a share
-/// rather than a whole [`HashTask`]. Tasks must have passed [`check_tasks`].
+/// rather than a whole [`HashTask`]. [`check_tasks`] returns it too, in the same pass.
 pub fn record_stride(tasks: &[HashTask]) -> usize {
-    use rayon::prelude::*;
-    let need = |t: &HashTask| {
-        if t.is_header() {
-            HEADER_REC_WORDS
-        } else {
-            REC_HEAD_WORDS + (t.en_len as usize).min(MAX_EXTRANONCE).div_ceil(4)
-        }
-    };
-    let max = if tasks.len() < 2 * HOST_BLOCK {
-        tasks.iter().map(need).max()
-    } else {
-        tasks.par_iter().with_min_len(HOST_BLOCK).map(need).max()
-    };
-    max.unwrap_or(REC_HEAD_WORDS)
+    tasks
+        .iter()
+        .map(record_words)
+        .max()
+        .unwrap_or(REC_HEAD_WORDS)
 }
 
 /// Bytes as little-endian words (a partial last word zero-padded): how the kernels read bytes.
@@ -245,26 +245,41 @@ pub fn pack_records(
     }
 }
 
-/// Refuses tasks a kernel must not see: a job index outside the table, an extranonce longer
-/// than the kernels accept.
-pub fn check_tasks(jobs: &[Arc<JobCtx>], tasks: &[HashTask]) -> anyhow::Result<()> {
-    for (i, t) in tasks.iter().enumerate() {
-        if t.is_header() {
-            continue;
+/// Refuses tasks a kernel must not see (a job index outside the table, an extranonce longer
+/// than the kernels accept) and returns the batch's record stride ([`record_stride`]). Large
+/// batches are checked in parallel: on a fast device this pass is part of every share's cost.
+pub fn check_tasks(jobs: &[Arc<JobCtx>], tasks: &[HashTask]) -> anyhow::Result<usize> {
+    use rayon::prelude::*;
+    let block = |first: usize, ts: &[HashTask]| -> anyhow::Result<usize> {
+        let mut stride = REC_HEAD_WORDS;
+        for (i, t) in ts.iter().enumerate() {
+            if !t.is_header() {
+                anyhow::ensure!(
+                    (t.job as usize) < jobs.len(),
+                    "task {} refers to job {} of {}",
+                    first + i,
+                    t.job,
+                    jobs.len()
+                );
+                anyhow::ensure!(
+                    t.en_len as usize <= MAX_EXTRANONCE,
+                    "task {} has {} extranonce bytes; at most {MAX_EXTRANONCE} are supported",
+                    first + i,
+                    t.en_len
+                );
+            }
+            stride = stride.max(record_words(t));
         }
-        anyhow::ensure!(
-            (t.job as usize) < jobs.len(),
-            "task {i} refers to job {} of {}",
-            t.job,
-            jobs.len()
-        );
-        anyhow::ensure!(
-            t.en_len as usize <= MAX_EXTRANONCE,
-            "task {i} has {} extranonce bytes; at most {MAX_EXTRANONCE} are supported",
-            t.en_len
-        );
+        Ok(stride)
+    };
+    if tasks.len() <= 2 * HOST_BLOCK {
+        return block(0, tasks);
     }
-    Ok(())
+    tasks
+        .par_chunks(HOST_BLOCK)
+        .enumerate()
+        .map(|(b, ts)| block(b * HOST_BLOCK, ts))
+        .try_reduce(|| REC_HEAD_WORDS, |a, b| Ok(a.max(b)))
 }
 
 /// Copies the hashes out of a kernel's output and checks it: every task must carry this
@@ -366,6 +381,15 @@ pub fn grown_capacity(
     (task_cap, job_cap)
 }
 
+/// How a batch is laid out on a device: the job table's length, tasks per dispatch, and the
+/// record stride.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub njobs: usize,
+    pub sub: usize,
+    pub stride: usize,
+}
+
 /// A batch is cut into dispatches of at least this many tasks so that it can be pipelined;
 /// smaller batches go in one dispatch (launch overhead would eat the overlap).
 pub const MIN_PIPELINED: usize = 16 * 1024;
@@ -385,13 +409,13 @@ pub fn dispatch_size(n: usize, chunk: usize, slots: usize) -> usize {
 }
 
 /// The checks both GPU backends make before a batch: one output (and, when given, one target
-/// pair) per task, and every task's job index inside the job table.
+/// pair) per task, and [`check_tasks`]; returns the batch's record stride.
 pub fn check_batch(
     jobs: &[Arc<JobCtx>],
     tasks: &[HashTask],
     meta: Option<&[TaskMeta]>,
     out: &[State],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     anyhow::ensure!(out.len() == tasks.len(), "one output per task");
     if let Some(m) = meta {
         anyhow::ensure!(m.len() == tasks.len(), "one target pair per task");

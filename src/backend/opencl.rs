@@ -368,7 +368,7 @@ impl OpenClBackend {
         meta: Option<&[TaskMeta]>,
         out: &mut [State],
     ) -> anyhow::Result<()> {
-        gpu::check_batch(jobs, tasks, meta, out)?;
+        let stride = gpu::check_batch(jobs, tasks, meta, out)?;
         if tasks.is_empty() {
             return Ok(());
         }
@@ -381,7 +381,17 @@ impl OpenClBackend {
         let n = tasks.len();
         let sub = gpu::dispatch_size(n, self.chunk(), SLOTS);
         self.ensure_slots(inner, sub, inner.job_words.len())?;
-        let res = self.pipeline(inner, jobs.len(), tasks, meta, out, sub);
+        let res = self.pipeline(
+            inner,
+            tasks,
+            meta,
+            out,
+            gpu::Layout {
+                njobs: jobs.len(),
+                sub,
+                stride,
+            },
+        );
         if res.is_err() {
             // Leave no transfer running into memory the next batch reuses.
             for s in &mut inner.slots {
@@ -398,19 +408,18 @@ impl OpenClBackend {
     fn pipeline(
         &self,
         inner: &mut Inner,
-        njobs: usize,
         tasks: &[HashTask],
         meta: Option<&[TaskMeta]>,
         out: &mut [State],
-        sub: usize,
+        layout: gpu::Layout,
     ) -> anyhow::Result<()> {
+        let gpu::Layout { njobs, sub, stride } = layout;
         let Inner {
             kernel,
             slots,
             tag,
             job_words,
         } = inner;
-        let stride = gpu::record_stride(tasks);
         let wg = self.opts.work_group_size as usize;
         let mut job_sent = [false; SLOTS];
         let mut order = std::collections::VecDeque::with_capacity(SLOTS);

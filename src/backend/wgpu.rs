@@ -255,7 +255,7 @@ impl WgpuBackend {
         meta: Option<&[TaskMeta]>,
         out: &mut [State],
     ) -> anyhow::Result<()> {
-        gpu::check_batch(jobs, tasks, meta, out)?;
+        let stride = gpu::check_batch(jobs, tasks, meta, out)?;
         if tasks.is_empty() {
             return Ok(());
         }
@@ -268,7 +268,19 @@ impl WgpuBackend {
         let sub = gpu::dispatch_size(tasks.len(), self.chunk(), SLOTS);
         let res = self
             .ensure_slots(inner, sub, inner.job_words.len(), 0)
-            .and_then(|_| self.pipeline(inner, jobs.len(), tasks, meta, out, sub));
+            .and_then(|_| {
+                self.pipeline(
+                    inner,
+                    tasks,
+                    meta,
+                    out,
+                    gpu::Layout {
+                        njobs: jobs.len(),
+                        sub,
+                        stride,
+                    },
+                )
+            });
         if res.is_err() {
             // Leave nothing in flight into buffers the next batch reuses.
             let _ = inner.device.poll(wgpu::PollType::wait_indefinitely());
@@ -288,13 +300,12 @@ impl WgpuBackend {
     fn pipeline(
         &self,
         inner: &mut Inner,
-        njobs: usize,
         tasks: &[HashTask],
         meta: Option<&[TaskMeta]>,
         out: &mut [State],
-        sub: usize,
+        layout: gpu::Layout,
     ) -> anyhow::Result<()> {
-        let stride = gpu::record_stride(tasks);
+        let gpu::Layout { njobs, sub, stride } = layout;
         let mut job_sent = [false; SLOTS];
         let mut order = std::collections::VecDeque::with_capacity(SLOTS);
         for (k, start) in (0..tasks.len()).step_by(sub).enumerate() {
