@@ -221,3 +221,75 @@ fn kill_9_under_load_then_restart_gives_one_committed_verdict_per_share() {
     node2.signal("TERM");
     assert!(node2.wait_for(Duration::from_secs(10)).is_some());
 }
+
+#[test]
+fn zookeeper_mode_kill_9_new_owner_fences_and_each_share_has_one_verdict() {
+    ensure_zookeeper();
+    let group = format!("t{}-eo-zk-{:x}", std::process::id(), now_nanos());
+    let extra = format!(
+        "[backend]\ninflight = 2\n[backend.batch]\nmax_shares = 64\nmax_wait_ms = 1\n\
+         [balance]\nmode = \"zookeeper\"\nzookeeper = \"{}\"\ngroup = \"{group}\"\n\
+         session_timeout_ms = 6000\n",
+        zookeeper()
+    );
+    let env = with_delivery(Env::with_partitions("eo-zk", &extra, 6));
+    let n = 8000;
+    let file = env.gen(
+        "s.jsonl",
+        &["--mode", "mixed", "--shares", &n.to_string(), "--seed", "9"],
+    );
+    let expected = env.verify(&file);
+    let node = |id: &str| {
+        env.spawn(
+            &["run", "--node-id", id, "--capacity", "1"],
+            &format!("{id}.log"),
+        )
+    };
+    let mut a = node("a");
+    let mut b = node("b");
+    // Both own partitions before the load arrives.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(a.log_text().contains("partition started")
+        && b.log_text().contains("partition started"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a:\n{}\nb:\n{}",
+            a.log_text(),
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    env.send(&file, &["--batch", "20"]);
+    let reader = env.reader(&env.topic("verdicts"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    while seen < 20 && Instant::now() < deadline {
+        if let Some(Ok(_)) = reader.poll(Duration::from_millis(20)) {
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 20, "no verdicts before the kill: {}", b.log_text());
+    drop(reader);
+    b.signal("KILL");
+    b.wait_for(Duration::from_secs(10)).expect("killed");
+    let (committed, ends) = committed_now(&env);
+    eprintln!("after kill -9 of b: committed {committed:?} of {ends:?}");
+    // b's session expires, a takes its partitions, fencing b's transactional producers.
+    wait_committed(&env, Duration::from_secs(150));
+    let got = committed_verdicts(&env, Duration::from_secs(3));
+    let total: usize = got.values().map(|x| x.0).sum();
+    eprintln!("zookeeper kill -9: {n} shares, {total} committed verdicts");
+    check_against_verify(&got, &expected);
+    a.signal("TERM");
+    assert!(a.wait_for(Duration::from_secs(10)).is_some());
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        & 0xffff_ffff
+}
