@@ -111,8 +111,10 @@ pub struct KafkaConfig {
     /// librdkafka options for every producer (e.g. `"linger.ms" = "2"`). Default empty.
     pub producer: BTreeMap<String, String>,
     /// `at_least_once`: an offset is stored only after the verdicts of its message are
-    /// acknowledged; after a crash the uncommitted tail is validated again. `exactly_once`
-    /// (verdicts and offsets in one transaction) is not implemented yet and is refused.
+    /// acknowledged; after a crash the uncommitted tail is validated again, and readers drop
+    /// the repeats by source partition and offset. `exactly_once`: the verdicts of a batch
+    /// and the offsets it consumed are written in one Kafka transaction (one transactional
+    /// producer per owned partition); read_committed readers see every verdict once.
     /// Default `at_least_once`.
     pub delivery: String,
 }
@@ -227,6 +229,13 @@ impl Default for BalanceConfig {
     }
 }
 
+impl KafkaConfig {
+    /// `delivery = "exactly_once"`: verdicts and offsets in one transaction.
+    pub fn is_exactly_once(&self) -> bool {
+        self.delivery == "exactly_once"
+    }
+}
+
 impl BalanceConfig {
     pub fn is_zookeeper(&self) -> bool {
         self.mode == "zookeeper"
@@ -274,13 +283,9 @@ impl Config {
             "validation.max_live_jobs must be at least 1"
         );
         match self.kafka.delivery.as_str() {
-            "at_least_once" => {}
-            "exactly_once" => anyhow::bail!(
-                "kafka.delivery = \"exactly_once\" is not implemented; use \"at_least_once\" \
-                 (readers drop repeats by source partition and offset, docs/kafka.md)"
-            ),
+            "at_least_once" | "exactly_once" => {}
             other => anyhow::bail!(
-                "kafka.delivery must be \"at_least_once\" (or, not implemented yet, \"exactly_once\"), not {other:?}"
+                "kafka.delivery must be \"at_least_once\" or \"exactly_once\", not {other:?}"
             ),
         }
         let b = &self.balance;
@@ -354,9 +359,11 @@ mod tests {
     }
 
     #[test]
-    fn exactly_once_is_refused_with_a_clear_error() {
-        let e = Config::parse("[kafka]\ndelivery = \"exactly_once\"\n").unwrap_err();
-        assert!(e.to_string().contains("not implemented"), "{e}");
-        assert!(Config::parse("[kafka]\ndelivery = \"twice\"\n").is_err());
+    fn delivery_modes_parse_and_unknown_ones_are_refused() {
+        let c = Config::parse("[kafka]\ndelivery = \"exactly_once\"\n").unwrap();
+        assert!(c.kafka.is_exactly_once());
+        assert!(!Config::default().kafka.is_exactly_once());
+        let e = Config::parse("[kafka]\ndelivery = \"twice\"\n").unwrap_err();
+        assert!(e.to_string().contains("exactly_once"), "{e}");
     }
 }

@@ -9,6 +9,7 @@ pub mod offsets;
 pub mod rebuild;
 pub mod receive;
 pub mod send;
+pub mod txn;
 
 use crate::config::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -62,6 +63,9 @@ pub fn producer_config(k: &KafkaConfig, client_id: &str) -> ClientConfig {
 /// assigned by hand and nothing is committed.
 pub fn reader_config(k: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut c = base(k, client_id);
+    // Only committed transactional messages (exactly_once delivery); the same as
+    // read_uncommitted for messages written without transactions.
+    c.set("isolation.level", "read_committed");
     for (key, v) in &k.consumer {
         c.set(key, v);
     }

@@ -14,6 +14,7 @@
 //! stored offsets periodically and the node commits them once more at shutdown.
 
 use super::offsets::OffsetTracker;
+use super::txn::{classify, TxRegistry, TxnFailure, TXN_TIMEOUT};
 use super::{
     now_ms, partitions_of, producer_config, reader_config, source_headers, ReaderContext, H_ERROR,
 };
@@ -30,7 +31,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
@@ -258,6 +259,8 @@ struct NodeContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     metrics: Arc<Metrics>,
     topic: String,
+    /// Exactly-once delivery: the partitions' transactional producers.
+    tx: Option<Arc<TxRegistry>>,
 }
 
 impl ClientContext for NodeContext {
@@ -281,6 +284,18 @@ impl ClientContext for NodeContext {
 
 impl ConsumerContext for NodeContext {
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let (Rebalance::Assign(tpl), Some(tx)) = (r, &self.tx) {
+            // Before the assignment reads the committed offsets: fence the previous owner
+            // and end its open transaction, so that the offsets read are final.
+            for e in tpl.elements() {
+                if let Err(err) = tx.gain(e.partition(), &AtomicBool::new(true)) {
+                    tracing::warn!(
+                        partition = e.partition(),
+                        "{err:#}; retried before the first transaction"
+                    );
+                }
+            }
+        }
         if let Rebalance::Revoke(tpl) = r {
             let mut t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
@@ -316,6 +331,9 @@ struct Item {
     key: Option<Vec<u8>>,
     ts: i64,
     records: Vec<ShareRecord>,
+    /// Exactly-once delivery: a message that is not a share batch (its payload and why),
+    /// sent to the dead-letter topic in the partition's transaction.
+    dead: Option<(Vec<u8>, String)>,
 }
 
 /// A batch of share messages on its way; holds an in-flight permit until acknowledged.
@@ -341,6 +359,10 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Raised when shutdown has run out of time: stages stop retrying and waiting.
     abort: AtomicBool,
+    /// Exactly-once delivery: the partitions' transactional producers.
+    tx: Option<Arc<TxRegistry>>,
+    /// Requests of the transaction workers to the gatherer (which owns the fetch position).
+    ctl: tokio::sync::mpsc::UnboundedSender<Ctl>,
 }
 
 impl Shared {
@@ -454,11 +476,19 @@ pub async fn run(
     }
     cc.set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false");
+    let tx = k.is_exactly_once().then(|| Arc::new(TxRegistry::new(k)));
+    if tx.is_some() {
+        // Offsets are committed by the transactions only. read_committed makes the offset
+        // fetch of a gained partition wait for a transaction that still holds offsets.
+        cc.set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+    }
     let consumer: ShareConsumer = cc
         .create_with_context(NodeContext {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
             topic: k.topics.shares.clone(),
+            tx: tx.clone(),
         })
         .map_err(|e| anyhow::anyhow!("cannot create the share consumer: {e}"))?;
     let producer: FutureProducer = producer_config(k, "sharecheck-node")
@@ -521,6 +551,7 @@ pub async fn run(
         backend = %backend.name(), balance = %cfg.balance.mode, "validator node started"
     );
 
+    let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel::<Ctl>();
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         consumer,
@@ -528,6 +559,8 @@ pub async fn run(
         tracker,
         metrics: metrics.clone(),
         abort: AtomicBool::new(false),
+        tx,
+        ctl: ctl_tx,
     });
 
     // Stages.
@@ -571,6 +604,20 @@ pub async fn run(
     let producer_stage = {
         let sh = shared.clone();
         tokio::spawn(async move {
+            if sh.tx.is_some() {
+                let mut workers = HashMap::new();
+                while let Some(h) = done_rx.recv().await {
+                    dispatch_transactions(&sh, h, &mut workers);
+                }
+                let handles: Vec<_> = workers.into_values().map(|(_, h)| h).collect();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                })
+                .await;
+                return;
+            }
             let mut tasks = tokio::task::JoinSet::new();
             while let Some(h) = done_rx.recv().await {
                 produce_batch(&sh, h, &mut tasks).await;
@@ -602,6 +649,10 @@ pub async fn run(
                 balance_command(&shared, cmd, &mut owned);
                 continue;
             }
+            Some(c) = ctl_rx.recv() => {
+                control(&shared, c);
+                continue;
+            }
         };
         match msg {
             None => {}
@@ -618,6 +669,9 @@ pub async fn run(
             Some(Ok(m)) => {
                 summary.messages += 1;
                 if let Some(item) = take_message(&shared, &m, &mut dead) {
+                    if item.dead.is_some() {
+                        summary.dead_letters += 1;
+                    }
                     if pending.is_empty() {
                         first_at = Instant::now();
                     }
@@ -717,7 +771,8 @@ pub async fn run(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .stored();
-    if !stored.is_empty() {
+    // Exactly-once: the transactions committed the offsets.
+    if !stored.is_empty() && shared.tx.is_none() {
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &stored {
             tpl.add_partition_offset(&cfg.kafka.topics.shares, *p, Offset::Offset(*o))?;
@@ -783,7 +838,25 @@ fn take_message(
             key: m.key().map(<[u8]>::to_vec),
             ts: m.timestamp().to_millis().unwrap_or_else(now_ms),
             records: recs.to_vec(),
+            dead: None,
         }),
+        Err(e) if sh.tx.is_some() => {
+            tracing::warn!(
+                partition = p,
+                offset = o,
+                "undecodable message to the dead-letter topic: {e}"
+            );
+            sh.metrics.dead_letters.inc();
+            Some(Item {
+                partition: p,
+                offset: o,
+                generation,
+                key: m.key().map(<[u8]>::to_vec),
+                ts: m.timestamp().to_millis().unwrap_or_else(now_ms),
+                records: Vec::new(),
+                dead: Some((payload.to_vec(), e.to_string())),
+            })
+        }
         Err(e) => {
             tracing::warn!(
                 partition = p,
@@ -1013,6 +1086,14 @@ fn balance_command(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .revoke(p);
+            if let Some(tx) = &sh.tx {
+                // Before the committed offset is read: fence the previous owner and end its
+                // open transaction, so that the offset read is final.
+                let r = tokio::task::block_in_place(|| tx.gain(p, &sh.abort));
+                if let Err(e) = r {
+                    tracing::warn!(partition = p, "{e:#}; retried before the first transaction");
+                }
+            }
             let mut tpl = TopicPartitionList::new();
             // Offset::Stored: from the group's committed offset (else auto.offset.reset).
             let r = tpl
@@ -1083,7 +1164,8 @@ async fn release_partition(sh: &Arc<Shared>, p: i32) {
         t.revoke(p);
         o
     };
-    if let Some(o) = stored {
+    // Exactly-once: the transactions committed the offset.
+    if let Some(o) = stored.filter(|_| sh.tx.is_none()) {
         let mut tpl = TopicPartitionList::new();
         if tpl
             .add_partition_offset(&sh.cfg.kafka.topics.shares, p, Offset::Offset(o))
@@ -1102,4 +1184,349 @@ async fn release_partition(sh: &Arc<Shared>, p: i32) {
         }
     }
     tracing::info!(partition = p, "partition stopped");
+}
+
+// ---------------------------------------------------------------------------------------
+// Exactly-once delivery: one transaction per partition per completed batch.
+
+/// Requests of the transaction workers to the gatherer.
+#[derive(Debug)]
+enum Ctl {
+    /// A transaction of `generation` was aborted: validate the partition again from
+    /// `offset`, its last committed offset, with fresh validator state.
+    Rewind {
+        partition: i32,
+        generation: u64,
+        offset: i64,
+    },
+    /// The partition's producer is fenced (another node owns the partition): stop fetching.
+    Fenced { partition: i32 },
+}
+
+/// Carries out a transaction worker's request on the share consumer.
+fn control(sh: &Shared, c: Ctl) {
+    let topic = &sh.cfg.kafka.topics.shares;
+    match c {
+        Ctl::Rewind {
+            partition,
+            generation,
+            offset,
+        } => {
+            {
+                let mut t = sh.tracker.lock().unwrap_or_else(|e| e.into_inner());
+                if t.generation(partition) != generation {
+                    // Revoked or rewound meanwhile: the new generation reads from the
+                    // committed offset anyway.
+                    return;
+                }
+                // Everything fetched of the old generation is dropped; what is fetched after
+                // the seek is validated with fresh validator state.
+                t.revoke(partition);
+            }
+            for attempt in 0.. {
+                match sh.consumer.seek(
+                    topic,
+                    partition,
+                    Offset::Offset(offset),
+                    Duration::from_secs(5),
+                ) {
+                    Ok(()) => {
+                        tracing::info!(
+                            partition,
+                            offset,
+                            "partition rewound to its committed offset"
+                        );
+                        return;
+                    }
+                    Err(e) if attempt < 20 => {
+                        tracing::debug!(partition, "seek: {e}; retrying");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            partition,
+                            "cannot rewind to offset {offset} ({e}); partition paused"
+                        );
+                        break;
+                    }
+                }
+            }
+            pause_partition(sh, partition);
+        }
+        Ctl::Fenced { partition } => pause_partition(sh, partition),
+    }
+}
+
+/// Stops fetching a partition until it is assigned again.
+fn pause_partition(sh: &Shared, partition: i32) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&sh.cfg.kafka.topics.shares, partition);
+    if let Err(e) = sh.consumer.pause(&tpl) {
+        tracing::warn!(partition, "cannot pause partition: {e}");
+    }
+}
+
+/// The output of one share message: its offset, key, headers and (topic, payload) messages.
+struct TxMessage {
+    offset: i64,
+    key: Option<Vec<u8>>,
+    headers: OwnedHeaders,
+    out: Vec<(String, Vec<u8>)>,
+    counts: [u64; Status::ALL.len()],
+}
+
+/// One partition's share of a hashed batch: written in one transaction.
+struct TxJob {
+    partition: i32,
+    generation: u64,
+    messages: Vec<TxMessage>,
+    /// The batch (its in-flight permit) is released when its last job is done.
+    _batch: Arc<BatchHold>,
+}
+
+/// Holds a batch until every partition's transaction of it ended.
+struct BatchHold {
+    work: Work,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for BatchHold {
+    fn drop(&mut self) {
+        self.metrics
+            .batch_latency
+            .observe(self.work.fetched.elapsed().as_secs_f64());
+    }
+}
+
+type TxWorkers = HashMap<i32, (std::sync::mpsc::Sender<TxJob>, std::thread::JoinHandle<()>)>;
+
+/// Splits a hashed batch by partition and hands each part to the partition's transaction
+/// worker (started on first use). Batches arrive in fetch order and each worker takes its
+/// jobs in order, so a partition's transactions commit in offset order.
+fn dispatch_transactions(sh: &Arc<Shared>, h: Hashed, workers: &mut TxWorkers) {
+    let Hashed { work, verdicts } = h;
+    let topics = &sh.cfg.kafka.topics;
+    let mut parts: Vec<(i32, u64, Vec<TxMessage>)> = Vec::new();
+    let mut at = 0;
+    for item in &work.items {
+        let vs = &verdicts[at..at + item.records.len()];
+        at += item.records.len();
+        let mut headers = source_headers(&topics.shares, item.partition, item.offset);
+        let mut counts = [0u64; Status::ALL.len()];
+        let out = match &item.dead {
+            Some((payload, error)) => {
+                headers = headers.insert(Header {
+                    key: H_ERROR,
+                    value: Some(error),
+                });
+                vec![(topics.dead_letter.clone(), payload.clone())]
+            }
+            None => {
+                let mut out = vec![(topics.verdicts.clone(), encode_verdicts(vs))];
+                for v in vs {
+                    counts[v.status as usize] += 1;
+                    if v.status == Status::Block {
+                        out.push((
+                            topics.blocks.clone(),
+                            encode_verdicts(std::slice::from_ref(v)),
+                        ));
+                    }
+                }
+                out
+            }
+        };
+        let msg = TxMessage {
+            offset: item.offset,
+            key: item.key.clone(),
+            headers,
+            out,
+            counts,
+        };
+        match parts
+            .iter_mut()
+            .find(|x| x.0 == item.partition && x.1 == item.generation)
+        {
+            Some(x) => x.2.push(msg),
+            None => parts.push((item.partition, item.generation, vec![msg])),
+        }
+    }
+    sh.metrics.batches.inc();
+    sh.metrics.batch_shares.observe(work.shares as f64);
+    let hold = Arc::new(BatchHold {
+        work,
+        metrics: sh.metrics.clone(),
+    });
+    for (partition, generation, messages) in parts {
+        let job = TxJob {
+            partition,
+            generation,
+            messages,
+            _batch: hold.clone(),
+        };
+        let job = match workers.get(&partition) {
+            Some((tx, _)) => match tx.send(job) {
+                Ok(()) => continue,
+                Err(e) => e.0,
+            },
+            None => job,
+        };
+        // No worker yet (or it stopped): start one.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = tx.send(job);
+        let s = sh.clone();
+        match std::thread::Builder::new()
+            .name(format!("txn-{partition}"))
+            .spawn(move || transaction_worker(&s, partition, rx))
+        {
+            Ok(h) => {
+                workers.insert(partition, (tx, h));
+            }
+            Err(e) => tracing::error!(partition, "cannot start a transaction worker: {e}"),
+        }
+    }
+}
+
+/// Writes one partition's jobs, one transaction each, in order.
+///
+/// After a failed transaction the worker aborts it and asks the gatherer to rewind the
+/// partition to the last committed offset; jobs of the aborted generation that are already
+/// on their way are dropped. A fenced producer stops the partition on this node.
+fn transaction_worker(sh: &Arc<Shared>, partition: i32, rx: std::sync::mpsc::Receiver<TxJob>) {
+    let Some(tx) = sh.tx.clone() else { return };
+    // The generation whose transaction failed: its remaining jobs are dropped.
+    let mut dead: Option<u64> = None;
+    // (generation, next offset to read after the last commit): where to rewind to.
+    let mut committed: Option<(u64, i64)> = None;
+    for job in rx {
+        if sh.abort.load(Ordering::Relaxed) {
+            // Shutdown ran out of time: an open transaction is aborted by the next owner.
+            return;
+        }
+        let g = job.generation;
+        let current = sh
+            .tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation(partition);
+        if g != current || dead == Some(g) || job.messages.is_empty() {
+            continue;
+        }
+        let first = job.messages[0].offset;
+        let rewind_to = match committed {
+            Some((cg, o)) if cg == g => o,
+            _ => first,
+        };
+        let producer = match tx.get_or_gain(partition, &sh.abort) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(partition, "{e:#}; the partition is validated again");
+                dead = Some(g);
+                let _ = sh.ctl.send(Ctl::Rewind {
+                    partition,
+                    generation: g,
+                    offset: rewind_to,
+                });
+                continue;
+            }
+        };
+        match write_transaction(sh, &producer, &job) {
+            Ok(()) => {
+                let last = job.messages[job.messages.len() - 1].offset;
+                committed = Some((g, last + 1));
+                for m in &job.messages {
+                    for (s, n) in Status::ALL.iter().zip(m.counts) {
+                        if n > 0 {
+                            sh.metrics.shares.with_label_values(&[s.as_str()]).inc_by(n);
+                        }
+                    }
+                    sh.complete(partition, g, m.offset);
+                }
+            }
+            Err(e) if classify(&e) == TxnFailure::Fatal => {
+                tracing::error!(
+                    partition,
+                    "transactional producer fenced or failed ({e}); another node owns the \
+                     partition now, it is stopped here"
+                );
+                dead = Some(g);
+                tx.forget(partition, &producer);
+                let _ = sh.ctl.send(Ctl::Fenced { partition });
+            }
+            Err(e) => {
+                tracing::warn!(
+                    partition,
+                    "transaction aborted ({e}); validating again from offset {rewind_to}"
+                );
+                sh.metrics.delivery_retries.inc();
+                if let Err(ae) = producer.abort_transaction(TXN_TIMEOUT) {
+                    tracing::warn!(partition, "abort_transaction: {ae}");
+                    if classify(&ae) == TxnFailure::Fatal {
+                        tx.forget(partition, &producer);
+                    }
+                }
+                dead = Some(g);
+                let _ = sh.ctl.send(Ctl::Rewind {
+                    partition,
+                    generation: g,
+                    offset: rewind_to,
+                });
+            }
+        }
+    }
+}
+
+/// One transaction: the job's messages and the partition's next offset, committed together.
+fn write_transaction(
+    sh: &Shared,
+    producer: &FutureProducer,
+    job: &TxJob,
+) -> Result<(), KafkaError> {
+    producer.begin_transaction()?;
+    for m in &job.messages {
+        for (topic, payload) in &m.out {
+            loop {
+                let mut rec = FutureRecord::<[u8], [u8]>::to(topic)
+                    .payload(payload)
+                    .headers(m.headers.clone());
+                if let Some(k) = &m.key {
+                    rec = rec.key(k);
+                }
+                match producer.send_result(rec) {
+                    // The delivery is checked by commit_transaction, which fails if any
+                    // message of the transaction failed.
+                    Ok(_) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+    }
+    let last = job.messages[job.messages.len() - 1].offset;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(
+        &sh.cfg.kafka.topics.shares,
+        job.partition,
+        Offset::Offset(last + 1),
+    )?;
+    // Only missing on a consumer without group.id, which the node never creates.
+    let group = sh
+        .consumer
+        .group_metadata()
+        .ok_or(KafkaError::MessageProduction(RDKafkaErrorCode::State))?;
+    producer.send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)?;
+    // A commit that timed out may have gone through: it is retried, never aborted.
+    loop {
+        match producer.commit_transaction(TXN_TIMEOUT) {
+            Ok(()) => return Ok(()),
+            Err(e) if classify(&e) == TxnFailure::Retry && !sh.abort.load(Ordering::Relaxed) => {
+                tracing::warn!(
+                    partition = job.partition,
+                    "commit_transaction: {e}; retrying"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
