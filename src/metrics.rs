@@ -21,6 +21,9 @@ pub struct Metrics {
     pub dead_letters: IntCounter,
     pub delivery_retries: IntCounter,
     pub rebuilt_shares: IntCounter,
+    /// Batches a GPU or FPGA backend failed and the CPU redid
+    /// ([`crate::backend::fallback::FALLBACK_BATCHES`], read at each scrape).
+    pub fallback_batches: IntCounter,
     pub jobs: IntGauge,
     pub inflight: IntGauge,
     pub consumer_lag: IntGaugeVec,
@@ -108,6 +111,14 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            fallback_batches: reg(
+                &r,
+                IntCounter::new(
+                    "sharecheck_backend_fallback_batches_total",
+                    "Batches the configured backend failed and the CPU redid (the backend is then out of service)",
+                )
+                .expect("valid"),
+            ),
             jobs: reg(
                 &r,
                 IntGauge::new("sharecheck_jobs_cached", "Jobs held from the jobs topic")
@@ -138,6 +149,13 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        // The fallback wrapper counts in a static (it knows nothing of the node's metrics);
+        // bring the counter up to it.
+        let failed = crate::backend::fallback::FALLBACK_BATCHES.load(Ordering::Relaxed);
+        let seen = self.fallback_batches.get();
+        if failed > seen {
+            self.fallback_batches.inc_by(failed - seen);
+        }
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)
@@ -254,5 +272,24 @@ mod tests {
         // Completed on another thread, as the node's delivery tasks do.
         std::thread::spawn(move || drop(b)).join().unwrap();
         assert_eq!(inflight(&m), "sharecheck_inflight_batches 0");
+    }
+
+    #[test]
+    fn fallback_counter_follows_the_fallback_wrapper() {
+        use crate::backend::fallback::FALLBACK_BATCHES;
+        let value = |m: &Metrics| -> u64 {
+            m.render()
+                .lines()
+                .find_map(|l| l.strip_prefix("sharecheck_backend_fallback_batches_total "))
+                .and_then(|v| v.parse().ok())
+                .expect("the counter is exported")
+        };
+        let m = Metrics::new();
+        let before = value(&m);
+        FALLBACK_BATCHES.fetch_add(2, Ordering::Relaxed);
+        let after = value(&m);
+        // Other tests in this process may fail batches meanwhile: at least ours, at most all.
+        assert!(after >= before + 2, "{before} -> {after}");
+        assert!(after <= FALLBACK_BATCHES.load(Ordering::Relaxed));
     }
 }
