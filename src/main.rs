@@ -116,6 +116,9 @@ enum Cmd {
         batch: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The shares generated: stratum, header, or mixed (alternating).
+        #[arg(long, default_value = "mixed", value_parser = ["stratum", "header", "mixed"])]
+        shares_mode: String,
         /// One JSON object per mode instead of a table.
         #[arg(long)]
         json: bool,
@@ -498,6 +501,7 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
             rate,
             batch,
             seed,
+            shares_mode,
             json,
         } => {
             cfg.check()?;
@@ -516,6 +520,11 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
                 rate,
                 batch,
                 seed,
+                shares_mode: match shares_mode.as_str() {
+                    "header" => sharecheck::gen::GenMode::Header,
+                    "stratum" => sharecheck::gen::GenMode::Stratum,
+                    _ => sharecheck::gen::GenMode::Mixed,
+                },
             };
             let figs = runtime()?.block_on(sharecheck::kafka::bench::run(&cfg, &o))?;
             if json {

@@ -38,6 +38,8 @@ pub struct BenchKafkaOptions {
     /// Shares per message (per miner session), as `send --batch`.
     pub batch: usize,
     pub seed: u64,
+    /// The kind of shares generated (stratum, header, or both alternating).
+    pub shares_mode: crate::gen::GenMode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +70,8 @@ pub struct Figure {
 
 /// Runs both modes, pass-through first; returns their figures.
 pub async fn run(cfg: &Config, o: &BenchKafkaOptions) -> anyhow::Result<Vec<Figure>> {
-    let w1 = workload(o.shares, o.seed)?;
-    let w2 = workload(o.latency_shares, o.seed.wrapping_add(1))?;
+    let w1 = workload(o.shares, o.seed, o.shares_mode)?;
+    let w2 = workload(o.latency_shares, o.seed.wrapping_add(1), o.shares_mode)?;
     let run = format!("sharecheck.bench.{}", now_ms());
     let mut out = Vec::new();
     for mode in [Mode::PassThrough, Mode::Node] {
@@ -147,11 +149,11 @@ fn quantile(sorted: &[(i64, u64)], q: f64) -> f64 {
     sorted.last().map_or(f64::NAN, |x| x.0 as f64)
 }
 
-fn workload(shares: u64, seed: u64) -> anyhow::Result<Vec<u8>> {
+fn workload(shares: u64, seed: u64, mode: crate::gen::GenMode) -> anyhow::Result<Vec<u8>> {
     let g = crate::gen::GenConfig {
         shares,
         seed,
-        mode: crate::gen::GenMode::Mixed,
+        mode,
         ..Default::default()
     };
     let mut buf = Vec::new();
