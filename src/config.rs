@@ -27,9 +27,11 @@ pub struct BackendConfig {
     pub kind: String,
     /// Worker threads for the CPU backend; 0 = one per core. Default 0.
     pub threads: usize,
-    /// Service mode: batches handed to the backend and not yet acknowledged by the broker.
-    /// With 2 or more, the next batch is prepared while one is hashed; when the limit is
-    /// reached the node pauses its partitions. Default 2.
+    /// Service mode: batches being validated at once (checked, hashed, their verdicts
+    /// produced). With 2 or more, the next batch is prepared while one is hashed; at the
+    /// limit the node takes no more messages. Batches waiting for the broker's
+    /// acknowledgement count against `kafka.max_unacked_batches` instead (with
+    /// `exactly_once`, until their transaction commits, against this). Default 2.
     pub inflight: usize,
     /// Device index for `wgpu` / `opencl`, as `sharecheck backends` lists them. Default 0.
     pub device: usize,
@@ -117,6 +119,11 @@ pub struct KafkaConfig {
     /// producer per owned partition); read_committed readers see every verdict once.
     /// Default `at_least_once`.
     pub delivery: String,
+    /// Service mode, at_least_once: batches whose verdicts are handed to the producer and not
+    /// yet acknowledged by the broker. The backend takes the next batches meanwhile; at the
+    /// limit the node takes no more messages until acknowledgements come. Bounds the memory
+    /// of verdicts waiting for the broker. Default 8.
+    pub max_unacked_batches: usize,
 }
 
 impl Default for KafkaConfig {
@@ -128,6 +135,7 @@ impl Default for KafkaConfig {
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
             delivery: "at_least_once".into(),
+            max_unacked_batches: 8,
         }
     }
 }
@@ -273,6 +281,10 @@ impl Config {
         anyhow::ensure!(
             self.backend.inflight > 0,
             "backend.inflight must be at least 1"
+        );
+        anyhow::ensure!(
+            self.kafka.max_unacked_batches > 0,
+            "kafka.max_unacked_batches must be at least 1"
         );
         anyhow::ensure!(
             self.kafka.topics.partitions > 0 && self.kafka.topics.replication > 0,

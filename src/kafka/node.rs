@@ -79,6 +79,24 @@ struct JobLog {
     topic: String,
     partitions: Vec<i32>,
     dead: JobDeadLetters,
+    /// End-offset queries asked for and answered (see [`JobLog::request_ends`]).
+    ends_state: Mutex<EndsState>,
+    ends_changed: Condvar,
+}
+
+/// The end-offset queries of the jobs topic. A batch asks for one when it is dispatched and
+/// waits, in the prepare stage, for the answer of a query that *started* after it asked; one
+/// query serves every batch that asked before it started. So the round trip overlaps with
+/// the preparation of the batch before, and batches are not serialised on it.
+#[derive(Default)]
+struct EndsState {
+    /// Tickets handed out: the ticket of the latest request.
+    requested: u64,
+    /// The ticket the query under way (or the last one) started with.
+    started: u64,
+    /// The ticket the last answered query started with, and its end offsets.
+    answered: u64,
+    highs: Vec<(i32, i64)>,
 }
 
 /// Where the jobs reader puts job messages it cannot use.
@@ -204,34 +222,87 @@ impl JobLog {
         }
     }
 
-    /// Blocks until the reader has caught up with the jobs topic's end offsets as they are
-    /// now. Returns false if `abort` was raised first.
-    fn catch_up(&self, abort: &AtomicBool) -> bool {
-        let mut highs = Vec::with_capacity(self.partitions.len());
-        for &p in &self.partitions {
-            let mut warned = false;
-            loop {
+    /// Asks for the jobs topic's end offsets as they are from now on; returns the ticket to
+    /// wait on with [`JobLog::catch_up`].
+    fn request_ends(&self) -> u64 {
+        let mut e = self.ends_state.lock().unwrap_or_else(|e| e.into_inner());
+        e.requested += 1;
+        self.ends_changed.notify_all();
+        e.requested
+    }
+
+    /// The end-offset thread: whenever a ticket is newer than the last query, queries the
+    /// end offsets of every jobs partition and publishes them. Until `stop`.
+    fn query_ends(&self, stop: &AtomicBool) {
+        let mut warned = false;
+        while !stop.load(Ordering::Relaxed) {
+            let ticket = {
+                let mut e = self.ends_state.lock().unwrap_or_else(|e| e.into_inner());
+                while e.requested == e.started && !stop.load(Ordering::Relaxed) {
+                    e = self
+                        .ends_changed
+                        .wait_timeout(e, Duration::from_millis(100))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                e.started = e.requested;
+                e.started
+            };
+            let mut highs = Vec::with_capacity(self.partitions.len());
+            for &p in &self.partitions {
                 match self
                     .ends
                     .fetch_watermarks(&self.topic, p, Duration::from_secs(5))
                 {
-                    Ok((_, high)) => {
-                        highs.push((p, high));
-                        break;
-                    }
+                    Ok((_, high)) => highs.push((p, high)),
                     Err(e) => {
                         if !warned {
                             tracing::warn!("cannot read the end of the jobs topic ({e}); retrying");
                             warned = true;
                         }
-                        if abort.load(Ordering::Relaxed) {
-                            return false;
-                        }
-                        std::thread::sleep(Duration::from_millis(200));
+                        break;
                     }
                 }
             }
+            let mut e = self.ends_state.lock().unwrap_or_else(|e| e.into_inner());
+            if highs.len() == self.partitions.len() {
+                if warned {
+                    tracing::info!("end of the jobs topic readable again");
+                    warned = false;
+                }
+                e.answered = ticket;
+                e.highs = highs;
+                self.ends_changed.notify_all();
+            } else {
+                // Ask again after a pause; the waiting batches keep their tickets.
+                e.started = ticket - 1;
+                drop(e);
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
+    }
+
+    /// Blocks until the reader has caught up with the jobs topic's end offsets as a query
+    /// started after `ticket` was handed out found them. Returns false if `abort` was raised
+    /// first.
+    fn catch_up(&self, ticket: u64, abort: &AtomicBool) -> bool {
+        let highs = {
+            let mut e = self.ends_state.lock().unwrap_or_else(|e| e.into_inner());
+            while e.answered < ticket {
+                if abort.load(Ordering::Relaxed) {
+                    return false;
+                }
+                e = self
+                    .ends_changed
+                    .wait_timeout(e, Duration::from_millis(200))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            e.highs.clone()
+        };
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if highs
@@ -341,6 +412,8 @@ struct Work {
     items: Vec<Item>,
     shares: usize,
     fetched: Instant,
+    /// The end-offset query of the jobs topic asked for when the batch was dispatched.
+    jobs_ticket: u64,
     _permit: OwnedSemaphorePermit,
     _inflight: crate::metrics::InflightGuard,
 }
@@ -363,6 +436,8 @@ struct Shared {
     tx: Option<Arc<TxRegistry>>,
     /// Requests of the transaction workers to the gatherer (which owns the fetch position).
     ctl: tokio::sync::mpsc::UnboundedSender<Ctl>,
+    /// at_least_once: permits for batches produced and not yet acknowledged.
+    unacked: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -525,6 +600,8 @@ pub async fn run(
             topic: k.topics.dead_letter.clone(),
             runtime: tokio::runtime::Handle::current(),
         },
+        ends_state: Mutex::new(EndsState::default()),
+        ends_changed: Condvar::new(),
     });
     let stop_jobs = Arc::new(AtomicBool::new(false));
     let ttl_ms = (cfg.validation.job_ttl_s as i64).saturating_mul(1000);
@@ -533,6 +610,12 @@ pub async fn run(
         std::thread::Builder::new()
             .name("jobs-reader".into())
             .spawn(move || jobs.read(&stop, ttl_ms, &m))?
+    };
+    let ends_thread = {
+        let (jobs, stop) = (jobs.clone(), stop_jobs.clone());
+        std::thread::Builder::new()
+            .name("jobs-ends".into())
+            .spawn(move || jobs.query_ends(&stop))?
     };
 
     // Kafka mode: the consumer group spreads the partitions. ZooKeeper mode: the coordinator
@@ -561,6 +644,7 @@ pub async fn run(
         abort: AtomicBool::new(false),
         tx,
         ctl: ctl_tx,
+        unacked: Arc::new(Semaphore::new(cfg.kafka.max_unacked_batches.max(1))),
     });
 
     // Stages.
@@ -728,6 +812,7 @@ pub async fn run(
             items: std::mem::take(&mut pending),
             shares: std::mem::take(&mut pending_shares),
             fetched: first_at,
+            jobs_ticket: jobs.request_ends(),
             _permit: permit,
             _inflight: metrics.inflight_guard(),
         };
@@ -749,6 +834,7 @@ pub async fn run(
                 items: std::mem::take(&mut pending),
                 shares: pending_shares,
                 fetched: first_at,
+                jobs_ticket: jobs.request_ends(),
                 _permit: permit,
                 _inflight: metrics.inflight_guard(),
             });
@@ -800,6 +886,7 @@ pub async fn run(
     stop_jobs.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || {
         let _ = job_thread.join();
+        let _ = ends_thread.join();
         let _ = prepare.join();
         let _ = hasher.join();
     })
@@ -910,7 +997,7 @@ fn prepare_stage(
                 .retain(|it| t.generation(it.partition) == it.generation);
         }
         let t0 = Instant::now();
-        if !jobs.catch_up(&sh.abort) {
+        if !jobs.catch_up(work.jobs_ticket, &sh.abort) {
             return;
         }
         tracing::trace!("jobs caught up in {:?}", t0.elapsed());
@@ -923,7 +1010,7 @@ fn prepare_stage(
                 validators.insert(item.partition, (item.generation, v, applied));
             }
         }
-        let mut batch = Batch::new();
+        let mut batch = Batch::with_capacity(work.shares);
         {
             let st = jobs.state.lock().unwrap_or_else(|e| e.into_inner());
             let end = st.base + st.jobs.len() as u64;
@@ -998,8 +1085,16 @@ fn gained_partition(
 
 /// Produces the verdict message of every share message in a hashed batch (and a block
 /// message per block), then, in a task, waits for the acknowledgements and stores offsets.
+///
+/// The batch's in-flight permit is released once its messages are with the producer, so the
+/// backend goes on with the next batches during the broker's round trip; an unacknowledged
+/// batch holds a `kafka.max_unacked_batches` permit instead, and only its output (not its
+/// shares) until the acknowledgement.
 async fn produce_batch(sh: &Arc<Shared>, h: Hashed, tasks: &mut tokio::task::JoinSet<()>) {
     let Hashed { work, verdicts } = h;
+    let Ok(unacked) = sh.unacked.clone().acquire_owned().await else {
+        return;
+    };
     let topics = &sh.cfg.kafka.topics;
     let mut outs = Vec::with_capacity(work.items.len());
     let mut at = 0;
@@ -1042,6 +1137,11 @@ async fn produce_batch(sh: &Arc<Shared>, h: Hashed, tasks: &mut tokio::task::Joi
     }
     sh.metrics.batches.inc();
     sh.metrics.batch_shares.observe(work.shares as f64);
+    let Work {
+        fetched,
+        _inflight: inflight,
+        ..
+    } = work;
     let sh = sh.clone();
     tasks.spawn(async move {
         for (p, o, g, key, headers, msgs, futs) in outs {
@@ -1052,8 +1152,8 @@ async fn produce_batch(sh: &Arc<Shared>, h: Hashed, tasks: &mut tokio::task::Joi
         }
         sh.metrics
             .batch_latency
-            .observe(work.fetched.elapsed().as_secs_f64());
-        drop(work);
+            .observe(fetched.elapsed().as_secs_f64());
+        drop((inflight, unacked));
     });
 }
 

@@ -112,6 +112,30 @@ pub fn target_from_difficulty(difficulty: f64) -> Option<U256> {
     if !(difficulty.is_finite() && difficulty > 0.0) {
         return None;
     }
+    // A node converts every share's difficulty, and a pool hands out few distinct ones (one
+    // per miner session, changed by vardiff now and then), while the exact conversion is a
+    // 320-bit division: remember the last few per thread.
+    const WAYS: usize = 16;
+    thread_local! {
+        static RECENT: std::cell::RefCell<[(u64, U256); WAYS]> =
+            const { std::cell::RefCell::new([(0, U256::ZERO); WAYS]) };
+    }
+    let bits = difficulty.to_bits();
+    // Difficulty 0.0 (bits 0) is refused above, so key 0 marks an empty way.
+    let way = (bits ^ (bits >> 29) ^ (bits >> 47)) as usize % WAYS;
+    if let Some(t) = RECENT.with(|r| {
+        let e = r.borrow()[way];
+        (e.0 == bits).then_some(e.1)
+    }) {
+        return Some(t);
+    }
+    let t = exact_target_from_difficulty(difficulty);
+    RECENT.with(|r| r.borrow_mut()[way] = (bits, t));
+    Some(t)
+}
+
+/// [`target_from_difficulty`] without the cache, for a finite difficulty > 0.
+fn exact_target_from_difficulty(difficulty: f64) -> U256 {
     // difficulty = m · 2^e exactly, with m a 53-bit integer.
     let bits = difficulty.to_bits();
     let exp = ((bits >> 52) & 0x7ff) as i32;
@@ -125,7 +149,7 @@ pub fn target_from_difficulty(difficulty: f64) -> Option<U256> {
     let s = 208 - e;
     if s > 300 {
         // 0xFFFF · 2^s / m ≥ 2^(s + 15 − 53) ≥ 2^256: saturate.
-        return Some(U256::MAX);
+        return U256::MAX;
     }
     let (up, down) = if s >= 0 {
         (s as u32, 0)
@@ -151,7 +175,7 @@ pub fn target_from_difficulty(difficulty: f64) -> Option<U256> {
     }
     // shift right by `down`
     if down >= 320 {
-        return Some(U256::ZERO);
+        return U256::ZERO;
     }
     let (ls, bs) = ((down / 64) as usize, down % 64);
     let mut r = [0u64; 5];
@@ -167,9 +191,9 @@ pub fn target_from_difficulty(difficulty: f64) -> Option<U256> {
         }
     }
     if r[4] != 0 {
-        return Some(U256::MAX);
+        return U256::MAX;
     }
-    Some(U256([r[0], r[1], r[2], r[3]]))
+    U256([r[0], r[1], r[2], r[3]])
 }
 
 /// Why a compact target cannot be used.
@@ -220,6 +244,28 @@ pub fn achieved_difficulty(hash: &U256) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_targets_equal_the_exact_conversion() {
+        // More difficulties than the cache has ways, several times over and interleaved, so
+        // that ways are shared and overwritten: every answer must still be the exact one.
+        let ds: Vec<f64> = (1..200)
+            .map(|i| i as f64 * 0.37)
+            .chain([1.0, 1024.0, 65536.5, 1e-9, 1e12, f64::MIN_POSITIVE])
+            .collect();
+        for _ in 0..3 {
+            for &d in ds.iter().chain(ds.iter().rev()) {
+                assert_eq!(
+                    target_from_difficulty(d),
+                    Some(exact_target_from_difficulty(d)),
+                    "{d}"
+                );
+            }
+        }
+        assert_eq!(target_from_difficulty(0.0), None);
+        assert_eq!(target_from_difficulty(-1.0), None);
+        assert_eq!(target_from_difficulty(f64::NAN), None);
+    }
 
     fn hex32(s: &str) -> [u8; 32] {
         let v = crate::wire::hex::decode(s).unwrap();

@@ -13,7 +13,15 @@ use crate::sha256::{soft, State};
 use crate::wire::binary::{ShareData, ShareRecord};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+/// The maps and sets of checks 2–6 hash with foldhash, seeded per process: they are looked up
+/// once or twice per share, and SipHash (std's default) was the largest single cost of a
+/// node's preparation stage. Their keys are either keyed fingerprints (`u128`, random to
+/// anyone without the seed) or ids the pool itself chose (job ids, prevhashes in a window of
+/// a few), so flooding them with colliding keys is not open to miners.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
@@ -120,6 +128,17 @@ pub struct Batch {
 impl Batch {
     pub fn new() -> Batch {
         Batch::default()
+    }
+
+    /// A batch with room for `shares` shares, so that filling it does not reallocate (and
+    /// copy) its task list as it grows.
+    pub fn with_capacity(shares: usize) -> Batch {
+        Batch {
+            tasks: Vec::with_capacity(shares),
+            meta: Vec::with_capacity(shares),
+            slots: Vec::with_capacity(shares),
+            ..Batch::default()
+        }
     }
 
     /// Shares in the batch (decided and queued).
@@ -272,11 +291,11 @@ impl Validator {
     pub fn new(cfg: ValidationConfig) -> Validator {
         Validator {
             cfg,
-            live: HashMap::new(),
+            live: HashMap::default(),
             live_order: VecDeque::new(),
-            stale: HashSet::new(),
+            stale: HashSet::default(),
             stale_order: VecDeque::new(),
-            headers_seen: HashMap::new(),
+            headers_seen: HashMap::default(),
             header_order: VecDeque::new(),
             clock_ms: i64::MIN,
             next_expiry_ms: i64::MAX,
@@ -346,7 +365,7 @@ impl Validator {
             JobEntry {
                 ctx,
                 seq,
-                seen: HashSet::new(),
+                seen: HashSet::default(),
                 published_ms: at,
                 stale_after_ms: None,
             },
