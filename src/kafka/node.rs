@@ -463,6 +463,41 @@ impl Shared {
         }
     }
 
+    /// [`Shared::complete`] for several share messages at once: one lock of the tracker and
+    /// one offset store for all of them (a batch of small share messages completes
+    /// hundreds).
+    fn complete_many(&self, done: &[(i32, u64, i64)]) {
+        let mut moved: Vec<(i32, i64)> = Vec::new();
+        {
+            let mut t = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
+            for &(p, g, o) in done {
+                if let Some(next) = t.complete(p, g, o) {
+                    match moved.iter_mut().find(|m| m.0 == p) {
+                        Some(m) => m.1 = m.1.max(next),
+                        None => moved.push((p, next)),
+                    }
+                }
+            }
+        }
+        if moved.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(moved.len());
+        let topic = &self.cfg.kafka.topics.shares;
+        for (p, next) in &moved {
+            if tpl
+                .add_partition_offset(topic, *p, Offset::Offset(*next))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            // A partition was revoked meanwhile; its new owner re-reads it.
+            tracing::debug!("offsets {moved:?} not stored: {e}");
+        }
+    }
+
     /// Enqueues a message, waiting (without reordering) while librdkafka's queue is full.
     async fn produce(
         &self,
@@ -471,16 +506,17 @@ impl Shared {
         payload: &[u8],
         headers: OwnedHeaders,
     ) -> Result<DeliveryFuture, KafkaError> {
+        let mut rec = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(payload)
+            .headers(headers);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
         loop {
-            let mut rec = FutureRecord::<[u8], [u8]>::to(topic)
-                .payload(payload)
-                .headers(headers.clone());
-            if let Some(k) = key {
-                rec = rec.key(k);
-            }
             match self.producer.send_result(rec) {
                 Ok(f) => return Ok(f),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => return Err(e),
@@ -488,14 +524,16 @@ impl Shared {
         }
     }
 
-    /// Produces `msgs` (topic, payload) for one source message until all are acknowledged.
-    /// Returns false if shutdown ran out of time first (the offset is then not stored and the
-    /// message is validated again after restart).
+    /// Produces `msgs` (topic, payload) for one source message until all are acknowledged,
+    /// with the headers `headers` makes (built again for each retry rather than kept: a
+    /// header set is a librdkafka allocation, and copying and freeing one per message cost
+    /// more than building it). Returns false if shutdown ran out of time first (the offset
+    /// is then not stored and the message is validated again after restart).
     async fn deliver(
         &self,
         msgs: &[(String, Vec<u8>)],
         key: Option<&[u8]>,
-        headers: &OwnedHeaders,
+        headers: &(dyn Fn() -> OwnedHeaders + Send + Sync),
         mut futs: Vec<DeliveryFuture>,
     ) -> bool {
         loop {
@@ -519,7 +557,7 @@ impl Shared {
             self.metrics.delivery_retries.inc();
             tokio::time::sleep(Duration::from_millis(500)).await;
             for (topic, payload) in msgs {
-                match self.produce(topic, key, payload, headers.clone()).await {
+                match self.produce(topic, key, payload, headers()).await {
                     Ok(f) => futs.push(f),
                     Err(e) => tracing::warn!("cannot produce to {topic}: {e}"),
                 }
@@ -951,16 +989,19 @@ fn take_message(
                 "undecodable message to the dead-letter topic: {e}"
             );
             sh.metrics.dead_letters.inc();
-            let headers = source_headers(m.topic(), p, o).insert(Header {
-                key: H_ERROR,
-                value: Some(&e.to_string()),
-            });
+            let (topic, error) = (m.topic().to_string(), e.to_string());
+            let headers = move || {
+                source_headers(&topic, p, o).insert(Header {
+                    key: H_ERROR,
+                    value: Some(&error),
+                })
+            };
             let key = m.key().map(<[u8]>::to_vec);
             let msgs = vec![(sh.cfg.kafka.topics.dead_letter.clone(), payload.to_vec())];
             let sh = sh.clone();
             dead.spawn(async move {
                 let f = sh
-                    .produce(&msgs[0].0, key.as_deref(), &msgs[0].1, headers.clone())
+                    .produce(&msgs[0].0, key.as_deref(), &msgs[0].1, headers())
                     .await;
                 let futs = f.into_iter().collect();
                 if sh.deliver(&msgs, key.as_deref(), &headers, futs).await {
@@ -1096,12 +1137,20 @@ async fn produce_batch(sh: &Arc<Shared>, h: Hashed, tasks: &mut tokio::task::Joi
         return;
     };
     let topics = &sh.cfg.kafka.topics;
-    let mut outs = Vec::with_capacity(work.items.len());
+    let Work {
+        items,
+        shares,
+        fetched,
+        _inflight: inflight,
+        _permit: permit,
+        ..
+    } = work;
+    let mut outs = Vec::with_capacity(items.len());
+    let mut counts = [0u64; Status::ALL.len()];
     let mut at = 0;
-    for item in &work.items {
+    for item in items {
         let vs = &verdicts[at..at + item.records.len()];
         at += item.records.len();
-        let mut counts = [0u64; Status::ALL.len()];
         let mut msgs = vec![(topics.verdicts.clone(), encode_verdicts(vs))];
         for v in vs {
             counts[v.status as usize] += 1;
@@ -1112,49 +1161,64 @@ async fn produce_batch(sh: &Arc<Shared>, h: Hashed, tasks: &mut tokio::task::Joi
                 ));
             }
         }
-        for (s, n) in Status::ALL.iter().zip(counts) {
-            if n > 0 {
-                sh.metrics.shares.with_label_values(&[s.as_str()]).inc_by(n);
-            }
-        }
-        let headers = source_headers(&topics.shares, item.partition, item.offset);
         let mut futs = Vec::with_capacity(msgs.len());
         for (t, p) in &msgs {
-            match sh.produce(t, item.key.as_deref(), p, headers.clone()).await {
+            let headers = source_headers(&topics.shares, item.partition, item.offset);
+            match sh.produce(t, item.key.as_deref(), p, headers).await {
                 Ok(f) => futs.push(f),
                 Err(e) => tracing::warn!("cannot produce to {t}: {e}"),
             }
         }
-        outs.push((
-            item.partition,
-            item.offset,
-            item.generation,
-            item.key.clone(),
-            headers,
+        outs.push(Pending {
+            partition: item.partition,
+            offset: item.offset,
+            generation: item.generation,
+            key: item.key,
             msgs,
             futs,
-        ));
+        });
+    }
+    for (s, n) in Status::ALL.iter().zip(counts) {
+        if n > 0 {
+            sh.metrics.shares.with_label_values(&[s.as_str()]).inc_by(n);
+        }
     }
     sh.metrics.batches.inc();
-    sh.metrics.batch_shares.observe(work.shares as f64);
-    let Work {
-        fetched,
-        _inflight: inflight,
-        ..
-    } = work;
+    sh.metrics.batch_shares.observe(shares as f64);
+    // Everything is with the producer: the backend may take the next batch.
+    drop(permit);
     let sh = sh.clone();
     tasks.spawn(async move {
-        for (p, o, g, key, headers, msgs, futs) in outs {
-            if !sh.deliver(&msgs, key.as_deref(), &headers, futs).await {
-                return;
+        let mut done = Vec::with_capacity(outs.len());
+        for o in outs {
+            let shares = &sh.cfg.kafka.topics.shares;
+            let headers = || source_headers(shares, o.partition, o.offset);
+            if !sh
+                .deliver(&o.msgs, o.key.as_deref(), &headers, o.futs)
+                .await
+            {
+                // Shutdown ran out of time: what was acknowledged is still stored.
+                break;
             }
-            sh.complete(p, g, o);
+            done.push((o.partition, o.generation, o.offset));
         }
+        sh.complete_many(&done);
         sh.metrics
             .batch_latency
             .observe(fetched.elapsed().as_secs_f64());
         drop((inflight, unacked));
     });
+}
+
+/// A share message's output on its way: kept until acknowledged, to produce it again after
+/// a failed delivery.
+struct Pending {
+    partition: i32,
+    offset: i64,
+    generation: u64,
+    key: Option<Vec<u8>>,
+    msgs: Vec<(String, Vec<u8>)>,
+    futs: Vec<DeliveryFuture>,
 }
 
 // ---------------------------------------------------------------------------------------
