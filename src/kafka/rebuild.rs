@@ -77,6 +77,16 @@ impl Rebuilder {
         until: i64,
         abort: &AtomicBool,
     ) -> anyhow::Result<Rebuilt> {
+        if until <= 0 {
+            // The partition's first message: nothing was validated before it (and a round
+            // trip for offsets_for_times per new partition would only delay its start).
+            return Ok(Rebuilt {
+                from: until,
+                until,
+                complete: true,
+                ..Rebuilt::default()
+            });
+        }
         let topic = self.topic.clone();
         let since = now_ms().saturating_sub(self.ttl_ms);
         let c = self.consumer()?;
