@@ -378,4 +378,13 @@ mod tests {
         let e = Config::parse("[kafka]\ndelivery = \"twice\"\n").unwrap_err();
         assert!(e.to_string().contains("exactly_once"), "{e}");
     }
+
+    #[test]
+    fn unacked_batches_are_read_and_zero_is_refused() {
+        let c = Config::parse("[kafka]\nmax_unacked_batches = 3\n").unwrap();
+        assert_eq!(c.kafka.max_unacked_batches, 3);
+        assert_eq!(Config::default().kafka.max_unacked_batches, 8);
+        let e = Config::parse("[kafka]\nmax_unacked_batches = 0\n").unwrap_err();
+        assert!(e.to_string().contains("max_unacked_batches"), "{e}");
+    }
 }
