@@ -43,9 +43,10 @@ fn weights(members: &[Weighted]) -> Vec<f64> {
 /// Partitions per member (in the order of `members`), for `n` partitions.
 ///
 /// Each member gets the floor of its exact share `n * capacity / total`; the partitions left
-/// over go one each to the largest fractional parts. Ties go to the member that holds more of
-/// the partitions now (`current_counts`, same order), so rounding never moves a partition
-/// needlessly, then to the smaller id, so every leader computes the same answer.
+/// over go one each to the largest fractional parts. Ties go first to a member that holds more
+/// than its floor now (`current_counts`, same order): it already has the extra partition, so
+/// rounding never moves one needlessly, and the same input assigned again stays as it is.
+/// Then to the smaller id, so every leader computes the same answer.
 pub fn quotas(members: &[Weighted], n: usize, current_counts: &[usize]) -> Vec<usize> {
     if members.is_empty() {
         return Vec::new();
@@ -62,9 +63,8 @@ pub fn quotas(members: &[Weighted], n: usize, current_counts: &[usize]) -> Vec<u
         let fb = exact[b] - exact[b].floor();
         fb.total_cmp(&fa)
             .then_with(|| {
-                let ca = current_counts.get(a).copied().unwrap_or(0);
-                let cb = current_counts.get(b).copied().unwrap_or(0);
-                cb.cmp(&ca)
+                let over = |i: usize| current_counts.get(i).copied().unwrap_or(0) > q[i];
+                over(b).cmp(&over(a))
             })
             .then_with(|| members[a].id.cmp(&members[b].id))
     });
@@ -226,6 +226,23 @@ mod tests {
         let moved = before.iter().filter(|(p, o)| &after[*p] != *o).count();
         assert_eq!(counts(&after)["c"], 6);
         assert_eq!(moved, 6);
+    }
+
+    #[test]
+    fn a_tie_in_the_remainders_does_not_move_a_partition_on_the_same_input() {
+        // 42 * 136 / 3633 and 42 * 828 / 3633 have the same fractional part: the extra
+        // partition goes to n0 first (smaller id); assigned again with n0 holding it, it
+        // must stay there rather than go to n5, which holds more partitions in all.
+        let ms = [
+            m("n0", 136.0),
+            m("n1", 885.0),
+            m("n2", 754.0),
+            m("n3", 324.0),
+            m("n4", 706.0),
+            m("n5", 828.0),
+        ];
+        let first = assign(&parts(42), &ms, &BTreeMap::new());
+        assert_eq!(assign(&parts(42), &ms, &first), first);
     }
 
     #[test]
