@@ -100,7 +100,7 @@ enum Cmd {
     /// Measure the node end to end through Kafka beside a raw pass-through (a consumer that
     /// copies the same share messages to another topic), in the same run: shares/s draining a
     /// full topic, and p50/p99 share latency at a steady rate. Uses topics of its own
-    /// (sharecheck.bench.<time>.*) on kafka.brokers.
+    /// (sharecheck.bench.<time>.*) on kafka.brokers, deleted again once measured.
     BenchKafka {
         /// Shares in the drain workload.
         #[arg(long, default_value_t = 100_000)]
@@ -119,6 +119,13 @@ enum Cmd {
         /// The shares generated: stratum, header, or mixed (alternating).
         #[arg(long, default_value = "mixed", value_parser = ["stratum", "header", "mixed"])]
         shares_mode: String,
+        /// Drain phases per mode, pass-through and node alternating; medians are reported.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// The broker's process id, when the broker runs on this machine: its CPU time per
+        /// share is reported beside this process's and the machine's.
+        #[arg(long)]
+        broker_pid: Option<u32>,
         /// One JSON object per mode instead of a table.
         #[arg(long)]
         json: bool,
@@ -502,13 +509,15 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
             batch,
             seed,
             shares_mode,
+            rounds,
+            broker_pid,
             json,
         } => {
             cfg.check()?;
             init_logging(&cfg)?;
             anyhow::ensure!(
-                shares > 0 && latency_shares > 0 && batch > 0,
-                "--shares, --latency-shares and --batch must be at least 1"
+                shares > 0 && latency_shares > 0 && batch > 0 && rounds > 0,
+                "--shares, --latency-shares, --batch and --rounds must be at least 1"
             );
             anyhow::ensure!(
                 rate.is_finite() && rate > 0.0,
@@ -525,6 +534,8 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
                     "stratum" => sharecheck::gen::GenMode::Stratum,
                     _ => sharecheck::gen::GenMode::Mixed,
                 },
+                rounds,
+                broker_pid,
             };
             let figs = runtime()?.block_on(sharecheck::kafka::bench::run(&cfg, &o))?;
             if json {
@@ -534,22 +545,44 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
             } else {
                 let base = figs[0].drain_shares_per_sec;
                 println!(
-                    "{:<14} {:>14} {:>10} {:>14} {:>14} {:>14}",
-                    "mode", "drain shares/s", "x pass", "p50 ms", "p99 ms", "max ms"
+                    "{:<14} {:>14} {:>8} {:>12} {:>12} {:>12} {:>8} {:>8} {:>8}",
+                    "mode",
+                    "drain shares/s",
+                    "x pass",
+                    "cpu ns/share",
+                    "all ns/share",
+                    "brk ns/share",
+                    "p50 ms",
+                    "p99 ms",
+                    "max ms"
                 );
                 for f in &figs {
                     println!(
-                        "{:<14} {:>14.0} {:>10.2} {:>14.0} {:>14.0} {:>14.0}",
+                        "{:<14} {:>14.0} {:>8.2} {:>12.0} {:>12.0} {:>12.0} {:>8.0} {:>8.0} {:>8.0}",
                         f.mode,
                         f.drain_shares_per_sec,
                         f.drain_shares_per_sec / base,
+                        f.drain_cpu_ns_per_share,
+                        f.drain_machine_cpu_ns_per_share,
+                        f.drain_broker_cpu_ns_per_share,
                         f.latency_p50_ms,
                         f.latency_p99_ms,
                         f.latency_max_ms
                     );
                 }
+                if rounds > 1 {
+                    // The ratio of each round's pair: a steadier figure than the ratio of the
+                    // medians when the machine's speed drifts.
+                    let ratios: Vec<String> = figs[1]
+                        .drain_rounds
+                        .iter()
+                        .zip(&figs[0].drain_rounds)
+                        .map(|(n, p)| format!("{:.2}", n / p))
+                        .collect();
+                    println!("node / pass-through per round: {}", ratios.join(" "));
+                }
                 println!(
-                    "(drain: {shares} shares in {} messages; latency: {latency_shares} shares at {rate:.0}/s, send to output message)",
+                    "(drain: {shares} shares in {} messages, median of {rounds} round(s), CPU time per share between the first and last output of this process, the whole machine and the broker; latency: {latency_shares} shares at {rate:.0}/s, send to output message)",
                     figs[0].drain_messages
                 );
             }

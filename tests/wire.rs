@@ -273,3 +273,70 @@ proptest! {
         prop_assert!(binary::decode_job(&bytes).is_err());
     }
 }
+
+/// A verdict batch without blocks uses 56-byte records; one with a block uses 136-byte records
+/// for every verdict (the ones before the block widened), and both decode to the same verdicts.
+#[test]
+fn verdict_batches_are_compact_unless_a_verdict_carries_a_header() {
+    use sharecheck::model::{Status, Verdict};
+    let hashed = |id: u64, status: Status| Verdict {
+        id: Some(id),
+        status,
+        hash: Some([id as u8; 32]),
+        difficulty: Some(id as f64 * 1.5),
+        header: None,
+        error: None,
+    };
+    let mut vs = vec![
+        hashed(1, Status::Accepted),
+        Verdict::rejected(2, Status::Duplicate),
+        hashed(3, Status::LowDifficulty),
+    ];
+    let compact = binary::encode_verdicts(&vs);
+    assert_eq!(compact.len(), 16 + 3 * binary::COMPACT_VERDICT_SIZE);
+    assert_eq!(&compact[12..16], &56u32.to_le_bytes());
+    assert_eq!(binary::decode_verdicts(&compact).unwrap(), vs);
+    assert_eq!(
+        binary::batch_count(&compact, binary::RecordKind::Verdicts),
+        Ok(3)
+    );
+
+    let mut block = hashed(4, Status::Block);
+    block.header = Some(Box::new([7; 80]));
+    vs.insert(1, block);
+    let full = binary::encode_verdicts(&vs);
+    assert_eq!(full.len(), 16 + 4 * 136);
+    assert_eq!(&full[12..16], &136u32.to_le_bytes());
+    assert_eq!(binary::decode_verdicts(&full).unwrap(), vs);
+
+    // The writer gives the same bytes as the one-shot encoder.
+    let mut w = binary::VerdictWriter::with_capacity(1);
+    for v in &vs {
+        w.push(v);
+    }
+    assert_eq!(w.len(), 4);
+    assert_eq!(w.finish(), full);
+
+    // A compact record cannot say it carries a header.
+    let mut bad = compact.clone();
+    bad[16 + 9] |= binary::VFLAG_HEADER;
+    assert!(matches!(
+        binary::decode_verdicts(&bad),
+        Err(DecodeError::Verdict(_))
+    ));
+    // Record sizes other than 56 and 136, and bodies of the wrong length, are refused.
+    let mut odd = compact.clone();
+    odd[12..16].copy_from_slice(&57u32.to_le_bytes());
+    assert!(matches!(
+        binary::decode_verdicts(&odd),
+        Err(DecodeError::RecordSize { .. })
+    ));
+    assert!(matches!(
+        binary::decode_verdicts(&compact[..compact.len() - 1]),
+        Err(DecodeError::Length { .. })
+    ));
+    assert!(matches!(
+        binary::batch_count(&compact[..compact.len() - 1], binary::RecordKind::Verdicts),
+        Err(DecodeError::Length { .. })
+    ));
+}

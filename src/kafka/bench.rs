@@ -18,7 +18,7 @@ use super::{header_str, now_ms, partitions_of, producer_config, reader_config, s
 use super::{ReaderContext, H_SOURCE_OFFSET, H_SOURCE_PARTITION};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::wire::binary::{decode_shares, decode_verdicts};
+use crate::wire::binary::{batch_count, RecordKind};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -40,6 +40,10 @@ pub struct BenchKafkaOptions {
     pub seed: u64,
     /// The kind of shares generated (stratum, header, or both alternating).
     pub shares_mode: crate::gen::GenMode,
+    /// Drain phases per mode, pass-through and node alternating; the figures are medians.
+    pub rounds: usize,
+    /// The broker's process, when it runs on this machine: its CPU time is reported too.
+    pub broker_pid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +64,19 @@ impl Mode {
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Figure {
     pub mode: &'static str,
+    /// The median over the rounds.
     pub drain_shares_per_sec: f64,
+    /// Every round's figure, in order.
+    pub drain_rounds: Vec<f64>,
+    /// CPU time of this process (the consumer, the producer, the node's stages and the
+    /// reader of the output topic) per share between the first and the last output message;
+    /// median over the rounds.
+    pub drain_cpu_ns_per_share: f64,
+    /// CPU time of the whole machine (the broker included) per share between the first and
+    /// the last output message; median over the rounds. Linux only (NaN elsewhere).
+    pub drain_machine_cpu_ns_per_share: f64,
+    /// CPU time of the broker process per share, likewise (with `--broker-pid`; else NaN).
+    pub drain_broker_cpu_ns_per_share: f64,
     pub drain_messages: u64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
@@ -69,34 +85,62 @@ pub struct Figure {
 }
 
 /// Runs both modes, pass-through first; returns their figures.
+///
+/// The drain phase runs `rounds` times per mode, the two modes alternating (pass-through,
+/// node, pass-through, node, …) so that a slow spell of a shared machine hits both; the
+/// latency phase runs once per mode after the drains.
 pub async fn run(cfg: &Config, o: &BenchKafkaOptions) -> anyhow::Result<Vec<Figure>> {
     let w1 = workload(o.shares, o.seed, o.shares_mode)?;
     let w2 = workload(o.latency_shares, o.seed.wrapping_add(1), o.shares_mode)?;
     let run = format!("sharecheck.bench.{}", now_ms());
-    let mut out = Vec::new();
-    for mode in [Mode::PassThrough, Mode::Node] {
-        let mut f = Figure {
-            mode: mode.name(),
+    let modes = [Mode::PassThrough, Mode::Node];
+    let mut out: Vec<Figure> = modes
+        .iter()
+        .map(|m| Figure {
+            mode: m.name(),
             ..Figure::default()
-        };
-        // Drain.
-        let c = topics(cfg, &format!("{run}.{}.drain", mode.name()));
-        super::create_topics(&c.kafka).await?;
-        send(&c, &w1, o.batch, 0.0).await?;
-        let stop = start(mode, &c).await?;
-        let got = collect(mode, &c, o.shares).await?;
-        let _ = stop.0.send(true);
-        f.drain_messages = got.len() as u64;
-        let first = got.iter().map(|g| g.ts).min().unwrap_or(0);
-        let last = got.iter().map(|g| g.ts).max().unwrap_or(0);
-        f.drain_shares_per_sec = o.shares as f64 / ((last - first).max(1) as f64 / 1000.0);
-        eprintln!(
-            "sharecheck: {}: drained {} shares at {:.0} shares/s",
-            mode.name(),
-            o.shares,
-            f.drain_shares_per_sec
-        );
-        wait_stopped(stop).await;
+        })
+        .collect();
+    let mut cpu: Vec<Vec<[f64; 3]>> = vec![Vec::new(); modes.len()];
+    for round in 0..o.rounds.max(1) {
+        for (i, &mode) in modes.iter().enumerate() {
+            let c = topics(cfg, &format!("{run}.{}.drain{round}", mode.name()));
+            super::create_topics(&c.kafka).await?;
+            send(&c, &w1, o.batch, 0.0).await?;
+            let sampler = CpuSampler::start(o.broker_pid);
+            let stop = start(mode, &c).await?;
+            let got = collect(mode, &c, o.shares).await?;
+            let samples = sampler.stop();
+            let _ = stop.0.send(true);
+            let first = got.iter().map(|g| g.ts).min().unwrap_or(0);
+            let last = got.iter().map(|g| g.ts).max().unwrap_or(0);
+            let used = cpu_between(&samples, first, last);
+            let rate = o.shares as f64 / ((last - first).max(1) as f64 / 1000.0);
+            let per_share = |s: f64| s * 1e9 / o.shares as f64;
+            cpu[i].push(used.map(per_share));
+            let f = &mut out[i];
+            f.drain_messages = got.len() as u64;
+            f.drain_rounds.push(rate);
+            eprintln!(
+                "sharecheck: {}: drained {} shares at {:.0} shares/s (round {}; CPU per share: {:.0} ns this process, {:.0} ns machine, {:.0} ns broker)",
+                mode.name(),
+                o.shares,
+                rate,
+                round + 1,
+                per_share(used[0]),
+                per_share(used[1]),
+                per_share(used[2])
+            );
+            wait_stopped(stop).await;
+            drop_topics(&c).await;
+        }
+    }
+    for (i, &mode) in modes.iter().enumerate() {
+        let f = &mut out[i];
+        f.drain_shares_per_sec = median(f.drain_rounds.clone());
+        f.drain_cpu_ns_per_share = median(cpu[i].iter().map(|c| c[0]).collect());
+        f.drain_machine_cpu_ns_per_share = median(cpu[i].iter().map(|c| c[1]).collect());
+        f.drain_broker_cpu_ns_per_share = median(cpu[i].iter().map(|c| c[2]).collect());
         // Latency.
         let c = topics(cfg, &format!("{run}.{}.latency", mode.name()));
         super::create_topics(&c.kafka).await?;
@@ -127,9 +171,146 @@ pub async fn run(cfg: &Config, o: &BenchKafkaOptions) -> anyhow::Result<Vec<Figu
             f.latency_shares
         );
         wait_stopped(stop).await;
-        out.push(f);
+        drop_topics(&c).await;
     }
     Ok(out)
+}
+
+/// Deletes a phase's topics once its figures are taken: a run writes gigabytes, and repeated
+/// runs would otherwise fill the broker's disk. A failure is logged, not fatal.
+async fn drop_topics(c: &Config) {
+    if let Err(e) = super::delete_topics(&c.kafka).await {
+        tracing::warn!("benchmark topics not deleted: {e:#}");
+    }
+}
+
+/// The median of a list of figures (the mean of the middle two for an even count; NaN when
+/// empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// CPU time used so far, sampled every few milliseconds while a drain runs, so that the CPU
+/// of the drain itself (between its first and last output message) can be told apart from
+/// the consumer's start and the reader's tail. A sample: ms since the epoch, then CPU seconds
+/// of this process (user + system, getrusage), of the whole machine (busy time, /proc/stat)
+/// and of the broker process (/proc/PID/stat); NaN where there is no figure.
+type CpuSample = (i64, [f64; 3]);
+
+struct CpuSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<CpuSample>>,
+}
+
+impl CpuSampler {
+    fn start(broker_pid: Option<u32>) -> CpuSampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            loop {
+                let broker = broker_pid.map_or(f64::NAN, process_cpu_seconds_of);
+                out.push((
+                    now_ms(),
+                    [process_cpu_seconds(), machine_cpu_seconds(), broker],
+                ));
+                if s.load(std::sync::atomic::Ordering::Relaxed) {
+                    return out;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        CpuSampler { stop, thread }
+    }
+
+    fn stop(self) -> Vec<CpuSample> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// CPU seconds used between two instants (ms since the epoch), each figure linearly
+/// interpolated between the samples around them.
+fn cpu_between(samples: &[CpuSample], from: i64, to: i64) -> [f64; 3] {
+    let at = |t: i64| -> [f64; 3] {
+        let i = samples.partition_point(|s| s.0 <= t);
+        match (
+            i.checked_sub(1).and_then(|j| samples.get(j)),
+            samples.get(i),
+        ) {
+            (Some(a), Some(b)) if b.0 > a.0 => {
+                let f = (t - a.0) as f64 / (b.0 - a.0) as f64;
+                std::array::from_fn(|k| a.1[k] + f * (b.1[k] - a.1[k]))
+            }
+            (Some(a), _) => a.1,
+            (None, Some(b)) => b.1,
+            (None, None) => [f64::NAN; 3],
+        }
+    };
+    let (a, b) = (at(from), at(to));
+    std::array::from_fn(|k| b[k] - a[k])
+}
+
+/// User + system CPU seconds of another process, from /proc/PID/stat (NaN if unreadable).
+fn process_cpu_seconds_of(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| parse_pid_stat_cpu_ticks(&s))
+        .map_or(f64::NAN, ticks_to_seconds)
+}
+
+/// utime + stime (fields 14 and 15) of a /proc/PID/stat line. The command name (field 2) is
+/// in parentheses and may hold spaces, so fields are counted after its closing parenthesis.
+fn parse_pid_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, i.e. index 11 here.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn ticks_to_seconds(ticks: u64) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    ticks as f64 / if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return f64::NAN;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn machine_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| parse_proc_stat_busy(&s))
+        .map_or(f64::NAN, ticks_to_seconds)
+}
+
+/// Busy ticks of all cores from /proc/stat's first line: user, nice, system, irq and softirq
+/// (idle, iowait and the time taken by other guests of the host are left out).
+fn parse_proc_stat_busy(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq [steal guest guest_nice]
+    Some(f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?)
 }
 
 /// The share-weighted quantile of sorted (latency, shares) pairs.
@@ -318,10 +499,13 @@ async fn collect(mode: Mode, c: &Config, shares: u64) -> anyhow::Result<Vec<Out>
                 continue;
             };
             let payload = m.payload().unwrap_or(&[]);
-            n += match mode {
-                Mode::Node => decode_verdicts(payload).map_or(0, |v| v.len() as u64),
-                Mode::PassThrough => decode_shares(payload).map_or(0, |v| v.len() as u64),
+            // Counted from the batch header, not decoded: the reader shares the machine with
+            // what it measures, and decoding costs differ between the two kinds.
+            let kind = match mode {
+                Mode::Node => RecordKind::Verdicts,
+                Mode::PassThrough => RecordKind::Shares,
             };
+            n += batch_count(payload, kind).map_or(0, u64::from);
             let h = m.headers();
             let p = h.and_then(|h| header_str(h, H_SOURCE_PARTITION));
             let o = h.and_then(|h| header_str(h, H_SOURCE_OFFSET));
@@ -359,7 +543,8 @@ async fn sent_times(c: &Config) -> anyhow::Result<HashMap<(i32, i64), (i64, u64)
             let Some(Ok(m)) = r.poll(Duration::from_millis(100)) else {
                 continue;
             };
-            let n = decode_shares(m.payload().unwrap_or(&[])).map_or(0, |v| v.len() as u64);
+            let n =
+                batch_count(m.payload().unwrap_or(&[]), RecordKind::Shares).map_or(0, u64::from);
             out.insert(
                 (m.partition(), m.offset()),
                 (m.timestamp().to_millis().unwrap_or(0), n),
@@ -385,7 +570,39 @@ fn reader_at_start(c: &Config, topic: &str) -> anyhow::Result<BaseConsumer<Reade
 
 #[cfg(test)]
 mod tests {
-    use super::quantile;
+    use super::{cpu_between, median, parse_pid_stat_cpu_ticks, parse_proc_stat_busy, quantile};
+
+    #[test]
+    fn cpu_between_interpolates_the_samples() {
+        let s = [
+            (1000, [1.0, 10.0, 0.0]),
+            (1010, [2.0, 12.0, 0.0]),
+            (1030, [2.0, 16.0, 4.0]),
+        ];
+        assert_eq!(cpu_between(&s, 1000, 1030), [1.0, 6.0, 4.0]);
+        assert_eq!(cpu_between(&s, 1005, 1020), [0.5, 3.0, 2.0]);
+        // Outside the samples: the nearest one.
+        assert_eq!(cpu_between(&s, 900, 2000), [1.0, 6.0, 4.0]);
+        assert!(cpu_between(&[], 1, 2)[0].is_nan());
+    }
+
+    #[test]
+    fn pid_stat_cpu_skips_the_command_name() {
+        let line = "4242 (java) a b) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 80 0 1\n";
+        assert_eq!(parse_pid_stat_cpu_ticks(line), Some(175));
+        assert_eq!(parse_pid_stat_cpu_ticks("4242 (java) S 1 2"), None);
+    }
+
+    #[test]
+    fn medians_and_busy_ticks() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+        let stat = "cpu  100 5 50 1000 7 3 2 9 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n";
+        assert_eq!(parse_proc_stat_busy(stat), Some(100 + 5 + 50 + 3 + 2));
+        assert_eq!(parse_proc_stat_busy("cpu0 1 2\n"), None);
+        assert_eq!(parse_proc_stat_busy("cpu  1 x 3 4 5 6 7\n"), None);
+    }
 
     #[test]
     fn quantiles_are_weighted_by_shares() {

@@ -182,6 +182,34 @@ pub enum TopicOutcome {
 
 /// Creates the five topics of the config through the Admin API. Topics that already exist
 /// are left as they are (their partition count and retention are not changed).
+/// Deletes the five topics of `k` (for tools that made topics of their own, such as
+/// `bench-kafka`); topics that do not exist are not an error.
+pub async fn delete_topics(k: &KafkaConfig) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = base(k, "sharecheck-admin")
+        .create()
+        .map_err(|e| anyhow::anyhow!("cannot create a Kafka admin client: {e}"))?;
+    let t = &k.topics;
+    let names = [
+        t.shares.as_str(),
+        t.jobs.as_str(),
+        t.verdicts.as_str(),
+        t.blocks.as_str(),
+        t.dead_letter.as_str(),
+    ];
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = tokio::time::timeout(Duration::from_secs(60), admin.delete_topics(&names, &opts))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from Kafka at {} within 60 s", k.brokers))?
+        .map_err(|e| anyhow::anyhow!("deleting topics at {} failed: {e}", k.brokers))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => anyhow::bail!("cannot delete topic {name:?}: {code}"),
+        }
+    }
+    Ok(())
+}
+
 pub async fn create_topics(k: &KafkaConfig) -> anyhow::Result<Vec<(String, TopicOutcome)>> {
     let admin: AdminClient<DefaultClientContext> = base(k, "sharecheck-admin")
         .create()

@@ -21,9 +21,9 @@ use super::{
 use crate::backend::Backend;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::model::{Batch, JobCtx, Status, ValidationConfig, Validator, Verdict};
+use crate::model::{Batch, JobCtx, Status, ValidationConfig, Validator};
 use crate::sha256::State;
-use crate::wire::binary::{decode_job, decode_shares, encode_verdicts, ShareRecord};
+use crate::wire::binary::{decode_job, decode_shares, encode_verdicts, ShareRecord, VerdictWriter};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
@@ -420,7 +420,53 @@ struct Work {
 
 struct Hashed {
     work: Work,
-    verdicts: Vec<Verdict>,
+    /// One per item of `work`, in order.
+    out: Vec<Encoded>,
+}
+
+type StatusCounts = [u64; Status::ALL.len()];
+
+/// A share message's output, encoded in the hash stage as the verdicts come out of check 7.
+struct Encoded {
+    /// The verdict message (one verdict per share record, in record order).
+    verdicts: Vec<u8>,
+    /// One message per block candidate: its verdict with the full header.
+    blocks: Vec<Vec<u8>>,
+    counts: StatusCounts,
+}
+
+/// Check 7 on a hashed batch, with the verdicts written straight into each item's messages
+/// (`sizes`: each item's record count; the batch holds one verdict per record, in item
+/// order).
+fn encode_outputs(batch: &mut Batch, hashes: &[State], sizes: &[usize]) -> Vec<Encoded> {
+    let writer = |i: usize| VerdictWriter::with_capacity(sizes.get(i).copied().unwrap_or(0));
+    let mut out = Vec::with_capacity(sizes.len());
+    let mut cur = (writer(0), Vec::new(), StatusCounts::default());
+    let mut next = 0;
+    let mut close = |cur: &mut (VerdictWriter, Vec<Vec<u8>>, StatusCounts), next: &mut usize| {
+        *next += 1;
+        let (w, blocks, counts) = std::mem::replace(cur, (writer(*next), Vec::new(), [0; _]));
+        out.push(Encoded {
+            verdicts: w.finish(),
+            blocks,
+            counts,
+        });
+    };
+    batch.finish_each(hashes, |v| {
+        // Items whose records are all written (or that have none) are closed first.
+        while next < sizes.len() && cur.0.len() >= sizes[next] {
+            close(&mut cur, &mut next);
+        }
+        cur.2[v.status as usize] += 1;
+        if v.status == Status::Block {
+            cur.1.push(encode_verdicts(std::slice::from_ref(&v)));
+        }
+        cur.0.push(&v);
+    });
+    while next < sizes.len() {
+        close(&mut cur, &mut next);
+    }
+    out
 }
 
 /// Everything the stages share.
@@ -716,8 +762,9 @@ pub async fn run(
                         return;
                     }
                     sh.metrics.backend_busy.inc_by(t0.elapsed().as_secs_f64());
-                    let verdicts = batch.finish(&hashes);
-                    if done_tx.send(Hashed { work, verdicts }).is_err() {
+                    let sizes: Vec<usize> = work.items.iter().map(|i| i.records.len()).collect();
+                    let out = encode_outputs(&mut batch, &hashes, &sizes);
+                    if done_tx.send(Hashed { work, out }).is_err() {
                         return;
                     }
                 }
@@ -1132,7 +1179,7 @@ fn gained_partition(
 /// batch holds a `kafka.max_unacked_batches` permit instead, and only its output (not its
 /// shares) until the acknowledgement.
 async fn produce_batch(sh: &Arc<Shared>, h: Hashed, tasks: &mut tokio::task::JoinSet<()>) {
-    let Hashed { work, verdicts } = h;
+    let Hashed { work, out } = h;
     let Ok(unacked) = sh.unacked.clone().acquire_owned().await else {
         return;
     };
@@ -1146,20 +1193,15 @@ async fn produce_batch(sh: &Arc<Shared>, h: Hashed, tasks: &mut tokio::task::Joi
         ..
     } = work;
     let mut outs = Vec::with_capacity(items.len());
-    let mut counts = [0u64; Status::ALL.len()];
-    let mut at = 0;
-    for item in items {
-        let vs = &verdicts[at..at + item.records.len()];
-        at += item.records.len();
-        let mut msgs = vec![(topics.verdicts.clone(), encode_verdicts(vs))];
-        for v in vs {
-            counts[v.status as usize] += 1;
-            if v.status == Status::Block {
-                msgs.push((
-                    topics.blocks.clone(),
-                    encode_verdicts(std::slice::from_ref(v)),
-                ));
-            }
+    let mut counts = StatusCounts::default();
+    for (item, enc) in items.into_iter().zip(out) {
+        for (c, n) in counts.iter_mut().zip(enc.counts) {
+            *c += n;
+        }
+        let mut msgs = Vec::with_capacity(1 + enc.blocks.len());
+        msgs.push((topics.verdicts.clone(), enc.verdicts));
+        for b in enc.blocks {
+            msgs.push((topics.blocks.clone(), b));
         }
         let mut futs = Vec::with_capacity(msgs.len());
         for (t, p) in &msgs {
@@ -1468,15 +1510,12 @@ type TxWorkers = HashMap<i32, (std::sync::mpsc::Sender<TxJob>, std::thread::Join
 /// worker (started on first use). Batches arrive in fetch order and each worker takes its
 /// jobs in order, so a partition's transactions commit in offset order.
 fn dispatch_transactions(sh: &Arc<Shared>, h: Hashed, workers: &mut TxWorkers) {
-    let Hashed { work, verdicts } = h;
+    let Hashed { work, out: encoded } = h;
     let topics = &sh.cfg.kafka.topics;
     let mut parts: Vec<(i32, u64, Vec<TxMessage>)> = Vec::new();
-    let mut at = 0;
-    for item in &work.items {
-        let vs = &verdicts[at..at + item.records.len()];
-        at += item.records.len();
+    for (item, enc) in work.items.iter().zip(encoded) {
         let mut headers = source_headers(&topics.shares, item.partition, item.offset);
-        let mut counts = [0u64; Status::ALL.len()];
+        let mut counts = StatusCounts::default();
         let out = match &item.dead {
             Some((payload, error)) => {
                 headers = headers.insert(Header {
@@ -1486,15 +1525,11 @@ fn dispatch_transactions(sh: &Arc<Shared>, h: Hashed, workers: &mut TxWorkers) {
                 vec![(topics.dead_letter.clone(), payload.clone())]
             }
             None => {
-                let mut out = vec![(topics.verdicts.clone(), encode_verdicts(vs))];
-                for v in vs {
-                    counts[v.status as usize] += 1;
-                    if v.status == Status::Block {
-                        out.push((
-                            topics.blocks.clone(),
-                            encode_verdicts(std::slice::from_ref(v)),
-                        ));
-                    }
+                counts = enc.counts;
+                let mut out = Vec::with_capacity(1 + enc.blocks.len());
+                out.push((topics.verdicts.clone(), enc.verdicts));
+                for b in enc.blocks {
+                    out.push((topics.blocks.clone(), b));
                 }
                 out
             }
@@ -1692,5 +1727,49 @@ fn write_transaction(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{encode_outputs, Status};
+    use crate::model::{Batch, Verdict};
+    use crate::wire::binary::decode_verdicts;
+
+    /// Each item gets the verdicts of its own records, in order, including items without
+    /// records; a block also gets a block message with its header; the counts are per item.
+    #[test]
+    fn outputs_follow_the_items_records() {
+        let mut batch = Batch::new();
+        let mut block = Verdict::rejected(3, Status::Block);
+        block.header = Some(Box::new([9; 80]));
+        let verdicts = [
+            Verdict::rejected(1, Status::Duplicate),
+            Verdict::rejected(2, Status::Stale),
+            block,
+            Verdict::rejected(4, Status::UnknownJob),
+        ];
+        for v in &verdicts {
+            batch.push_verdict(v.clone());
+        }
+        let out = encode_outputs(&mut batch, &[], &[0, 2, 0, 2, 0]);
+        assert_eq!(out.len(), 5);
+        let ids = |m: &[u8]| -> Vec<Option<u64>> {
+            decode_verdicts(m).unwrap().iter().map(|v| v.id).collect()
+        };
+        assert!(ids(&out[0].verdicts).is_empty());
+        assert_eq!(ids(&out[1].verdicts), [Some(1), Some(2)]);
+        assert!(ids(&out[2].verdicts).is_empty());
+        assert_eq!(ids(&out[3].verdicts), [Some(3), Some(4)]);
+        assert!(ids(&out[4].verdicts).is_empty());
+        assert!(out[1].blocks.is_empty());
+        assert_eq!(out[3].blocks.len(), 1);
+        let b = decode_verdicts(&out[3].blocks[0]).unwrap();
+        assert_eq!(b[0].header.as_deref(), Some(&[9; 80]));
+        assert_eq!(out[1].counts[Status::Duplicate as usize], 1);
+        assert_eq!(out[1].counts[Status::Stale as usize], 1);
+        assert_eq!(out[3].counts[Status::Block as usize], 1);
+        assert_eq!(out[3].counts.iter().sum::<u64>(), 2);
+        assert!(batch.is_empty());
     }
 }

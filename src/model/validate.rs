@@ -14,6 +14,7 @@ use crate::wire::binary::{ShareData, ShareRecord};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// The maps and sets of checks 2–6 hash with foldhash, seeded per process: they are looked up
 /// once or twice per share, and SipHash (std's default) was the largest single cost of a
@@ -22,6 +23,32 @@ use std::collections::VecDeque;
 /// a few), so flooding them with colliding keys is not open to miners.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// A duplicate set: keyed 128-bit fingerprints, which are already uniformly random to anyone
+/// without the validator's seed, so the set uses their low 64 bits as the hash instead of
+/// hashing them again (the insert is once per share).
+type FingerprintSet = std::collections::HashSet<u128, BuildHasherDefault<FingerprintHasher>>;
+
+/// The hasher of [`FingerprintSet`]: the fingerprint's low half.
+#[derive(Default)]
+struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u128(&mut self, fp: u128) {
+        self.0 = fp as u64;
+    }
+
+    /// Only `u128` keys are hashed here; anything else is folded in byte by byte all the same.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+}
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
@@ -109,9 +136,13 @@ pub enum Prepared {
     Queued,
 }
 
+/// Where a share's verdict comes from, in input order: the next verdict decided before
+/// hashing (`Batch::done` holds them in order) or a queued task (its index in
+/// `Batch::tasks`). This keeps the per-share entry at 8 bytes instead of a whole [`Verdict`].
+#[derive(Clone, Copy)]
 enum Slot {
-    Done(Verdict),
-    Task(usize),
+    Done,
+    Task(u32),
 }
 
 /// Shares in input order, some decided and some waiting for their hash, plus the job table
@@ -123,6 +154,7 @@ pub struct Batch {
     pub tasks: Vec<HashTask>,
     meta: Vec<TaskMeta>,
     slots: Vec<Slot>,
+    done: Vec<Verdict>,
 }
 
 impl Batch {
@@ -158,7 +190,15 @@ impl Batch {
 
     /// Appends a verdict decided outside the validator (e.g. a line that is not JSON).
     pub fn push_verdict(&mut self, v: Verdict) {
-        self.slots.push(Slot::Done(v));
+        self.slots.push(Slot::Done);
+        self.done.push(v);
+    }
+
+    /// Queues a task that passed checks 1–6.
+    fn push_task(&mut self, task: HashTask, meta: TaskMeta) {
+        self.slots.push(Slot::Task(self.tasks.len() as u32));
+        self.tasks.push(task);
+        self.meta.push(meta);
     }
 
     fn job_slot(&mut self, seq: u64, ctx: &Arc<JobCtx>) -> u32 {
@@ -172,19 +212,30 @@ impl Batch {
     /// Check 7 on the hashes (one per task, as the backend returned them), and the verdicts of
     /// the whole batch in input order. Clears the batch for reuse.
     pub fn finish(&mut self, hashes: &[State]) -> Vec<Verdict> {
-        assert_eq!(hashes.len(), self.tasks.len(), "one hash per task");
         let mut out = Vec::with_capacity(self.slots.len());
+        self.finish_each(hashes, |v| out.push(v));
+        out
+    }
+
+    /// [`Batch::finish`] handing each verdict to `f` in input order instead of collecting
+    /// them, so that a caller that encodes verdicts straight away never holds the whole list.
+    pub fn finish_each(&mut self, hashes: &[State], mut f: impl FnMut(Verdict)) {
+        assert_eq!(hashes.len(), self.tasks.len(), "one hash per task");
+        let mut done = self.done.drain(..);
         for slot in self.slots.drain(..) {
-            out.push(match slot {
-                Slot::Done(v) => v,
-                Slot::Task(i) => classify(&self.jobs, &self.tasks[i], &self.meta[i], &hashes[i]),
+            f(match slot {
+                Slot::Done => done.next().expect("one decided verdict per Done slot"),
+                Slot::Task(i) => {
+                    let i = i as usize;
+                    classify(&self.jobs, &self.tasks[i], &self.meta[i], &hashes[i])
+                }
             });
         }
+        drop(done);
         self.jobs.clear();
         self.job_index.clear();
         self.tasks.clear();
         self.meta.clear();
-        out
     }
 }
 
@@ -247,7 +298,7 @@ pub fn reference_hash(jobs: &[Arc<JobCtx>], task: &HashTask) -> State {
 struct JobEntry {
     ctx: Arc<JobCtx>,
     seq: u64,
-    seen: HashSet<u128>,
+    seen: FingerprintSet,
     /// Service mode: when the job was published (ms since the epoch).
     published_ms: Option<i64>,
     /// Service mode: shares stamped after this instant are stale (a clean job superseded this
@@ -275,8 +326,10 @@ pub struct Validator {
     live_order: VecDeque<(String, u64)>,
     stale: HashSet<String>,
     stale_order: VecDeque<String>,
-    headers_seen: HashMap<[u8; 32], HashSet<u128>>,
-    header_order: VecDeque<[u8; 32]>,
+    /// Header shares' duplicate sets per prevhash, oldest first, at most
+    /// `header_prevhash_window` of them: a window of a few, searched newest first, finds the
+    /// current prevhash at once where a map would hash 32 bytes per share.
+    headers_seen: VecDeque<([u8; 32], FingerprintSet)>,
     /// Service mode: the newest timestamp seen (jobs and shares), in ms.
     clock_ms: i64,
     /// Service mode: the earliest instant at which some live entry expires or turns stale,
@@ -295,8 +348,7 @@ impl Validator {
             live_order: VecDeque::new(),
             stale: HashSet::default(),
             stale_order: VecDeque::new(),
-            headers_seen: HashMap::default(),
-            header_order: VecDeque::new(),
+            headers_seen: VecDeque::new(),
             clock_ms: i64::MIN,
             next_expiry_ms: i64::MAX,
             seed: rand::random(),
@@ -315,7 +367,7 @@ impl Validator {
     /// Duplicate-set entries held (for metrics and memory checks).
     pub fn seen_entries(&self) -> usize {
         self.live.values().map(|e| e.seen.len()).sum::<usize>()
-            + self.headers_seen.values().map(|s| s.len()).sum::<usize>()
+            + self.headers_seen.iter().map(|s| s.1.len()).sum::<usize>()
     }
 
     /// Adds a job. With clean_jobs, every other job becomes stale and its duplicate set is
@@ -365,7 +417,7 @@ impl Validator {
             JobEntry {
                 ctx,
                 seq,
-                seen: HashSet::default(),
+                seen: FingerprintSet::default(),
                 published_ms: at,
                 stale_after_ms: None,
             },
@@ -500,7 +552,7 @@ impl Validator {
             Err(v) => v,
         };
         let status = v.status;
-        batch.slots.push(Slot::Done(v));
+        batch.push_verdict(v);
         Prepared::Done(status)
     }
 
@@ -525,15 +577,19 @@ impl Validator {
                 // 6. duplicate: the same 80 bytes, per prevhash.
                 let prev: [u8; 32] = header[4..36].try_into().expect("32");
                 let fp = xxh3_128_with_seed(header, self.seed);
-                if !self.headers_seen.contains_key(&prev) {
-                    self.header_order.push_back(prev);
-                    while self.header_order.len() > self.cfg.header_prevhash_window.max(1) {
-                        if let Some(old) = self.header_order.pop_front() {
-                            self.headers_seen.remove(&old);
+                let seen = &mut self.headers_seen;
+                let at = match seen.iter().rposition(|s| s.0 == prev) {
+                    Some(at) => at,
+                    None => {
+                        let window = self.cfg.header_prevhash_window.max(1);
+                        while seen.len() >= window {
+                            seen.pop_front();
                         }
+                        seen.push_back((prev, FingerprintSet::default()));
+                        seen.len() - 1
                     }
-                }
-                if !self.headers_seen.entry(prev).or_default().insert(fp) {
+                };
+                if !seen[at].1.insert(fp) {
                     return Err(Verdict::rejected(id, Status::Duplicate));
                 }
                 let Some(batch) = batch else {
@@ -542,13 +598,14 @@ impl Validator {
                 let mut task = HashTask::zeroed();
                 task.job = HashTask::HEADER;
                 task.data = *header;
-                batch.tasks.push(task);
-                batch.meta.push(TaskMeta {
-                    id,
-                    share_target: view.target,
-                    network_target,
-                });
-                batch.slots.push(Slot::Task(batch.tasks.len() - 1));
+                batch.push_task(
+                    task,
+                    TaskMeta {
+                        id,
+                        share_target: view.target,
+                        network_target,
+                    },
+                );
             }
             ShareData::Stratum {
                 job_id,
@@ -613,13 +670,14 @@ impl Validator {
                 task.en_len = (n1 + extranonce2.len()) as u32;
                 task.data[..n1].copy_from_slice(extranonce1);
                 task.data[n1..n1 + extranonce2.len()].copy_from_slice(extranonce2);
-                batch.tasks.push(task);
-                batch.meta.push(TaskMeta {
-                    id,
-                    share_target: view.target,
-                    network_target: ctx.network_target,
-                });
-                batch.slots.push(Slot::Task(batch.tasks.len() - 1));
+                batch.push_task(
+                    task,
+                    TaskMeta {
+                        id,
+                        share_target: view.target,
+                        network_target: ctx.network_target,
+                    },
+                );
             }
         }
         Ok(())

@@ -46,6 +46,8 @@ pub enum DecodeError {
     Length { count: u32, size: u32, body: usize },
     #[error("job message: {0}")]
     Job(String),
+    #[error("verdict record: {0}")]
+    Verdict(String),
 }
 
 /// The 16-byte header in front of every batch.
@@ -360,7 +362,8 @@ pub const VFLAG_HEADER: u8 = 2;
 /// Verdict flag: the id is known (clear when the input had no usable id).
 pub const VFLAG_ID: u8 = 4;
 
-/// One verdict, 136 bytes. See docs/wire-format.md.
+/// One verdict, 136 bytes (a full record; the first 56 bytes are the compact record). See
+/// docs/wire-format.md.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 pub struct VerdictRecord {
@@ -431,18 +434,142 @@ impl VerdictRecord {
     }
 }
 
-/// Encodes verdicts as one batch.
+/// Size of a compact verdict record: a [`VerdictRecord`] without its header field. A verdict
+/// batch in which no verdict carries a header (no block) uses compact records, so that the
+/// verdicts topic carries 56 bytes per share instead of 136.
+pub const COMPACT_VERDICT_SIZE: usize = 56;
+const FULL_VERDICT_SIZE: usize = std::mem::size_of::<VerdictRecord>();
+const _: () = assert!(std::mem::offset_of!(VerdictRecord, header) == COMPACT_VERDICT_SIZE);
+
+/// Encodes verdicts as one batch: compact records unless some verdict carries a header.
 pub fn encode_verdicts(verdicts: &[Verdict]) -> Vec<u8> {
-    let recs: Vec<VerdictRecord> = verdicts.iter().map(VerdictRecord::from).collect();
-    encode_records(RecordKind::Verdicts, &recs)
+    let mut w = VerdictWriter::with_capacity(verdicts.len());
+    for v in verdicts {
+        w.push(v);
+    }
+    w.finish()
 }
 
-/// Reads a verdict batch.
+/// Writes a verdict batch one verdict at a time, straight into the message bytes (no list of
+/// records in between). Records are compact until a verdict with a header comes; the records
+/// written so far are then widened to full ones, which happens only in a batch with a block.
+pub struct VerdictWriter {
+    buf: Vec<u8>,
+    count: u32,
+    full: bool,
+}
+
+impl VerdictWriter {
+    /// A writer with room for `verdicts` compact records.
+    pub fn with_capacity(verdicts: usize) -> VerdictWriter {
+        let mut buf = Vec::with_capacity(16 + verdicts * COMPACT_VERDICT_SIZE);
+        buf.extend_from_slice(bytemuck::bytes_of(&BatchHeader::new(
+            RecordKind::Verdicts,
+            0,
+            COMPACT_VERDICT_SIZE as u32,
+        )));
+        VerdictWriter {
+            buf,
+            count: 0,
+            full: false,
+        }
+    }
+
+    pub fn push(&mut self, v: &Verdict) {
+        let r = VerdictRecord::from(v);
+        if v.header.is_some() && !self.full {
+            self.widen();
+        }
+        let size = if self.full {
+            FULL_VERDICT_SIZE
+        } else {
+            COMPACT_VERDICT_SIZE
+        };
+        self.buf.extend_from_slice(&bytemuck::bytes_of(&r)[..size]);
+        self.count += 1;
+    }
+
+    /// Verdicts written so far.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Rewrites the records so far as full records (their header fields zero).
+    fn widen(&mut self) {
+        let mut buf = Vec::with_capacity(16 + (self.count as usize + 1) * FULL_VERDICT_SIZE);
+        buf.extend_from_slice(&self.buf[..16]);
+        for rec in self.buf[16..].chunks_exact(COMPACT_VERDICT_SIZE) {
+            buf.extend_from_slice(rec);
+            buf.extend_from_slice(&[0; FULL_VERDICT_SIZE - COMPACT_VERDICT_SIZE]);
+        }
+        buf[12..16].copy_from_slice(&(FULL_VERDICT_SIZE as u32).to_le_bytes());
+        self.buf = buf;
+        self.full = true;
+    }
+
+    /// The message bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf[8..12].copy_from_slice(&self.count.to_le_bytes());
+        self.buf
+    }
+}
+
+/// Reads a verdict batch of either record size (compact, 56 bytes, or full, 136 bytes).
 pub fn decode_verdicts(msg: &[u8]) -> Result<Vec<Verdict>, DecodeError> {
-    let recs: &[VerdictRecord] = decode_records(msg, RecordKind::Verdicts)?;
-    recs.iter()
-        .map(|r| r.to_verdict().map_err(DecodeError::Job))
+    let (h, body) = BatchHeader::parse(msg, RecordKind::Verdicts)?;
+    let size = h.record_size();
+    if size as usize == FULL_VERDICT_SIZE {
+        let recs: &[VerdictRecord] = decode_records(msg, RecordKind::Verdicts)?;
+        return recs
+            .iter()
+            .map(|r| r.to_verdict().map_err(DecodeError::Verdict))
+            .collect();
+    }
+    if size as usize != COMPACT_VERDICT_SIZE {
+        return Err(DecodeError::RecordSize {
+            got: size,
+            want: FULL_VERDICT_SIZE as u32,
+            kind: RecordKind::Verdicts,
+        });
+    }
+    if body.len() as u64 != h.count() as u64 * size as u64 {
+        return Err(DecodeError::Length {
+            count: h.count(),
+            size,
+            body: body.len(),
+        });
+    }
+    body.chunks_exact(COMPACT_VERDICT_SIZE)
+        .map(|c| {
+            let mut r = VerdictRecord::zeroed();
+            bytemuck::bytes_of_mut(&mut r)[..COMPACT_VERDICT_SIZE].copy_from_slice(c);
+            if r.flags & VFLAG_HEADER != 0 {
+                return Err(DecodeError::Verdict(
+                    "a compact verdict record has no header field, but its header flag is set"
+                        .into(),
+                ));
+            }
+            r.to_verdict().map_err(DecodeError::Verdict)
+        })
         .collect()
+}
+
+/// The number of records a batch message says it holds, after checking its header and
+/// length (for counting without decoding).
+pub fn batch_count(msg: &[u8], kind: RecordKind) -> Result<u32, DecodeError> {
+    let (h, body) = BatchHeader::parse(msg, kind)?;
+    if body.len() as u64 != h.count() as u64 * h.record_size() as u64 {
+        return Err(DecodeError::Length {
+            count: h.count(),
+            size: h.record_size(),
+            body: body.len(),
+        });
+    }
+    Ok(h.count())
 }
 
 /// Fixed part of a job message body, 88 bytes; coinb1, coinb2 and the branch follow.
