@@ -435,38 +435,47 @@ struct Encoded {
     counts: StatusCounts,
 }
 
+impl Encoded {
+    /// The (topic, payload) messages of this output: the verdict message, then the block
+    /// messages.
+    fn messages(self, topics: &crate::config::TopicsConfig) -> Vec<(String, Vec<u8>)> {
+        let mut msgs = Vec::with_capacity(1 + self.blocks.len());
+        msgs.push((topics.verdicts.clone(), self.verdicts));
+        for b in self.blocks {
+            msgs.push((topics.blocks.clone(), b));
+        }
+        msgs
+    }
+}
+
 /// Check 7 on a hashed batch, with the verdicts written straight into each item's messages
 /// (`sizes`: each item's record count; the batch holds one verdict per record, in item
 /// order).
 fn encode_outputs(batch: &mut Batch, hashes: &[State], sizes: &[usize]) -> Vec<Encoded> {
-    let writer = |i: usize| VerdictWriter::with_capacity(sizes.get(i).copied().unwrap_or(0));
-    let mut out = Vec::with_capacity(sizes.len());
-    let mut cur = (writer(0), Vec::new(), StatusCounts::default());
-    let mut next = 0;
-    let mut close = |cur: &mut (VerdictWriter, Vec<Vec<u8>>, StatusCounts), next: &mut usize| {
-        *next += 1;
-        let (w, blocks, counts) = std::mem::replace(cur, (writer(*next), Vec::new(), [0; _]));
-        out.push(Encoded {
+    let mut out: Vec<(VerdictWriter, Vec<Vec<u8>>, StatusCounts)> = sizes
+        .iter()
+        .map(|&n| (VerdictWriter::with_capacity(n), Vec::new(), [0; _]))
+        .collect();
+    let mut at = 0;
+    batch.finish_each(hashes, |v| {
+        // Past the items whose records are all written (or that have none).
+        while at + 1 < sizes.len() && out[at].0.len() >= sizes[at] {
+            at += 1;
+        }
+        let Some(o) = out.get_mut(at) else { return };
+        o.2[v.status as usize] += 1;
+        if v.status == Status::Block {
+            o.1.push(encode_verdicts(std::slice::from_ref(&v)));
+        }
+        o.0.push(&v);
+    });
+    out.into_iter()
+        .map(|(w, blocks, counts)| Encoded {
             verdicts: w.finish(),
             blocks,
             counts,
-        });
-    };
-    batch.finish_each(hashes, |v| {
-        // Items whose records are all written (or that have none) are closed first.
-        while next < sizes.len() && cur.0.len() >= sizes[next] {
-            close(&mut cur, &mut next);
-        }
-        cur.2[v.status as usize] += 1;
-        if v.status == Status::Block {
-            cur.1.push(encode_verdicts(std::slice::from_ref(&v)));
-        }
-        cur.0.push(&v);
-    });
-    while next < sizes.len() {
-        close(&mut cur, &mut next);
-    }
-    out
+        })
+        .collect()
 }
 
 /// Everything the stages share.
@@ -489,24 +498,7 @@ struct Shared {
 impl Shared {
     /// Marks a share message done and stores the offset if it moved.
     fn complete(&self, partition: i32, generation: u64, offset: i64) {
-        let next = self
-            .tracker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .complete(partition, generation, offset);
-        if let Some(next) = next {
-            let mut tpl = TopicPartitionList::new();
-            let topic = &self.cfg.kafka.topics.shares;
-            if tpl
-                .add_partition_offset(topic, partition, Offset::Offset(next))
-                .is_ok()
-            {
-                if let Err(e) = self.consumer.store_offsets(&tpl) {
-                    // The partition was revoked meanwhile; its new owner re-reads it.
-                    tracing::debug!(partition, "offset {next} not stored: {e}");
-                }
-            }
-        }
+        self.complete_many(&[(partition, generation, offset)]);
     }
 
     /// [`Shared::complete`] for several share messages at once: one lock of the tracker and
@@ -1198,11 +1190,7 @@ async fn produce_batch(sh: &Arc<Shared>, h: Hashed, tasks: &mut tokio::task::Joi
         for (c, n) in counts.iter_mut().zip(enc.counts) {
             *c += n;
         }
-        let mut msgs = Vec::with_capacity(1 + enc.blocks.len());
-        msgs.push((topics.verdicts.clone(), enc.verdicts));
-        for b in enc.blocks {
-            msgs.push((topics.blocks.clone(), b));
-        }
+        let msgs = enc.messages(topics);
         let mut futs = Vec::with_capacity(msgs.len());
         for (t, p) in &msgs {
             let headers = source_headers(&topics.shares, item.partition, item.offset);
@@ -1526,12 +1514,7 @@ fn dispatch_transactions(sh: &Arc<Shared>, h: Hashed, workers: &mut TxWorkers) {
             }
             None => {
                 counts = enc.counts;
-                let mut out = Vec::with_capacity(1 + enc.blocks.len());
-                out.push((topics.verdicts.clone(), enc.verdicts));
-                for b in enc.blocks {
-                    out.push((topics.blocks.clone(), b));
-                }
-                out
+                enc.messages(topics)
             }
         };
         let msg = TxMessage {
