@@ -72,6 +72,52 @@ fn kafka_verdicts_match_verify_by_share_id() {
     assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
 }
 
+/// Header shares need no job, so a node must validate them while the jobs topic is still
+/// empty: each batch waits for the jobs topic's end offsets, and an empty topic's end (0)
+/// has to come back as an answer, not as an error that keeps the batch waiting.
+#[test]
+fn header_shares_get_verdicts_while_the_jobs_topic_is_empty() {
+    let env = Env::new("nojobs", "");
+    let file = env.gen(
+        "header.jsonl",
+        &["--mode", "header", "--shares", "400", "--seed", "11"],
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let shares_only: String = text
+        .lines()
+        .filter(|l| !l.starts_with("{\"job\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        shares_only.lines().count() >= 400,
+        "the file keeps its shares"
+    );
+    assert!(
+        shares_only.len() < text.len(),
+        "the file had jobs to leave out"
+    );
+    let file = env.dir.join("header-no-jobs.jsonl");
+    std::fs::write(&file, shares_only).unwrap();
+    let expected = env.verify(&file);
+    assert_eq!(expected.len(), 400);
+    env.send(&file, &["--batch", "25"]);
+    let mut node = env.node("node.log");
+    let got = env.receive(400, 60, &[]);
+    let (got, _) = by_id(&got);
+    let (want, _) = by_id(&expected);
+    assert_eq!(got.len(), want.len());
+    for (id, w) in &want {
+        let g = got
+            .get(id)
+            .unwrap_or_else(|| panic!("no verdict for share {id}"));
+        assert_eq!(g["status"], w["status"], "share {id}: kafka {g} verify {w}");
+        assert_eq!(g["hash"], w["hash"], "share {id}");
+    }
+    node.signal("TERM");
+    let st = node.wait_for(Duration::from_secs(10));
+    assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
+}
+
 #[test]
 fn gen_with_brokers_sends_the_workload_through_kafka() {
     let env = Env::new("genkafka", "");
