@@ -251,30 +251,29 @@ impl JobLog {
                 e.started = e.requested;
                 e.started
             };
-            let highs = match self.end_offsets() {
-                Ok(h) => h,
-                Err(e) => {
+            match self.end_offsets() {
+                Ok(highs) => {
+                    if warned {
+                        tracing::info!("end of the jobs topic readable again");
+                        warned = false;
+                    }
+                    let mut e = self.ends_state.lock().unwrap_or_else(|e| e.into_inner());
+                    e.answered = ticket;
+                    e.highs = highs;
+                    self.ends_changed.notify_all();
+                }
+                Err(err) => {
                     if !warned {
-                        tracing::warn!("cannot read the end of the jobs topic ({e}); retrying");
+                        tracing::warn!("cannot read the end of the jobs topic ({err}); retrying");
                         warned = true;
                     }
-                    Vec::new()
+                    // Ask again after a pause; the waiting batches keep their tickets.
+                    self.ends_state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .started = ticket - 1;
+                    std::thread::sleep(Duration::from_millis(200));
                 }
-            };
-            let mut e = self.ends_state.lock().unwrap_or_else(|e| e.into_inner());
-            if highs.len() == self.partitions.len() {
-                if warned {
-                    tracing::info!("end of the jobs topic readable again");
-                    warned = false;
-                }
-                e.answered = ticket;
-                e.highs = highs;
-                self.ends_changed.notify_all();
-            } else {
-                // Ask again after a pause; the waiting batches keep their tickets.
-                e.started = ticket - 1;
-                drop(e);
-                std::thread::sleep(Duration::from_millis(200));
             }
         }
     }
