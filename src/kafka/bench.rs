@@ -13,6 +13,12 @@
 //!   a share's latency is its output message's timestamp minus its share message's timestamp
 //!   (both stamped by their producers), counted per share, over the share messages sent after
 //!   the first output appeared.
+//!
+//! While a phase runs, the bench only watches the output topic's end offsets (one ListOffsets
+//! request every 50 ms) until it holds one message per share message; it reads the output
+//! afterwards. Both figures come from the timestamps the producers wrote, not from when the
+//! bench reads them, and a reader running beside the node would take CPU from it and from
+//! the broker on a small machine: verdicts are read by other hosts in a deployment.
 
 use super::{header_str, now_ms, partitions_of, producer_config, reader_config, source_headers};
 use super::{ReaderContext, H_SOURCE_OFFSET, H_SOURCE_PARTITION};
@@ -68,8 +74,8 @@ pub struct Figure {
     pub drain_shares_per_sec: f64,
     /// Every round's figure, in order.
     pub drain_rounds: Vec<f64>,
-    /// CPU time of this process (the consumer, the producer, the node's stages and the
-    /// reader of the output topic) per share between the first and the last output message;
+    /// CPU time of this process (the consumer, the producer and the node's stages; the output
+    /// is read after the phase) per share between the first and the last output message;
     /// median over the rounds.
     pub drain_cpu_ns_per_share: f64,
     /// CPU time of the whole machine (the broker included) per share between the first and
@@ -107,8 +113,10 @@ pub async fn run(cfg: &Config, o: &BenchKafkaOptions) -> anyhow::Result<Vec<Figu
             let c = topics(cfg, &format!("{run}.{}.drain{round}", mode.name()));
             super::create_topics(&c.kafka).await?;
             send(&c, &w1, o.batch, 0.0).await?;
+            let input = message_count(&c, &c.kafka.topics.shares).await?;
             let sampler = CpuSampler::start(o.broker_pid);
             let stop = start(mode, &c).await?;
+            wait_output(mode, &c, input).await?;
             let got = collect(mode, &c, o.shares).await?;
             let samples = sampler.stop();
             let _ = stop.0.send(true);
@@ -145,7 +153,18 @@ pub async fn run(cfg: &Config, o: &BenchKafkaOptions) -> anyhow::Result<Vec<Figu
         let c = topics(cfg, &format!("{run}.{}.latency", mode.name()));
         super::create_topics(&c.kafka).await?;
         let stop = start(mode, &c).await?;
-        send(&c, &w2, o.batch, o.rate).await?;
+        // The first twentieth of the workload goes out alone and the rest, at the rate, once
+        // its output is there: the consumer has joined its group by then, and the measured
+        // shares (those sent after the first output) are not queued behind the join.
+        let (head, tail) = split_at_line(&w2, w2.len() / 20);
+        send(&c, head, o.batch, 0.0).await?;
+        let primed = message_count(&c, &c.kafka.topics.shares).await?;
+        if primed > 0 {
+            wait_output(mode, &c, primed).await?;
+        }
+        send(&c, tail, o.batch, o.rate).await?;
+        let input = message_count(&c, &c.kafka.topics.shares).await?;
+        wait_output(mode, &c, input).await?;
         let got = collect(mode, &c, o.latency_shares).await?;
         let _ = stop.0.send(true);
         let sent = sent_times(&c).await?;
@@ -342,6 +361,14 @@ fn workload(shares: u64, seed: u64, mode: crate::gen::GenMode) -> anyhow::Result
     Ok(buf)
 }
 
+/// `w` cut after the first line that ends at or past `at` (JSONL: jobs and shares stay whole).
+fn split_at_line(w: &[u8], at: usize) -> (&[u8], &[u8]) {
+    match w.get(at..).and_then(|r| r.iter().position(|&b| b == b'\n')) {
+        Some(i) => w.split_at(at + i + 1),
+        None => (w, &[]),
+    }
+}
+
 /// The config with the topics and group of one phase.
 fn topics(cfg: &Config, prefix: &str) -> Config {
     let mut c = cfg.clone();
@@ -474,6 +501,70 @@ async fn pass_through(
     Ok(())
 }
 
+/// Messages in `topic` (the sum of its partitions' end offsets; a phase's topics are new).
+async fn message_count(c: &Config, topic: &str) -> anyhow::Result<i64> {
+    let (c, topic) = (c.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let r: BaseConsumer<ReaderContext> =
+            reader_config(&c.kafka, "sharecheck-bench-ends").create_with_context(ReaderContext)?;
+        let parts = partitions_of(&r, &topic, Duration::from_secs(30))?;
+        end_offsets_sum(&r, &topic, &parts)
+    })
+    .await?
+}
+
+/// Sum of the end offsets of `parts`, in one ListOffsets request.
+fn end_offsets_sum(
+    r: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    parts: &[i32],
+) -> anyhow::Result<i64> {
+    let mut tpl = TopicPartitionList::new();
+    for &p in parts {
+        tpl.add_partition_offset(topic, p, Offset::End)?;
+    }
+    let mut sum = 0;
+    for el in r
+        .offsets_for_times(tpl, Duration::from_secs(10))?
+        .elements()
+    {
+        match el.offset() {
+            Offset::Offset(o) => sum += o,
+            o => anyhow::bail!(
+                "{topic} partition {}: no end offset ({o:?})",
+                el.partition()
+            ),
+        }
+    }
+    Ok(sum)
+}
+
+/// Waits until the output topic holds `messages` messages (one per share message), watching
+/// its end offsets without reading it, so that the phase runs without a reader beside it.
+async fn wait_output(mode: Mode, c: &Config, messages: i64) -> anyhow::Result<()> {
+    let c = c.clone();
+    tokio::task::spawn_blocking(move || {
+        let topic = c.kafka.topics.verdicts.clone();
+        let r: BaseConsumer<ReaderContext> =
+            reader_config(&c.kafka, "sharecheck-bench-ends").create_with_context(ReaderContext)?;
+        let parts = partitions_of(&r, &topic, Duration::from_secs(30))?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let n = end_offsets_sum(&r, &topic, &parts)?;
+            if n >= messages {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{}: only {n} of {messages} output messages within 600 s",
+                mode.name()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await?
+}
+
 /// One output message: its source share message and timestamp.
 struct Out {
     partition: i32,
@@ -570,7 +661,21 @@ fn reader_at_start(c: &Config, topic: &str) -> anyhow::Result<BaseConsumer<Reade
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_between, median, parse_pid_stat_cpu_ticks, parse_proc_stat_busy, quantile};
+    use super::{
+        cpu_between, median, parse_pid_stat_cpu_ticks, parse_proc_stat_busy, quantile,
+        split_at_line,
+    };
+
+    #[test]
+    fn workloads_are_cut_after_whole_lines() {
+        let w = b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n";
+        assert_eq!(split_at_line(w, 0), (&w[..8], &w[8..]));
+        assert_eq!(split_at_line(w, 7), (&w[..8], &w[8..]));
+        assert_eq!(split_at_line(w, 8), (&w[..16], &w[16..]));
+        assert_eq!(split_at_line(w, 23), (&w[..], &b""[..]));
+        assert_eq!(split_at_line(w, 99), (&w[..], &b""[..]));
+        assert_eq!(split_at_line(b"", 0), (&b""[..], &b""[..]));
+    }
 
     #[test]
     fn cpu_between_interpolates_the_samples() {

@@ -106,6 +106,20 @@ pub async fn run(
     let producer: FutureProducer = producer_config(k, "sharecheck-send")
         .create()
         .map_err(|e| anyhow::anyhow!("cannot create a Kafka producer: {e}"))?;
+    // Connected and the topic's leaders known before the first message: otherwise the first
+    // messages wait in the producer for the connection and the metadata while their
+    // timestamps, taken when they are handed over, run (a paced send would show it as
+    // latency).
+    {
+        let (p, topic) = (producer.clone(), k.topics.shares.clone());
+        tokio::task::spawn_blocking(move || {
+            p.client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(30))
+                .map(|_| ())
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot reach the brokers {}: {e}", k.brokers))?;
+    }
     let mut s = Sender {
         producer,
         topic: k.topics.shares.clone(),
