@@ -63,7 +63,8 @@ struct JobState {
     /// Absolute index of `jobs[0]`: validators remember how far they applied the log.
     base: u64,
     /// Jobs with their publish timestamps, in topic order; trimmed after job_ttl_s.
-    jobs: VecDeque<(crate::model::Job, i64)>,
+    /// Built once here and shared by every partition's validator.
+    jobs: VecDeque<(Arc<JobCtx>, i64)>,
     /// Next offset to read, per jobs partition.
     position: HashMap<i32, i64>,
 }
@@ -164,9 +165,11 @@ impl JobLog {
                     let ts = m.timestamp().to_millis().unwrap_or_else(now_ms);
                     let job = decode_job(m.payload().unwrap_or(&[]))
                         .map_err(|e| e.to_string())
-                        .and_then(|j| match JobCtx::new(j.clone()) {
-                            Ok(_) => Ok(j),
-                            Err(e) => Err(format!("job {:?} unusable: {e}", j.job_id)),
+                        .and_then(|j| {
+                            let id = j.job_id.clone();
+                            JobCtx::new(j)
+                                .map(Arc::new)
+                                .map_err(|e| format!("job {id:?} unusable: {e}"))
                         });
                     let job = match job {
                         Ok(j) => Some(j),
@@ -1136,10 +1139,8 @@ fn prepare_stage(
                 }
                 let from = e.2.max(st.base);
                 for i in from..end {
-                    let (job, ts) = &st.jobs[(i - st.base) as usize];
-                    if let Err(err) = e.1.add_job_at(job.clone(), *ts) {
-                        tracing::debug!("job {} skipped: {err}", job.job_id);
-                    }
+                    let (ctx, ts) = &st.jobs[(i - st.base) as usize];
+                    e.1.add_job_ctx_at(ctx.clone(), *ts);
                 }
                 e.2 = end;
                 for rec in &item.records {
@@ -1166,10 +1167,8 @@ fn gained_partition(
     let mut v = Validator::new(vcfg.clone());
     let applied = {
         let st = jobs.state.lock().unwrap_or_else(|e| e.into_inner());
-        for (job, ts) in &st.jobs {
-            if let Err(err) = v.add_job_at(job.clone(), *ts) {
-                tracing::debug!("job {} skipped: {err}", job.job_id);
-            }
+        for (ctx, ts) in &st.jobs {
+            v.add_job_ctx_at(ctx.clone(), *ts);
         }
         st.base + st.jobs.len() as u64
     };

@@ -391,18 +391,29 @@ impl Validator {
         self.insert_job(job, Some(ts_ms))
     }
 
+    /// [`Validator::add_job_at`] for a job whose context is built already. The service
+    /// builds it once per job and shares it among the validators of all its partitions,
+    /// instead of building (and cloning the job for) one per partition.
+    pub fn add_job_ctx_at(&mut self, ctx: Arc<JobCtx>, ts_ms: i64) {
+        self.insert_ctx(ctx, Some(ts_ms))
+    }
+
     fn insert_job(&mut self, job: Job, at: Option<i64>) -> Result<(), JobError> {
-        if let Some(e) = self.live.get(&job.job_id) {
+        self.insert_ctx(Arc::new(JobCtx::new(job)?), at);
+        Ok(())
+    }
+
+    fn insert_ctx(&mut self, ctx: Arc<JobCtx>, at: Option<i64>) {
+        if let Some(e) = self.live.get(&ctx.job.job_id) {
             // A re-sent job that a clean job already superseded counts as new, as it does in
             // arrival order (where the superseded job is no longer live).
-            if e.ctx.job == job && e.stale_after_ms.is_none() {
-                if job.clean_jobs {
-                    self.supersede_others(&job.job_id, at);
+            if (Arc::ptr_eq(&e.ctx, &ctx) || e.ctx.job == ctx.job) && e.stale_after_ms.is_none() {
+                if ctx.job.clean_jobs {
+                    self.supersede_others(&ctx.job.job_id, at);
                 }
-                return Ok(());
+                return;
             }
         }
-        let ctx = Arc::new(JobCtx::new(job)?);
         let id = ctx.job.job_id.clone();
         if ctx.job.clean_jobs {
             self.supersede_others(&id, at);
@@ -433,7 +444,6 @@ impl Validator {
                 None => break,
             }
         }
-        Ok(())
     }
 
     fn ttl_deadline(&self, published_ms: i64) -> i64 {
@@ -787,6 +797,33 @@ mod tests {
         assert!(matches!(
             v.check(&share(3, "a", 1), &mut b),
             Prepared::Done(Status::BadNtime)
+        ));
+    }
+
+    #[test]
+    fn a_shared_job_context_keeps_duplicate_sets_per_validator() {
+        // The service builds a job's context once and hands it to every partition's
+        // validator: each keeps its own duplicate set, and re-adding the same context (a
+        // validator catching up on the job log again) resets nothing.
+        let ctx = Arc::new(JobCtx::new(job("a", true)).unwrap());
+        let (mut v1, mut v2) = (
+            Validator::new(ValidationConfig::default()),
+            Validator::new(ValidationConfig::default()),
+        );
+        let mut b = Batch::new();
+        v1.add_job_ctx_at(ctx.clone(), 1_000);
+        v2.add_job_ctx_at(ctx.clone(), 1_000);
+        let s = share(1, "a", 1);
+        assert!(matches!(v1.check_at(&s, 2_000, &mut b), Prepared::Queued));
+        assert!(matches!(v2.check_at(&s, 2_000, &mut b), Prepared::Queued));
+        v1.add_job_ctx_at(ctx.clone(), 1_000);
+        assert!(matches!(
+            v1.check_at(&share(2, "a", 1), 2_000, &mut b),
+            Prepared::Done(Status::Duplicate)
+        ));
+        assert!(matches!(
+            v1.check_at(&share(3, "b", 1), 2_000, &mut b),
+            Prepared::Done(Status::UnknownJob)
         ));
     }
 
