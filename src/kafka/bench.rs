@@ -519,24 +519,8 @@ fn end_offsets_sum(
     topic: &str,
     parts: &[i32],
 ) -> anyhow::Result<i64> {
-    let mut tpl = TopicPartitionList::new();
-    for &p in parts {
-        tpl.add_partition_offset(topic, p, Offset::End)?;
-    }
-    let mut sum = 0;
-    for el in r
-        .offsets_for_times(tpl, Duration::from_secs(10))?
-        .elements()
-    {
-        match el.offset() {
-            Offset::Offset(o) => sum += o,
-            o => anyhow::bail!(
-                "{topic} partition {}: no end offset ({o:?})",
-                el.partition()
-            ),
-        }
-    }
-    Ok(sum)
+    let ends = super::end_offsets(r, topic, parts, Duration::from_secs(10))?;
+    Ok(ends.iter().map(|e| e.1).sum())
 }
 
 /// Waits until the output topic holds `messages` messages (one per share message), watching

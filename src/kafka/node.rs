@@ -281,44 +281,15 @@ impl JobLog {
         }
     }
 
-    /// The end offset of every jobs partition, in one ListOffsets request (timestamp -1 asks
-    /// for the end; with read_committed, the last stable offset). `fetch_watermarks` would
-    /// send two requests per partition (it also asks for the start), and each request costs
-    /// the broker ~0.2 ms of CPU: with a query per batch that was a visible share of the
-    /// broker's work in a drain.
+    /// The end offset of every jobs partition, in one request ([`super::end_offsets`]).
     fn end_offsets(&self) -> Result<Vec<(i32, i64)>, String> {
-        let mut tpl = TopicPartitionList::new();
-        for &p in &self.partitions {
-            tpl.add_partition_offset(&self.topic, p, Offset::End)
-                .map_err(|e| e.to_string())?;
-        }
-        let r = self
-            .ends
-            .offsets_for_times(tpl, Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        let mut highs = Vec::with_capacity(self.partitions.len());
-        for el in r.elements() {
-            if let Err(e) = el.error() {
-                return Err(format!("partition {}: {e}", el.partition()));
-            }
-            match el.offset() {
-                Offset::Offset(o) => highs.push((el.partition(), o)),
-                o => {
-                    return Err(format!(
-                        "partition {}: no end offset ({o:?})",
-                        el.partition()
-                    ))
-                }
-            }
-        }
-        if highs.len() != self.partitions.len() {
-            return Err(format!(
-                "{} end offsets for {} partitions",
-                highs.len(),
-                self.partitions.len()
-            ));
-        }
-        Ok(highs)
+        super::end_offsets(
+            &self.ends,
+            &self.topic,
+            &self.partitions,
+            Duration::from_secs(5),
+        )
+        .map_err(|e| format!("{e:#}"))
     }
 
     /// Blocks until the reader has caught up with the jobs topic's end offsets as a query
