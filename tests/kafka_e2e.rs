@@ -26,6 +26,7 @@ fn kafka_verdicts_match_verify_by_share_id() {
     assert_eq!(repeats, 0, "a clean run repeats no verdict");
     assert_eq!(got.len(), want.len());
     let mut blocks = 0;
+    let mut by_status: std::collections::BTreeMap<String, f64> = Default::default();
     for (id, w) in &want {
         let g = got
             .get(id)
@@ -39,6 +40,9 @@ fn kafka_verdicts_match_verify_by_share_id() {
         if w["status"] == "block" {
             blocks += 1;
         }
+        *by_status
+            .entry(w["status"].as_str().unwrap().to_string())
+            .or_default() += 1.0;
     }
     // Every block also went to the blocks topic, with its header.
     let msgs = env.read_messages(&env.topic("blocks"), blocks, Duration::from_secs(30));
@@ -67,9 +71,62 @@ fn kafka_verdicts_match_verify_by_share_id() {
         Some(0.0),
         "/metrics after the drain:\n{text}"
     );
+    check_metrics(port, &text, &by_status, env.partitions);
+    assert_eq!(http_get(port, "/healthz"), "ok\n");
     node.signal("TERM");
     let st = node.wait_for(Duration::from_secs(10));
     assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
+}
+
+/// The node's /metrics after a clean drain of the e2e workload: the verdicts by status match
+/// `verify`'s, every batch is counted in the batch histograms, the backend was busy, nothing
+/// went to the dead-letter topic, the jobs are cached, and every partition's consumer lag
+/// comes down to 0 (librdkafka's statistics, every 5 s, once the offsets are committed).
+fn check_metrics(
+    port: u16,
+    text: &str,
+    by_status: &std::collections::BTreeMap<String, f64>,
+    partitions: i32,
+) {
+    for (status, n) in by_status {
+        let name = format!("sharecheck_shares_total{{status=\"{status}\"}}");
+        assert_eq!(metric(text, &name), Some(*n), "{name} in:\n{text}");
+    }
+    let shares: f64 = by_status.values().sum();
+    let batches = metric(text, "sharecheck_batches_total").unwrap();
+    assert_eq!(metric(text, "sharecheck_batch_shares_sum"), Some(shares));
+    assert_eq!(metric(text, "sharecheck_batch_shares_count"), Some(batches));
+    assert_eq!(
+        metric(text, "sharecheck_batch_latency_seconds_count"),
+        Some(batches)
+    );
+    assert!(metric(text, "sharecheck_backend_busy_seconds_total").is_some_and(|s| s > 0.0));
+    assert_eq!(metric(text, "sharecheck_dead_letters_total"), Some(0.0));
+    assert!(
+        metric(text, "sharecheck_jobs_cached").is_some_and(|j| j > 0.0),
+        "jobs cached in:\n{text}"
+    );
+    let lags = |text: &str| -> Vec<Option<f64>> {
+        (0..partitions)
+            .map(|p| {
+                metric(
+                    text,
+                    &format!("sharecheck_consumer_lag{{partition=\"{p}\"}}"),
+                )
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut text = text.to_string();
+    while lags(&text).iter().any(|l| *l != Some(0.0)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        text = http_get(port, "/metrics");
+    }
+    assert!(
+        lags(&text).iter().all(|l| *l == Some(0.0)),
+        "consumer lag per partition {:?} in:\n{text}",
+        lags(&text)
+    );
 }
 
 /// Header shares need no job, so a node must validate them while the jobs topic is still

@@ -46,6 +46,11 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 const DRAIN_LIMIT: Duration = Duration::from_secs(7);
 /// How long the gatherer waits for an in-flight slot before it pauses the partitions.
 const PAUSE_AFTER: Duration = Duration::from_secs(2);
+/// at_least_once: undecodable share messages on their way to the dead-letter topic and not
+/// yet acknowledged. At the limit the gatherer waits, as it does for in-flight batches, so a
+/// flood of bad messages that the broker does not take (the dead-letter topic missing, a
+/// payload over its size limit) holds memory to this many payloads instead of growing.
+const MAX_DEAD_LETTERS_UNACKED: usize = 64;
 
 /// What the node did, reported when it stops.
 #[derive(Debug, Default, Clone)]
@@ -500,6 +505,8 @@ struct Shared {
     ctl: tokio::sync::mpsc::UnboundedSender<Ctl>,
     /// at_least_once: permits for batches produced and not yet acknowledged.
     unacked: Arc<Semaphore>,
+    /// at_least_once: permits for dead letters produced and not yet acknowledged.
+    dead_unacked: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -728,6 +735,7 @@ pub async fn run(
         tx,
         ctl: ctl_tx,
         unacked: Arc::new(Semaphore::new(cfg.kafka.max_unacked_batches.max(1))),
+        dead_unacked: Arc::new(Semaphore::new(MAX_DEAD_LETTERS_UNACKED)),
     });
 
     // Stages.
@@ -836,18 +844,31 @@ pub async fn run(
             }
             Some(Ok(m)) => {
                 summary.messages += 1;
-                if let Some(item) = take_message(&shared, &m, &mut dead) {
-                    if item.dead.is_some() {
+                match take_message(&shared, &m) {
+                    Taken::Item(item) => {
+                        if item.dead.is_some() {
+                            summary.dead_letters += 1;
+                        }
+                        if pending.is_empty() {
+                            first_at = Instant::now();
+                        }
+                        pending_shares += item.records.len();
+                        summary.shares += item.records.len() as u64;
+                        pending.push(item);
+                    }
+                    Taken::Dead(d) => {
                         summary.dead_letters += 1;
+                        // Finished deliveries leave their results in the set until reaped.
+                        while dead.try_join_next().is_some() {}
+                        let permit = tokio::select! {
+                            p = shared.dead_unacked.clone().acquire_owned() => p.ok(),
+                            _ = shutdown.changed() => None,
+                        };
+                        // Without a permit (shutdown) the message is left uncommitted and
+                        // read again after the restart.
+                        let Some(permit) = permit else { break };
+                        dead.spawn(d.deliver(shared.clone(), permit));
                     }
-                    if pending.is_empty() {
-                        first_at = Instant::now();
-                    }
-                    pending_shares += item.records.len();
-                    summary.shares += item.records.len() as u64;
-                    pending.push(item);
-                } else {
-                    summary.dead_letters += 1;
                 }
                 if pending_shares < max_shares && first_at.elapsed() < max_wait {
                     continue;
@@ -988,12 +1009,58 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Turns a fetched message into a pipeline item, or sends it to the dead-letter topic.
-fn take_message(
-    sh: &Arc<Shared>,
-    m: &BorrowedMessage<'_>,
-    dead: &mut tokio::task::JoinSet<()>,
-) -> Option<Item> {
+/// What the gatherer makes of a fetched message.
+enum Taken {
+    /// A share batch (or, with exactly-once delivery, a dead letter for the partition's
+    /// transaction).
+    Item(Item),
+    /// at_least_once: an undecodable message for the dead-letter topic.
+    Dead(DeadLetter),
+}
+
+/// An undecodable share message on its way to the dead-letter topic (at_least_once).
+struct DeadLetter {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    generation: u64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    error: String,
+}
+
+impl DeadLetter {
+    /// Produces it until acknowledged, then completes its offset; `_permit` bounds the dead
+    /// letters in flight.
+    async fn deliver(self, sh: Arc<Shared>, _permit: OwnedSemaphorePermit) {
+        let DeadLetter {
+            topic,
+            partition: p,
+            offset: o,
+            generation,
+            key,
+            payload,
+            error,
+        } = self;
+        let headers = move || {
+            source_headers(&topic, p, o).insert(Header {
+                key: H_ERROR,
+                value: Some(&error),
+            })
+        };
+        let msgs = vec![(sh.cfg.kafka.topics.dead_letter.clone(), payload)];
+        let f = sh
+            .produce(&msgs[0].0, key.as_deref(), &msgs[0].1, headers())
+            .await;
+        let futs = f.into_iter().collect();
+        if sh.deliver(&msgs, key.as_deref(), &headers, futs).await {
+            sh.complete(p, generation, o);
+        }
+    }
+}
+
+/// Turns a fetched message into a pipeline item, or into a dead letter.
+fn take_message(sh: &Arc<Shared>, m: &BorrowedMessage<'_>) -> Taken {
     let (p, o) = (m.partition(), m.offset());
     let generation = sh
         .tracker
@@ -1001,62 +1068,48 @@ fn take_message(
         .unwrap_or_else(|e| e.into_inner())
         .register(p, o);
     let payload = m.payload().unwrap_or(&[]);
-    match decode_shares(payload) {
-        Ok(recs) => Some(Item {
-            partition: p,
-            offset: o,
-            generation,
-            key: m.key().map(<[u8]>::to_vec),
-            ts: m.timestamp().to_millis().unwrap_or_else(now_ms),
-            records: recs.to_vec(),
-            dead: None,
-        }),
-        Err(e) if sh.tx.is_some() => {
-            tracing::warn!(
-                partition = p,
-                offset = o,
-                "undecodable message to the dead-letter topic: {e}"
-            );
-            sh.metrics.dead_letters.inc();
-            Some(Item {
+    let key = m.key().map(<[u8]>::to_vec);
+    let ts = m.timestamp().to_millis().unwrap_or_else(now_ms);
+    let e = match decode_shares(payload) {
+        Ok(recs) => {
+            return Taken::Item(Item {
                 partition: p,
                 offset: o,
                 generation,
-                key: m.key().map(<[u8]>::to_vec),
-                ts: m.timestamp().to_millis().unwrap_or_else(now_ms),
-                records: Vec::new(),
-                dead: Some((payload.to_vec(), e.to_string())),
+                key,
+                ts,
+                records: recs.to_vec(),
+                dead: None,
             })
         }
-        Err(e) => {
-            tracing::warn!(
-                partition = p,
-                offset = o,
-                "undecodable message to the dead-letter topic: {e}"
-            );
-            sh.metrics.dead_letters.inc();
-            let (topic, error) = (m.topic().to_string(), e.to_string());
-            let headers = move || {
-                source_headers(&topic, p, o).insert(Header {
-                    key: H_ERROR,
-                    value: Some(&error),
-                })
-            };
-            let key = m.key().map(<[u8]>::to_vec);
-            let msgs = vec![(sh.cfg.kafka.topics.dead_letter.clone(), payload.to_vec())];
-            let sh = sh.clone();
-            dead.spawn(async move {
-                let f = sh
-                    .produce(&msgs[0].0, key.as_deref(), &msgs[0].1, headers())
-                    .await;
-                let futs = f.into_iter().collect();
-                if sh.deliver(&msgs, key.as_deref(), &headers, futs).await {
-                    sh.complete(p, generation, o);
-                }
-            });
-            None
-        }
+        Err(e) => e,
+    };
+    tracing::warn!(
+        partition = p,
+        offset = o,
+        "undecodable message to the dead-letter topic: {e}"
+    );
+    sh.metrics.dead_letters.inc();
+    if sh.tx.is_some() {
+        return Taken::Item(Item {
+            partition: p,
+            offset: o,
+            generation,
+            key,
+            ts,
+            records: Vec::new(),
+            dead: Some((payload.to_vec(), e.to_string())),
+        });
     }
+    Taken::Dead(DeadLetter {
+        topic: m.topic().to_string(),
+        partition: p,
+        offset: o,
+        generation,
+        key,
+        payload: payload.to_vec(),
+        error: e.to_string(),
+    })
 }
 
 /// Checks 1–6 for each batch, after the jobs reader caught up with the jobs topic.
