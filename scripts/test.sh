@@ -29,4 +29,16 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 # The Kafka and ZooKeeper tests start the services themselves; starting them here keeps the
 # broker's first download (Maven) out of any test's time limit.
 scripts/services.sh up
+
+# Figures the tests measure (verdicts repeated after a kill -9, shutdown times, ...) are
+# appended here by the tests and printed after the run, passed or failed.
+reports="${CARGO_TARGET_DIR:-target}/tmp/test-reports.txt"
+rm -f "$reports"
+print_reports() {
+    if [ -s "$reports" ]; then
+        echo "== figures reported by the tests"
+        cat "$reports"
+    fi
+}
+trap print_reports EXIT
 cargo test "$@"

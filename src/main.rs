@@ -710,6 +710,22 @@ fn run_node(cfg: Config) -> anyhow::Result<()> {
             }
             tracing::info!("signal received: stopping");
             let _ = tx.send(true);
+            // The stop must not outlast its 10 s, whatever the brokers do (see EXIT_LIMIT).
+            std::thread::spawn(|| {
+                std::thread::sleep(sharecheck::kafka::node::EXIT_LIMIT);
+                tracing::warn!(
+                    "Kafka clients not closed {:.1} s after the signal (brokers unreachable?); exiting without them",
+                    sharecheck::kafka::node::EXIT_LIMIT.as_secs_f64()
+                );
+                std::process::exit(0);
+            });
+            // A second signal: stop at once (what is not committed is validated again).
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::warn!("second signal: exiting now, without draining");
+            std::process::exit(1);
         });
         let s = sharecheck::kafka::node::run(cfg, backend, metrics, rx).await?;
         eprintln!(

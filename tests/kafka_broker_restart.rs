@@ -84,10 +84,10 @@ fn broker_stop_and_restart_mid_run_loses_no_share() {
         node.log_text()
     );
     broker.run("up");
-    eprintln!(
+    report(&format!(
         "broker down for {:.1} s at {got} distinct verdicts",
         down_at.elapsed().as_secs_f64()
-    );
+    ));
 
     assert!(
         sender
@@ -127,22 +127,35 @@ fn broker_stop_and_restart_mid_run_loses_no_share() {
             Some(_) => {}
         }
     }
-    eprintln!("{differ} repeated verdicts differ from the first (stale on revalidation)");
-    eprintln!(
+    report(&format!(
+        "{differ} repeated verdicts differ from the first (stale on revalidation)"
+    ));
+    report(&format!(
         "broker restart: {n} shares, {} verdicts, {} repeated",
         all.len(),
         all.len() - n
-    );
+    ));
     assert!(
         node.child.try_wait().unwrap().is_none(),
         "the node exited:\n{}",
         node.log_text()
     );
+    // Shutdown while the broker is away: nothing can be committed or acknowledged, and the
+    // node must still be gone within 10 s (what it did not commit is validated again by the
+    // next owner).
+    broker.run("down");
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = Instant::now();
     node.signal("TERM");
+    let st = node.wait_for(Duration::from_secs(10));
+    let took = t0.elapsed();
     assert!(
-        node.wait_for(Duration::from_secs(10))
-            .is_some_and(|s| s.success()),
-        "{}",
+        st.is_some_and(|s| s.success()),
+        "node did not exit cleanly within 10 s of SIGTERM with the broker down ({took:?}):\n{}",
         node.log_text()
     );
+    report(&format!(
+        "SIGTERM with the broker down: exited in {:.2} s",
+        took.as_secs_f64()
+    ));
 }

@@ -31,9 +31,9 @@ fn kill_9_mid_run_then_restart_loses_no_share() {
     node.wait_for(Duration::from_secs(10)).expect("killed");
     let (committed, ends) = env.committed_and_end();
     let behind: i64 = ends.iter().zip(&committed).map(|(e, c)| e - c).sum();
-    eprintln!(
+    report(&format!(
         "after kill -9: committed {committed:?} of {ends:?} ({behind} messages not committed)"
-    );
+    ));
 
     let mut node2 = env.node("node2.log");
     // Read until every share id has a verdict (repeats allowed).
@@ -57,10 +57,10 @@ fn kill_9_mid_run_then_restart_loses_no_share() {
         node2.log_text()
     );
     let repeated = all.len() - ids.len();
-    eprintln!(
+    report(&format!(
         "kill -9 and restart: {n} shares, {} verdicts, {repeated} repeated",
         all.len()
-    );
+    ));
     node2.signal("TERM");
     assert!(node2.wait_for(Duration::from_secs(10)).is_some());
     let _ = reader.unassign();

@@ -86,7 +86,9 @@ fn copies_of_shares_validated_before_a_restart_are_duplicates() {
             dups += 1;
         }
     }
-    eprintln!("{dups} of {n} copies are duplicates after kill -9 and restart");
+    report(&format!(
+        "{dups} of {n} copies are duplicates after kill -9 and restart"
+    ));
     assert!(dups > n / 2);
     assert!(
         node2.log_text().contains("duplicate sets rebuilt"),

@@ -206,7 +206,9 @@ fn kill_9_under_load_then_restart_gives_one_committed_verdict_per_share() {
     node.wait_for(Duration::from_secs(10)).expect("killed");
     let (committed, ends) = committed_now(&env);
     let behind: i64 = ends.iter().zip(&committed).map(|(e, c)| e - c).sum();
-    eprintln!("after kill -9: committed {committed:?} of {ends:?} ({behind} not committed)");
+    report(&format!(
+        "after kill -9: committed {committed:?} of {ends:?} ({behind} not committed)"
+    ));
     assert!(
         behind > 0,
         "the node finished before the kill; nothing tested"
@@ -216,7 +218,9 @@ fn kill_9_under_load_then_restart_gives_one_committed_verdict_per_share() {
     wait_committed(&env, Duration::from_secs(120));
     let got = committed_verdicts(&env, Duration::from_secs(3));
     let total: usize = got.values().map(|x| x.0).sum();
-    eprintln!("kill -9 and restart: {n} shares, {total} committed verdicts");
+    report(&format!(
+        "kill -9 and restart: {n} shares, {total} committed verdicts"
+    ));
     check_against_verify(&got, &expected);
     node2.signal("TERM");
     assert!(node2.wait_for(Duration::from_secs(10)).is_some());
@@ -275,12 +279,16 @@ fn zookeeper_mode_kill_9_new_owner_fences_and_each_share_has_one_verdict() {
     b.signal("KILL");
     b.wait_for(Duration::from_secs(10)).expect("killed");
     let (committed, ends) = committed_now(&env);
-    eprintln!("after kill -9 of b: committed {committed:?} of {ends:?}");
+    report(&format!(
+        "after kill -9 of b: committed {committed:?} of {ends:?}"
+    ));
     // b's session expires, a takes its partitions, fencing b's transactional producers.
     wait_committed(&env, Duration::from_secs(150));
     let got = committed_verdicts(&env, Duration::from_secs(3));
     let total: usize = got.values().map(|x| x.0).sum();
-    eprintln!("zookeeper kill -9: {n} shares, {total} committed verdicts");
+    report(&format!(
+        "zookeeper kill -9: {n} shares, {total} committed verdicts"
+    ));
     check_against_verify(&got, &expected);
     a.signal("TERM");
     assert!(a.wait_for(Duration::from_secs(10)).is_some());

@@ -203,11 +203,11 @@ fn assert_all_verdicts(env: &Env, want: &[Value]) {
             assert_eq!(gh, wh, "share {id}: hash differs from verify");
         }
     }
-    eprintln!(
+    report(&format!(
         "{} shares, {total} verdicts ({} repeated)",
         want.len(),
         total - got.len()
-    );
+    ));
 }
 
 #[test]
@@ -220,7 +220,8 @@ fn three_nodes_with_capacities_4_1_1_get_8_2_2() {
     ];
     let s = wait_settled(&env, 3, 12);
     let (by, _) = owners(&s);
-    eprintln!("owners: {by:?}; status: {s}");
+    report(&format!("capacities 4:1:1, partitions owned: {by:?}"));
+    eprintln!("status: {s}");
     for (id, want) in [("a", 8), ("b", 2), ("c", 2)] {
         let got = by.get(id).copied().unwrap_or(0) as i64;
         assert!(
@@ -298,11 +299,11 @@ fn kill_9_under_load_moves_its_partitions_and_loses_no_share() {
         },
     );
     let moved = moved.unwrap_or_else(|| panic!("b's partitions did not move: {last}"));
-    eprintln!(
+    report(&format!(
         "partitions moved {:.1} s after the kill (session timeout {} s)",
         moved.as_secs_f64(),
         SESSION_MS / 1000
-    );
+    ));
 
     let st = sender.wait_for(Duration::from_secs(120));
     assert!(

@@ -44,6 +44,12 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 /// How long shutdown may take from the signal to the final commit; the process must be gone
 /// within 10 s, and closing the clients takes the rest.
 const DRAIN_LIMIT: Duration = Duration::from_secs(7);
+/// From the signal, when the process exits even if closing the Kafka clients has not
+/// finished. Closing leaves the consumer group and flushes the producers; with the brokers
+/// away librdkafka keeps trying well past 10 s, and by then nothing depends on it: the
+/// offsets are committed, or (final commit failed) the uncommitted tail is validated again
+/// by the partition's next owner.
+pub const EXIT_LIMIT: Duration = Duration::from_secs(9);
 /// How long the gatherer waits for an in-flight slot before it pauses the partitions.
 const PAUSE_AFTER: Duration = Duration::from_secs(2);
 /// at_least_once: undecodable share messages on their way to the dead-letter topic and not

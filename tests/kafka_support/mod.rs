@@ -18,6 +18,24 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+/// Records a figure a test measured (repeats after a crash, shutdown times, ...): on stderr,
+/// and appended to `test-reports.txt` in cargo's scratch directory for integration tests
+/// (`target/tmp`), which `scripts/test.sh` prints after the run. `cargo test` shows a passing
+/// test's stderr only with `--nocapture`, and these figures matter when the tests pass.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    eprintln!("{line}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-reports.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{test}: {line}");
+    }
+}
+
 /// The broker the tests use: SHARECHECK_TEST_BROKERS, else the one scripts/kafka.sh starts
 /// (127.0.0.1:KAFKA_PORT, default 9092).
 pub fn brokers() -> &'static str {
