@@ -3,23 +3,26 @@
 # node, a generated load sent through Kafka, and the verdicts read back.
 #   scripts/demo.sh [SHARES]          (default 200000)
 # Each run uses its own topics (sharecheck.demo.<time>.*), so runs never see each other.
+# KAFKA_PORT (default 9092) moves the broker, as for scripts/kafka.sh.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 shares="${1:-200000}"
+# The broker's port, as scripts/kafka.sh reads it.
+port="${KAFKA_PORT:-9092}"
 
 echo "== building sharecheck (release)"
 cargo build --release --quiet
 bin="$root/target/release/sharecheck"
 
-echo "== starting Apache Kafka on 127.0.0.1:9092 (the first start downloads it with Maven)"
+echo "== starting Apache Kafka on 127.0.0.1:$port (the first start downloads it with Maven)"
 scripts/kafka.sh up
 
 work="$(mktemp -d /tmp/sharecheck-demo.XXXXXX)"
 run="demo.$(date +%s)"
 cat >"$work/demo.toml" <<TOML
 [kafka]
-brokers = "127.0.0.1:9092"
+brokers = "127.0.0.1:$port"
 group_id = "sharecheck.$run"
 
 [kafka.topics]

@@ -461,6 +461,7 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
                 count,
                 timeout,
                 with_source,
+                progress: std::time::Duration::from_secs(5),
             };
             let mut out = BufWriter::new(std::io::stdout().lock());
             let s = sharecheck::kafka::receive::run(&cfg.kafka, &opts, &mut out)?;

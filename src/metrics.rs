@@ -174,6 +174,27 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Verdicts produced so far, all statuses together.
+    pub fn shares_total(&self) -> u64 {
+        Status::ALL
+            .iter()
+            .map(|s| self.shares.with_label_values(&[s.as_str()]).get())
+            .sum()
+    }
+
+    /// The consumer lag summed over the partitions librdkafka last reported (messages).
+    pub fn lag_total(&self) -> i64 {
+        use prometheus::core::Collector;
+        self.consumer_lag
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_gauge().get_value() as i64)
+            .sum()
+    }
+}
+
 /// One batch in flight; see [`Metrics::inflight_guard`].
 pub struct InflightGuard(IntGauge);
 

@@ -202,3 +202,78 @@ fn gen_with_brokers_sends_the_workload_through_kafka() {
     node.signal("TERM");
     assert!(node.wait_for(Duration::from_secs(10)).is_some());
 }
+
+/// `topics create` is idempotent (a second run finds every topic and changes nothing), and
+/// it makes the topics as configured: partition counts and retention.ms.
+#[test]
+fn topics_create_is_idempotent_and_sets_partitions_and_retention() {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::Consumer;
+
+    let env = Env::with_partitions("topics", "", 3);
+    // The same config with retention settings and topics of their own, created twice.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text = text
+        .replace(&format!("\"{}.", env.name), &format!("\"{}.r.", env.name))
+        .replace(
+            "partitions = 3\n",
+            "partitions = 3\nretention_ms = 3600000\njobs_retention_ms = 7200000\n",
+        );
+    let config = env.dir.join("retention.toml");
+    std::fs::write(&config, text).unwrap();
+    let create = || {
+        let out = std::process::Command::new(bin())
+            .args(["--config", config.to_str().unwrap(), "topics", "create"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let first = create();
+    assert_eq!(first.lines().count(), 5, "{first}");
+    assert!(first.lines().all(|l| l.ends_with(": created")), "{first}");
+    let second = create();
+    assert_eq!(second.lines().count(), 5, "{second}");
+    assert!(second.lines().all(|l| l.ends_with(": exists")), "{second}");
+
+    let want = [
+        ("shares", 3, "3600000"),
+        ("jobs", 1, "7200000"),
+        ("verdicts", 3, "3600000"),
+        ("blocks", 1, "7200000"),
+        ("dead-letter", 1, "3600000"),
+    ];
+    let reader = env.reader(&env.topic("shares"));
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &env.brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (which, partitions, retention) in want {
+        let topic = env.topic(&format!("r.{which}"));
+        let md = reader
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(md.topics()[0].partitions().len(), partitions, "{topic}");
+        let configs = rt
+            .block_on(admin.describe_configs(
+                &[ResourceSpecifier::Topic(&topic)],
+                &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+            ))
+            .unwrap();
+        let resource = configs[0].as_ref().unwrap();
+        let got = resource
+            .get("retention.ms")
+            .and_then(|e| e.value.clone())
+            .unwrap_or_default();
+        assert_eq!(got, retention, "{topic} retention.ms");
+    }
+}

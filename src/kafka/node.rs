@@ -52,6 +52,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(7);
 pub const EXIT_LIMIT: Duration = Duration::from_secs(9);
 /// How long the gatherer waits for an in-flight slot before it pauses the partitions.
 const PAUSE_AFTER: Duration = Duration::from_secs(2);
+/// How often a node that is validating logs its progress (an idle node stays quiet).
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// at_least_once: undecodable share messages on their way to the dead-letter topic and not
 /// yet acknowledged. At the limit the gatherer waits, as it does for in-flight batches, so a
 /// flood of bad messages that the broker does not take (the dead-letter topic missing, a
@@ -809,6 +811,8 @@ pub async fn run(
         })
     };
 
+    let progress = tokio::spawn(log_progress(metrics.clone()));
+
     // Gatherer: this task.
     let mut summary = NodeSummary::default();
     let mut dead = tokio::task::JoinSet::new();
@@ -934,6 +938,7 @@ pub async fn run(
 
     // Shutdown: stop fetching, drain what is in flight, commit.
     metrics.healthy.store(false, Ordering::Relaxed);
+    progress.abort();
     let t0 = Instant::now();
     tracing::info!("shutting down: draining in-flight batches");
     if !pending.is_empty() {
@@ -1013,6 +1018,31 @@ pub async fn run(
         anyhow::bail!(e);
     }
     Ok(summary)
+}
+
+/// Logs every [`PROGRESS_EVERY`] the verdicts produced since the last line, with the rate,
+/// the consumer lag and the jobs held, while there are any.
+async fn log_progress(m: Arc<crate::metrics::Metrics>) {
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut last = m.shares_total();
+    loop {
+        tick.tick().await;
+        let now = m.shares_total();
+        if now > last {
+            let n = now - last;
+            tracing::info!(
+                shares = now,
+                lag = m.lag_total(),
+                jobs = m.jobs.get(),
+                "validated {n} shares in the last {} s ({:.0}/s)",
+                PROGRESS_EVERY.as_secs(),
+                n as f64 / PROGRESS_EVERY.as_secs_f64()
+            );
+        }
+        last = now;
+    }
 }
 
 /// What the gatherer makes of a fetched message.

@@ -23,6 +23,8 @@ pub struct ReceiveOptions {
     pub timeout: Option<Duration>,
     /// Add the source partition and offset to every line (`"src":"P:O"`).
     pub with_source: bool,
+    /// Print progress on stderr every this often (the lines go to stdout).
+    pub progress: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -52,9 +54,20 @@ pub fn run(
     }
     consumer.assign(&tpl)?;
     let mut sum = ReceiveSummary::default();
+    let mut last_progress = Instant::now();
     loop {
         if opts.count.is_some_and(|c| sum.verdicts >= c) {
             break;
+        }
+        if last_progress.elapsed() >= opts.progress {
+            last_progress = Instant::now();
+            let of = opts.count.map(|c| format!(" of {c}")).unwrap_or_default();
+            eprintln!(
+                "sharecheck: received {}{of} verdicts in {} messages ({:.0} verdicts/s)",
+                sum.verdicts,
+                sum.messages,
+                sum.verdicts as f64 / start.elapsed().as_secs_f64()
+            );
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
