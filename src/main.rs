@@ -119,6 +119,14 @@ enum Cmd {
         /// The shares generated: stratum, header, or mixed (alternating).
         #[arg(long, default_value = "mixed", value_parser = ["stratum", "header", "mixed"])]
         shares_mode: String,
+        /// Miner sessions in the generated workload (as `gen --sessions`).
+        #[arg(long, default_value_t = 64)]
+        sessions: u32,
+        /// Shares between new jobs (as `gen --shares-per-job`). A stratum message holds one
+        /// session's shares up to the next job, so stratum messages hold at most
+        /// shares-per-job / sessions shares whatever --batch says.
+        #[arg(long, default_value_t = 500)]
+        shares_per_job: u64,
         /// Drain phases per mode, pass-through and node alternating; medians are reported.
         #[arg(long, default_value_t = 1)]
         rounds: usize,
@@ -510,6 +518,8 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
             batch,
             seed,
             shares_mode,
+            sessions,
+            shares_per_job,
             rounds,
             broker_pid,
             json,
@@ -517,8 +527,13 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
             cfg.check()?;
             init_logging(&cfg)?;
             anyhow::ensure!(
-                shares > 0 && latency_shares > 0 && batch > 0 && rounds > 0,
-                "--shares, --latency-shares, --batch and --rounds must be at least 1"
+                shares > 0
+                    && latency_shares > 0
+                    && batch > 0
+                    && rounds > 0
+                    && sessions > 0
+                    && shares_per_job > 0,
+                "--shares, --latency-shares, --batch, --sessions, --shares-per-job and --rounds must be at least 1"
             );
             anyhow::ensure!(
                 rate.is_finite() && rate > 0.0,
@@ -535,6 +550,8 @@ fn run(cli: Cli, brokers_flag: bool) -> anyhow::Result<()> {
                     "stratum" => sharecheck::gen::GenMode::Stratum,
                     _ => sharecheck::gen::GenMode::Mixed,
                 },
+                sessions,
+                shares_per_job,
                 rounds,
                 broker_pid,
             };

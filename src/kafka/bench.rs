@@ -46,6 +46,12 @@ pub struct BenchKafkaOptions {
     pub seed: u64,
     /// The kind of shares generated (stratum, header, or both alternating).
     pub shares_mode: crate::gen::GenMode,
+    /// Miner sessions and shares between jobs of the generated workload. A stratum message
+    /// holds one session's shares up to the next job (the sender flushes before every job),
+    /// so stratum messages hold at most `shares_per_job / sessions` shares whatever `batch`
+    /// says.
+    pub sessions: u32,
+    pub shares_per_job: u64,
     /// Drain phases per mode, pass-through and node alternating; the figures are medians.
     pub rounds: usize,
     /// The broker's process, when it runs on this machine: its CPU time is reported too.
@@ -96,8 +102,8 @@ pub struct Figure {
 /// node, pass-through, node, …) so that a slow spell of a shared machine hits both; the
 /// latency phase runs once per mode after the drains.
 pub async fn run(cfg: &Config, o: &BenchKafkaOptions) -> anyhow::Result<Vec<Figure>> {
-    let w1 = workload(o.shares, o.seed, o.shares_mode)?;
-    let w2 = workload(o.latency_shares, o.seed.wrapping_add(1), o.shares_mode)?;
+    let w1 = workload(o, o.shares, o.seed)?;
+    let w2 = workload(o, o.latency_shares, o.seed.wrapping_add(1))?;
     let run = format!("sharecheck.bench.{}", now_ms());
     let modes = [Mode::PassThrough, Mode::Node];
     let mut out: Vec<Figure> = modes
@@ -349,11 +355,13 @@ fn quantile(sorted: &[(i64, u64)], q: f64) -> f64 {
     sorted.last().map_or(f64::NAN, |x| x.0 as f64)
 }
 
-fn workload(shares: u64, seed: u64, mode: crate::gen::GenMode) -> anyhow::Result<Vec<u8>> {
+fn workload(o: &BenchKafkaOptions, shares: u64, seed: u64) -> anyhow::Result<Vec<u8>> {
     let g = crate::gen::GenConfig {
         shares,
         seed,
-        mode,
+        mode: o.shares_mode,
+        sessions: o.sessions,
+        shares_per_job: o.shares_per_job,
         ..Default::default()
     };
     let mut buf = Vec::new();
