@@ -183,6 +183,14 @@ impl Metrics {
             .sum()
     }
 
+    /// Drops a partition's consumer lag when the node gives the partition up: the last value
+    /// would otherwise stay on /metrics, stale, for a partition another node now reads.
+    pub fn forget_partition(&self, partition: i32) {
+        let _ = self
+            .consumer_lag
+            .remove_label_values(&[&partition.to_string()]);
+    }
+
     /// The consumer lag summed over the partitions librdkafka last reported (messages).
     pub fn lag_total(&self) -> i64 {
         use prometheus::core::Collector;

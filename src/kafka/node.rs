@@ -358,7 +358,8 @@ impl ClientContext for NodeContext {
     fn stats(&self, s: Statistics) {
         if let Some(t) = s.topics.get(&self.topic) {
             for (p, st) in &t.partitions {
-                if *p >= 0 && st.consumer_lag >= 0 {
+                // Only partitions being fetched: librdkafka goes on reporting ones given up.
+                if *p >= 0 && st.consumer_lag >= 0 && st.fetch_state == "active" {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[&p.to_string()])
@@ -392,6 +393,7 @@ impl ConsumerContext for NodeContext {
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             for p in &parts {
                 t.revoke(*p);
+                self.metrics.forget_partition(*p);
             }
             tracing::info!(?parts, "partitions revoked");
         }
@@ -1450,6 +1452,7 @@ async fn release_partition(sh: &Arc<Shared>, p: i32) {
         t.revoke(p);
         o
     };
+    sh.metrics.forget_partition(p);
     // Exactly-once: the transactions committed the offset.
     if let Some(o) = stored.filter(|_| sh.tx.is_none()) {
         let mut tpl = TopicPartitionList::new();

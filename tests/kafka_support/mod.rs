@@ -224,6 +224,50 @@ impl Drop for Proc {
     }
 }
 
+/// A passing test's topics are deleted when its [`Env`] goes, so that a broker used for many
+/// runs (a developer's) does not collect thousands of topics and take minutes to start; a
+/// failed test's stay, to be looked at. Best effort: an unreachable broker (a test's own,
+/// stopped) just keeps them.
+impl Drop for Env {
+    fn drop(&mut self) {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        use rdkafka::client::DefaultClientContext;
+        if std::thread::panicking() {
+            return;
+        }
+        let Ok(admin) = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create::<AdminClient<DefaultClientContext>>()
+        else {
+            return;
+        };
+        let Ok(md) = admin.inner().fetch_metadata(None, Duration::from_secs(3)) else {
+            return;
+        };
+        let prefix = format!("{}.", self.name);
+        let names: Vec<String> = md
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+        let _ = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), admin.delete_topics(&refs, &opts)).await
+        });
+    }
+}
+
 /// One test's topics, group, config file and scratch directory.
 pub struct Env {
     pub name: String,
