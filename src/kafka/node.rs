@@ -1108,45 +1108,38 @@ fn take_message(sh: &Arc<Shared>, m: &BorrowedMessage<'_>) -> Taken {
     let payload = m.payload().unwrap_or(&[]);
     let key = m.key().map(<[u8]>::to_vec);
     let ts = m.timestamp().to_millis().unwrap_or_else(now_ms);
-    let e = match decode_shares(payload) {
-        Ok(recs) => {
-            return Taken::Item(Item {
-                partition: p,
-                offset: o,
-                generation,
-                key,
-                ts,
-                records: recs.to_vec(),
-                dead: None,
-            })
+    let (records, dead) = match decode_shares(payload) {
+        Ok(recs) => (recs.to_vec(), None),
+        Err(e) => {
+            tracing::warn!(
+                partition = p,
+                offset = o,
+                "undecodable message to the dead-letter topic: {e}"
+            );
+            sh.metrics.dead_letters.inc();
+            if sh.tx.is_none() {
+                return Taken::Dead(DeadLetter {
+                    topic: m.topic().to_string(),
+                    partition: p,
+                    offset: o,
+                    generation,
+                    key,
+                    payload: payload.to_vec(),
+                    error: e.to_string(),
+                });
+            }
+            // Exactly-once: the dead letter goes in the partition's transaction.
+            (Vec::new(), Some((payload.to_vec(), e.to_string())))
         }
-        Err(e) => e,
     };
-    tracing::warn!(
-        partition = p,
-        offset = o,
-        "undecodable message to the dead-letter topic: {e}"
-    );
-    sh.metrics.dead_letters.inc();
-    if sh.tx.is_some() {
-        return Taken::Item(Item {
-            partition: p,
-            offset: o,
-            generation,
-            key,
-            ts,
-            records: Vec::new(),
-            dead: Some((payload.to_vec(), e.to_string())),
-        });
-    }
-    Taken::Dead(DeadLetter {
-        topic: m.topic().to_string(),
+    Taken::Item(Item {
         partition: p,
         offset: o,
         generation,
         key,
-        payload: payload.to_vec(),
-        error: e.to_string(),
+        ts,
+        records,
+        dead,
     })
 }
 
