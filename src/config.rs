@@ -33,6 +33,13 @@ pub struct BackendConfig {
     /// acknowledgement count against `kafka.max_unacked_batches` instead (with
     /// `exactly_once`, until their transaction commits, against this). Default 2.
     pub inflight: usize,
+    /// Service mode: validation lanes. Each lane has its own thread for checks 1–6 and its own
+    /// thread for check 7 and the verdict encoding, and owns some of the node's partitions
+    /// (a partition stays in the lane it was first given to), so that a host with many cores
+    /// is not held by one thread's share of the work. A gathered batch is split by lane; each
+    /// lane keeps up to `inflight` batches. 0 = one lane per 4 cores, at most 8 (one on a
+    /// machine of up to 7 cores). Default 0.
+    pub lanes: usize,
     /// Device index for `wgpu` / `opencl`, as `sharecheck backends` lists them. Default 0.
     pub device: usize,
     /// Work items per work group for `wgpu` / `opencl`. Default 64.
@@ -42,12 +49,29 @@ pub struct BackendConfig {
     pub fpga: crate::backend::fpga::FpgaConfig,
 }
 
+/// The most validation lanes `backend.lanes` may ask for.
+pub const MAX_LANES: usize = 64;
+
+impl BackendConfig {
+    /// The validation lanes a node runs: `lanes`, or with 0 one per 4 cores, 1 to 8.
+    pub fn lanes(&self) -> usize {
+        match self.lanes {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (cores / 4).clamp(1, 8)
+            }
+            n => n,
+        }
+    }
+}
+
 impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
             kind: "cpu".into(),
             threads: 0,
             inflight: 2,
+            lanes: 0,
             device: 0,
             work_group_size: 64,
             batch: BatchConfig::default(),
@@ -281,6 +305,10 @@ impl Config {
         anyhow::ensure!(
             self.backend.inflight > 0,
             "backend.inflight must be at least 1"
+        );
+        anyhow::ensure!(
+            self.backend.lanes <= MAX_LANES,
+            "backend.lanes must be at most {MAX_LANES} (0 = from the core count)"
         );
         anyhow::ensure!(
             self.kafka.max_unacked_batches > 0,

@@ -688,8 +688,10 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_none() && !cfg.log.level.contains("zookeeper_client") {
         filter = filter.add_directive("zookeeper_client=warn".parse()?);
     }
+    // Colours only on a terminal: a log redirected to a file or a journal stays plain text.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let r = if cfg.log.format == "json" {
         b.json().try_init()

@@ -7,10 +7,29 @@ use std::time::Duration;
 
 #[test]
 fn kafka_verdicts_match_verify_by_share_id() {
+    verdicts_match_verify("e2e", "", 4);
+}
+
+/// The same with three validation lanes, small batches and five partitions (spread unevenly
+/// over the lanes): a partition's shares stay in one lane, so its duplicates are still found.
+#[test]
+fn kafka_verdicts_match_verify_with_three_lanes() {
+    let node_log = verdicts_match_verify(
+        "e2e-lanes",
+        "[backend]\nlanes = 3\n[backend.batch]\nmax_shares = 200\n",
+        5,
+    );
+    assert!(node_log.contains("lanes=3"), "node log:\n{node_log}");
+}
+
+/// Sends the generated mixed workload through a node configured with `extra` and checks
+/// its verdicts against `verify`, its blocks topic, and its metrics. Returns the node's log.
+fn verdicts_match_verify(test: &str, extra: &str, partitions: i32) -> String {
     let port = free_port();
-    let env = Env::new(
-        "e2e",
-        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    let env = Env::with_partitions(
+        test,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n{extra}"),
+        partitions,
     );
     let file = env.gen(
         "mixed.jsonl",
@@ -76,6 +95,7 @@ fn kafka_verdicts_match_verify_by_share_id() {
     node.signal("TERM");
     let st = node.wait_for(Duration::from_secs(10));
     assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
+    node.log_text()
 }
 
 /// The node's /metrics after a clean drain of the e2e workload: the verdicts by status match

@@ -430,14 +430,75 @@ struct Item {
 }
 
 /// A batch of share messages on its way; holds an in-flight permit until acknowledged.
+///
+/// With several lanes a gathered batch is split into one `Work` per lane; the parts share
+/// the batch's permit and in-flight count, which are released with the last of them.
 struct Work {
     items: Vec<Item>,
     shares: usize,
     fetched: Instant,
     /// The end-offset query of the jobs topic asked for when the batch was dispatched.
     jobs_ticket: u64,
-    _permit: OwnedSemaphorePermit,
-    _inflight: crate::metrics::InflightGuard,
+    _permit: Arc<OwnedSemaphorePermit>,
+    _inflight: Arc<crate::metrics::InflightGuard>,
+}
+
+/// Which validation lane each partition's shares go to. A partition stays in the lane it was
+/// first given to (its validator, with its duplicate sets, lives there), and a new partition
+/// goes to the lane with the fewest partitions, so that a node given partitions 0, 4, 8 and
+/// 12 of a topic still spreads them over 4 lanes.
+struct Lanes {
+    senders: Vec<std::sync::mpsc::Sender<Work>>,
+    of: HashMap<i32, usize>,
+    load: Vec<usize>,
+}
+
+impl Lanes {
+    fn lane(&mut self, partition: i32) -> usize {
+        if let Some(&l) = self.of.get(&partition) {
+            return l;
+        }
+        let l = (0..self.load.len())
+            .min_by_key(|&l| self.load[l])
+            .unwrap_or(0);
+        self.load[l] += 1;
+        self.of.insert(partition, l);
+        l
+    }
+
+    /// Hands a gathered batch to the lanes, split by partition (items keep their order within
+    /// each lane). False once a lane has stopped.
+    fn send(&mut self, work: Work) -> bool {
+        if self.senders.len() == 1 {
+            return self.senders[0].send(work).is_ok();
+        }
+        let mut parts: Vec<Option<Work>> = (0..self.senders.len()).map(|_| None).collect();
+        let Work {
+            items,
+            fetched,
+            jobs_ticket,
+            _permit,
+            _inflight,
+            ..
+        } = work;
+        for item in items {
+            let l = self.lane(item.partition);
+            let w = parts[l].get_or_insert_with(|| Work {
+                items: Vec::new(),
+                shares: 0,
+                fetched,
+                jobs_ticket,
+                _permit: _permit.clone(),
+                _inflight: _inflight.clone(),
+            });
+            w.shares += item.records.len();
+            w.items.push(item);
+        }
+        parts
+            .into_iter()
+            .zip(&self.senders)
+            .all(|(w, tx)| w.is_none_or(|w| tx.send(w).is_ok()))
+    }
 }
 
 struct Hashed {
@@ -731,10 +792,12 @@ pub async fn run(
     let mut owned: std::collections::HashSet<i32> = Default::default();
     tracing::info!(
         brokers = %k.brokers, group = %k.group_id, shares = %k.topics.shares,
-        backend = %backend.name(), balance = %cfg.balance.mode, "validator node started"
+        backend = %backend.name(), balance = %cfg.balance.mode, lanes = cfg.backend.lanes(),
+        "validator node started"
     );
 
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel::<Ctl>();
+    let nlanes = cfg.backend.lanes();
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         consumer,
@@ -744,49 +807,53 @@ pub async fn run(
         abort: AtomicBool::new(false),
         tx,
         ctl: ctl_tx,
-        unacked: Arc::new(Semaphore::new(cfg.kafka.max_unacked_batches.max(1))),
+        unacked: Arc::new(Semaphore::new(
+            cfg.kafka.max_unacked_batches.max(1) * nlanes,
+        )),
         dead_unacked: Arc::new(Semaphore::new(MAX_DEAD_LETTERS_UNACKED)),
     });
 
-    // Stages.
+    // Stages: per lane a thread for checks 1–6 and one for hashing, check 7 and encoding,
+    // all feeding one producer stage. Each lane keeps up to `inflight` batches.
     let inflight = cfg.backend.inflight.max(1);
-    let sem = Arc::new(Semaphore::new(inflight));
-    let (work_tx, work_rx) = std::sync::mpsc::channel::<Work>();
-    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<(Work, Batch)>(inflight);
+    let sem = Arc::new(Semaphore::new(inflight * nlanes));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Hashed>();
     let fatal = Arc::new(Mutex::new(None::<String>));
-
-    let prepare = {
+    let backend: Arc<dyn Backend> = Arc::from(backend);
+    let mut lanes = Lanes {
+        senders: Vec::with_capacity(nlanes),
+        of: HashMap::new(),
+        load: vec![0; nlanes],
+    };
+    let mut stage_threads = Vec::with_capacity(2 * nlanes);
+    for lane in 0..nlanes {
+        let (work_tx, work_rx) = std::sync::mpsc::channel::<Work>();
+        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<(Work, Batch)>(inflight);
+        lanes.senders.push(work_tx);
         let (jobs, sh) = (jobs.clone(), shared.clone());
         let vcfg = cfg.validation.clone();
-        std::thread::Builder::new()
-            .name("prepare".into())
-            .spawn(move || prepare_stage(work_rx, hash_tx, &jobs, &sh, vcfg))?
-    };
-    let hasher = {
-        let (sh, fatal) = (shared.clone(), fatal.clone());
-        std::thread::Builder::new()
-            .name("hash".into())
-            .spawn(move || {
-                let mut hashes: Vec<State> = Vec::new();
-                for (work, mut batch) in hash_rx {
-                    hashes.clear();
-                    hashes.resize(batch.tasks.len(), [0; 8]);
-                    let t0 = Instant::now();
-                    if let Err(e) = backend.hash(&batch.jobs, &batch.tasks, &mut hashes) {
-                        *fatal.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(format!("backend {} failed: {e:#}", backend.name()));
-                        return;
-                    }
-                    sh.metrics.backend_busy.inc_by(t0.elapsed().as_secs_f64());
-                    let sizes: Vec<usize> = work.items.iter().map(|i| i.records.len()).collect();
-                    let out = encode_outputs(&mut batch, &hashes, &sizes);
-                    if done_tx.send(Hashed { work, out }).is_err() {
-                        return;
-                    }
-                }
-            })?
-    };
+        let name = |stage: &str| match nlanes {
+            1 => stage.to_string(),
+            _ => format!("{stage}-{lane}"),
+        };
+        stage_threads.push(
+            std::thread::Builder::new()
+                .name(name("prepare"))
+                .spawn(move || prepare_stage(work_rx, hash_tx, &jobs, &sh, vcfg))?,
+        );
+        let (sh, fatal, backend, done_tx) = (
+            shared.clone(),
+            fatal.clone(),
+            backend.clone(),
+            done_tx.clone(),
+        );
+        stage_threads.push(
+            std::thread::Builder::new()
+                .name(name("hash"))
+                .spawn(move || hash_stage(hash_rx, done_tx, backend.as_ref(), &sh, &fatal))?,
+        );
+    }
+    drop(done_tx);
     let producer_stage = {
         let sh = shared.clone();
         tokio::spawn(async move {
@@ -930,10 +997,10 @@ pub async fn run(
             shares: std::mem::take(&mut pending_shares),
             fetched: first_at,
             jobs_ticket: jobs.request_ends(),
-            _permit: permit,
-            _inflight: metrics.inflight_guard(),
+            _permit: Arc::new(permit),
+            _inflight: Arc::new(metrics.inflight_guard()),
         };
-        if work_tx.send(work).is_err() {
+        if !lanes.send(work) {
             break;
         }
     }
@@ -948,17 +1015,17 @@ pub async fn run(
         if let Ok(Ok(permit)) =
             tokio::time::timeout(Duration::from_secs(2), sem.clone().acquire_owned()).await
         {
-            let _ = work_tx.send(Work {
+            lanes.send(Work {
                 items: std::mem::take(&mut pending),
                 shares: pending_shares,
                 fetched: first_at,
                 jobs_ticket: jobs.request_ends(),
-                _permit: permit,
-                _inflight: metrics.inflight_guard(),
+                _permit: Arc::new(permit),
+                _inflight: Arc::new(metrics.inflight_guard()),
             });
         }
     }
-    drop(work_tx);
+    drop(lanes);
     let deadline = tokio::time::Instant::from_std(t0 + DRAIN_LIMIT);
     let drained = tokio::time::timeout_at(deadline, async {
         let _ = producer_stage.await;
@@ -1005,8 +1072,9 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || {
         let _ = job_thread.join();
         let _ = ends_thread.join();
-        let _ = prepare.join();
-        let _ = hasher.join();
+        for t in stage_threads {
+            let _ = t.join();
+        }
     })
     .await;
     tracing::info!(
@@ -1143,6 +1211,35 @@ fn take_message(sh: &Arc<Shared>, m: &BorrowedMessage<'_>) -> Taken {
     })
 }
 
+/// Hashes each prepared batch with the backend, then runs check 7 and encodes the verdicts
+/// straight into each share message's output. A backend failure is fatal to the node (it
+/// stops, and the batch's shares are validated again after the restart).
+fn hash_stage(
+    rx: std::sync::mpsc::Receiver<(Work, Batch)>,
+    tx: tokio::sync::mpsc::UnboundedSender<Hashed>,
+    backend: &dyn Backend,
+    sh: &Shared,
+    fatal: &Mutex<Option<String>>,
+) {
+    let mut hashes: Vec<State> = Vec::new();
+    for (work, mut batch) in rx {
+        hashes.clear();
+        hashes.resize(batch.tasks.len(), [0; 8]);
+        let t0 = Instant::now();
+        if let Err(e) = backend.hash(&batch.jobs, &batch.tasks, &mut hashes) {
+            *fatal.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("backend {} failed: {e:#}", backend.name()));
+            return;
+        }
+        sh.metrics.backend_busy.inc_by(t0.elapsed().as_secs_f64());
+        let sizes: Vec<usize> = work.items.iter().map(|i| i.records.len()).collect();
+        let out = encode_outputs(&mut batch, &hashes, &sizes);
+        if tx.send(Hashed { work, out }).is_err() {
+            return;
+        }
+    }
+}
+
 /// Checks 1–6 for each batch, after the jobs reader caught up with the jobs topic.
 ///
 /// One [`Validator`] per share partition: duplicates are tracked per partition by contract,
@@ -1181,7 +1278,8 @@ fn prepare_stage(
                 validators.insert(item.partition, (item.generation, v, applied));
             }
         }
-        let mut batch = Batch::with_capacity(work.shares);
+        // The jobs published so far, into the validators of the batch's partitions; the
+        // job log stays locked only for that (other lanes and the jobs reader use it too).
         {
             let st = jobs.state.lock().unwrap_or_else(|e| e.into_inner());
             let end = st.base + st.jobs.len() as u64;
@@ -1198,9 +1296,15 @@ fn prepare_stage(
                     e.1.add_job_ctx_at(ctx.clone(), *ts);
                 }
                 e.2 = end;
-                for rec in &item.records {
-                    e.1.check_at(rec, item.ts, &mut batch);
-                }
+            }
+        }
+        let mut batch = Batch::with_capacity(work.shares);
+        for item in &work.items {
+            let e = validators
+                .entry(item.partition)
+                .or_insert_with(|| (item.generation, Validator::new(vcfg.clone()), 0));
+            for rec in &item.records {
+                e.1.check_at(rec, item.ts, &mut batch);
             }
         }
         if tx.send((work, batch)).is_err() {
@@ -1803,9 +1907,81 @@ fn write_transaction(
 
 #[cfg(test)]
 mod tests {
-    use super::{encode_outputs, Status};
+    use super::{encode_outputs, Item, Lanes, Status, Work};
     use crate::model::{Batch, Verdict};
     use crate::wire::binary::decode_verdicts;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Instant;
+    use tokio::sync::Semaphore;
+
+    fn item(partition: i32, offset: i64, shares: usize) -> Item {
+        Item {
+            partition,
+            offset,
+            generation: 1,
+            key: None,
+            ts: 0,
+            records: vec![bytemuck::Zeroable::zeroed(); shares],
+            dead: None,
+        }
+    }
+
+    /// A gathered batch is split by lane, each partition always in the same lane and new
+    /// partitions in the least loaded one; items keep their order within a lane; the parts
+    /// share the batch's permit, which is released with the last of them.
+    #[test]
+    fn lanes_split_batches_by_partition_and_share_the_permit() {
+        let metrics = crate::metrics::Metrics::new();
+        let sem = Arc::new(Semaphore::new(1));
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| std::sync::mpsc::channel()).unzip();
+        let mut lanes = Lanes {
+            senders: txs,
+            of: HashMap::new(),
+            load: vec![0; 3],
+        };
+        // Partitions as a consumer group might give them to one node: all ≡ 0 mod 3.
+        let items = vec![
+            item(0, 10, 2),
+            item(3, 20, 1),
+            item(0, 11, 3),
+            item(6, 30, 4),
+            item(9, 40, 5),
+            item(3, 21, 1),
+        ];
+        let work = Work {
+            items,
+            shares: 16,
+            fetched: Instant::now(),
+            jobs_ticket: 7,
+            _permit: Arc::new(sem.clone().try_acquire_owned().unwrap()),
+            _inflight: Arc::new(metrics.inflight_guard()),
+        };
+        assert!(lanes.send(work));
+        let parts: Vec<Vec<Work>> = rxs.iter().map(|rx| rx.try_iter().collect()).collect();
+        let seen = |l: usize| -> Vec<(i32, i64)> {
+            parts[l]
+                .iter()
+                .flat_map(|w| w.items.iter().map(|i| (i.partition, i.offset)))
+                .collect()
+        };
+        assert_eq!(seen(0), [(0, 10), (0, 11), (9, 40)]);
+        assert_eq!(seen(1), [(3, 20), (3, 21)]);
+        assert_eq!(seen(2), [(6, 30)]);
+        let shares: Vec<usize> = parts.iter().map(|p| p[0].shares).collect();
+        assert_eq!(shares, [10, 2, 4]);
+        assert!(parts.iter().all(|p| p.len() == 1 && p[0].jobs_ticket == 7));
+        // The batch holds its permit until every part is done.
+        let mut parts: Vec<Work> = parts.into_iter().flatten().collect();
+        while let Some(w) = parts.pop() {
+            assert_eq!(sem.available_permits(), 0);
+            drop(w);
+        }
+        assert_eq!(sem.available_permits(), 1);
+        // A partition keeps its lane in later batches.
+        assert_eq!(lanes.lane(3), 1);
+        assert_eq!(lanes.lane(12), 1);
+    }
 
     /// Each item gets the verdicts of its own records, in order, including items without
     /// records; a block also gets a block message with its header; the counts are per item.
