@@ -83,7 +83,7 @@ impl Metrics {
                 &r,
                 Counter::new(
                     "sharecheck_backend_busy_seconds_total",
-                    "Time the backend spent hashing",
+                    "Time the backend spent hashing, summed over the validation lanes",
                 )
                 .expect("valid"),
             ),
