@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 #[test]
 fn kill_9_mid_run_then_restart_loses_no_share() {
     // Small batches and one in flight keep the node busy long enough to be killed mid-run.
+    // Two validation lanes: batches are split and their parts finish out of order, and the
+    // offsets stored must still cover only what has its verdicts.
     let env = Env::new(
         "crash",
-        "[backend]\ninflight = 1\n[backend.batch]\nmax_shares = 64\nmax_wait_ms = 1\n",
+        "[backend]\ninflight = 1\nlanes = 2\n[backend.batch]\nmax_shares = 64\nmax_wait_ms = 1\n",
     );
     let n = 6000;
     let file = env.gen("s.jsonl", &["--shares", &n.to_string(), "--seed", "3"]);
@@ -29,6 +31,7 @@ fn kill_9_mid_run_then_restart_loses_no_share() {
     drop(reader);
     node.signal("KILL");
     node.wait_for(Duration::from_secs(10)).expect("killed");
+    assert!(node.log_text().contains("lanes=2"), "{}", node.log_text());
     let (committed, ends) = env.committed_and_end();
     let behind: i64 = ends.iter().zip(&committed).map(|(e, c)| e - c).sum();
     report(&format!(

@@ -132,7 +132,8 @@ fn check_against_verify(got: &HashMap<u64, (usize, Value)>, want: &[Value]) {
 
 #[test]
 fn exactly_once_verdicts_match_verify_once_each() {
-    let env = with_delivery(Env::new("eo-e2e", ""));
+    // Two validation lanes: a partition's transactions still commit in offset order.
+    let env = with_delivery(Env::new("eo-e2e", "[backend]\nlanes = 2\n"));
     let n = 3000;
     let file = env.gen(
         "mixed.jsonl",
@@ -174,6 +175,7 @@ fn exactly_once_verdicts_match_verify_once_each() {
     assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
     let log = node.log_text();
     assert!(log.contains("transactional producer ready"), "{log}");
+    assert!(log.contains("lanes=2"), "{log}");
 }
 
 #[test]
