@@ -17,6 +17,11 @@ const SESSION_MS: u64 = 6000;
 
 /// An environment whose nodes balance through ZooKeeper, in a group of their own.
 fn zk_env(test: &str, partitions: i32) -> (Env, String) {
+    zk_env_with(test, partitions, "")
+}
+
+/// [`zk_env`] with more configuration (`more`, TOML tables other than balance and log).
+fn zk_env_with(test: &str, partitions: i32, more: &str) -> (Env, String) {
     ensure_zookeeper();
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -25,7 +30,7 @@ fn zk_env(test: &str, partitions: i32) -> (Env, String) {
     let group = format!("t{}-{test}-{:x}", std::process::id(), nanos & 0xffff_ffff);
     let extra = format!(
         "[balance]\nmode = \"zookeeper\"\nzookeeper = \"{}\"\ngroup = \"{group}\"\n\
-         session_timeout_ms = {SESSION_MS}\n[log]\nformat = \"json\"\n",
+         session_timeout_ms = {SESSION_MS}\n[log]\nformat = \"json\"\n{more}",
         zookeeper()
     );
     (Env::with_partitions(test, &extra, partitions), group)
@@ -328,7 +333,9 @@ fn kill_9_under_load_moves_its_partitions_and_loses_no_share() {
 
 #[test]
 fn rolling_restart_under_load_loses_no_share() {
-    let (env, _) = zk_env("zk-roll", 8);
+    // Two validation lanes: partitions handed back and forth are dropped from their lane and
+    // placed afresh when they come back.
+    let (env, _) = zk_env_with("zk-roll", 8, "[backend]\nlanes = 2\n");
     let n = 15_000;
     let file = env.gen("s.jsonl", &["--shares", &n.to_string(), "--seed", "12"]);
     let expected = env.verify(&file);
@@ -352,6 +359,7 @@ fn rolling_restart_under_load_loses_no_share() {
     b.signal("TERM");
     let st = b.wait_for(Duration::from_secs(15));
     assert!(st.is_some_and(|s| s.success()), "b: {}", b.log_text());
+    assert!(b.log_text().contains(r#""lanes":2"#), "b: {}", b.log_text());
     let b_end = now_secs();
     let mut last = Value::Null;
     let took = wait_until(Duration::from_secs(60), || {

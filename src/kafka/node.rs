@@ -443,35 +443,49 @@ struct Work {
     _inflight: Arc<crate::metrics::InflightGuard>,
 }
 
-/// Which validation lane each partition's shares go to. A partition stays in the lane it was
-/// first given to (its validator, with its duplicate sets, lives there), and a new partition
-/// goes to the lane with the fewest partitions, so that a node given partitions 0, 4, 8 and
-/// 12 of a topic still spreads them over 4 lanes.
+/// Which validation lane each partition's shares go to. A partition stays in its lane for as
+/// long as this node holds it (its validator, with its duplicate sets, lives there). A
+/// partition new to the node, or taken away and given back since (its validator is rebuilt
+/// then anyway), goes to the lane with the fewest partitions the node still holds: a node
+/// given partitions 0, 4, 8 and 12 of a topic still spreads them over 4 lanes, and lanes
+/// stay even across rebalances.
 struct Lanes {
     senders: Vec<std::sync::mpsc::Sender<Work>>,
-    of: HashMap<i32, usize>,
-    load: Vec<usize>,
+    /// partition → (lane, the partition's generation when it was placed there)
+    of: HashMap<i32, (usize, u64)>,
 }
 
 impl Lanes {
-    fn lane(&mut self, partition: i32) -> usize {
-        if let Some(&l) = self.of.get(&partition) {
-            return l;
+    /// The lane of a share message of `partition` fetched in `generation`; `current` gives a
+    /// partition's generation now (it moves on when the partition is taken away).
+    fn lane(&mut self, partition: i32, generation: u64, current: impl Fn(i32) -> u64) -> usize {
+        match self.of.get(&partition) {
+            Some(&(l, g)) if g == generation => return l,
+            _ => {}
         }
-        let l = (0..self.load.len())
-            .min_by_key(|&l| self.load[l])
-            .unwrap_or(0);
-        self.load[l] += 1;
-        self.of.insert(partition, l);
+        let mut load = vec![0usize; self.senders.len()];
+        for (&p, &(l, g)) in &self.of {
+            if p != partition && current(p) == g {
+                load[l] += 1;
+            }
+        }
+        let l = (0..load.len()).min_by_key(|&l| load[l]).unwrap_or(0);
+        self.of.insert(partition, (l, generation));
         l
     }
 
     /// Hands a gathered batch to the lanes, split by partition (items keep their order within
     /// each lane). False once a lane has stopped.
-    fn send(&mut self, work: Work) -> bool {
+    fn send(&mut self, work: Work, tracker: &Mutex<OffsetTracker>) -> bool {
         if self.senders.len() == 1 {
             return self.senders[0].send(work).is_ok();
         }
+        let current = |p| {
+            tracker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .generation(p)
+        };
         let mut parts: Vec<Option<Work>> = (0..self.senders.len()).map(|_| None).collect();
         let Work {
             items,
@@ -482,7 +496,7 @@ impl Lanes {
             ..
         } = work;
         for item in items {
-            let l = self.lane(item.partition);
+            let l = self.lane(item.partition, item.generation, current);
             let w = parts[l].get_or_insert_with(|| Work {
                 items: Vec::new(),
                 shares: 0,
@@ -823,7 +837,6 @@ pub async fn run(
     let mut lanes = Lanes {
         senders: Vec::with_capacity(nlanes),
         of: HashMap::new(),
-        load: vec![0; nlanes],
     };
     let mut stage_threads = Vec::with_capacity(2 * nlanes);
     for lane in 0..nlanes {
@@ -1000,7 +1013,7 @@ pub async fn run(
             _permit: Arc::new(permit),
             _inflight: Arc::new(metrics.inflight_guard()),
         };
-        if !lanes.send(work) {
+        if !lanes.send(work, &shared.tracker) {
             break;
         }
     }
@@ -1015,14 +1028,17 @@ pub async fn run(
         if let Ok(Ok(permit)) =
             tokio::time::timeout(Duration::from_secs(2), sem.clone().acquire_owned()).await
         {
-            lanes.send(Work {
-                items: std::mem::take(&mut pending),
-                shares: pending_shares,
-                fetched: first_at,
-                jobs_ticket: jobs.request_ends(),
-                _permit: Arc::new(permit),
-                _inflight: Arc::new(metrics.inflight_guard()),
-            });
+            lanes.send(
+                Work {
+                    items: std::mem::take(&mut pending),
+                    shares: pending_shares,
+                    fetched: first_at,
+                    jobs_ticket: jobs.request_ends(),
+                    _permit: Arc::new(permit),
+                    _inflight: Arc::new(metrics.inflight_guard()),
+                },
+                &shared.tracker,
+            );
         }
     }
     drop(lanes);
@@ -1258,11 +1274,14 @@ fn prepare_stage(
     let mut validators: HashMap<i32, (u64, Validator, u64)> = HashMap::new();
     let mut rebuilder = super::rebuild::Rebuilder::new(&sh.cfg.kafka, vcfg.job_ttl_s);
     for mut work in rx {
-        // Items of partitions taken away since they were fetched belong to the next owner.
+        // Items of partitions taken away since they were fetched belong to the next owner,
+        // and so do those partitions' state: their validators (duplicate sets and all) go,
+        // and one given back is rebuilt from the shares topic.
         {
             let t = sh.tracker.lock().unwrap_or_else(|e| e.into_inner());
             work.items
                 .retain(|it| t.generation(it.partition) == it.generation);
+            validators.retain(|&p, e| t.generation(p) == e.0);
         }
         let t0 = Instant::now();
         if !jobs.catch_up(work.jobs_ticket, &sh.abort) {
@@ -1907,19 +1926,19 @@ fn write_transaction(
 
 #[cfg(test)]
 mod tests {
-    use super::{encode_outputs, Item, Lanes, Status, Work};
+    use super::{encode_outputs, Item, Lanes, OffsetTracker, Status, Work};
     use crate::model::{Batch, Verdict};
     use crate::wire::binary::decode_verdicts;
     use std::collections::HashMap;
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use std::time::Instant;
     use tokio::sync::Semaphore;
 
-    fn item(partition: i32, offset: i64, shares: usize) -> Item {
+    fn item(t: &mut OffsetTracker, partition: i32, offset: i64, shares: usize) -> Item {
         Item {
             partition,
             offset,
-            generation: 1,
+            generation: t.register(partition, offset),
             key: None,
             ts: 0,
             records: vec![bytemuck::Zeroable::zeroed(); shares],
@@ -1927,37 +1946,44 @@ mod tests {
         }
     }
 
+    fn work(items: Vec<Item>, sem: &Arc<Semaphore>, m: &crate::metrics::Metrics) -> Work {
+        Work {
+            shares: items.iter().map(|i| i.records.len()).sum(),
+            items,
+            fetched: Instant::now(),
+            jobs_ticket: 7,
+            _permit: Arc::new(sem.clone().try_acquire_owned().unwrap()),
+            _inflight: Arc::new(m.inflight_guard()),
+        }
+    }
+
     /// A gathered batch is split by lane, each partition always in the same lane and new
     /// partitions in the least loaded one; items keep their order within a lane; the parts
-    /// share the batch's permit, which is released with the last of them.
+    /// share the batch's permit, which is released with the last of them. Partitions taken
+    /// away no longer count, and one given back may move.
     #[test]
     fn lanes_split_batches_by_partition_and_share_the_permit() {
         let metrics = crate::metrics::Metrics::new();
         let sem = Arc::new(Semaphore::new(1));
+        let tracker = Mutex::new(OffsetTracker::new());
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| std::sync::mpsc::channel()).unzip();
         let mut lanes = Lanes {
             senders: txs,
             of: HashMap::new(),
-            load: vec![0; 3],
         };
         // Partitions as a consumer group might give them to one node: all ≡ 0 mod 3.
-        let items = vec![
-            item(0, 10, 2),
-            item(3, 20, 1),
-            item(0, 11, 3),
-            item(6, 30, 4),
-            item(9, 40, 5),
-            item(3, 21, 1),
-        ];
-        let work = Work {
-            items,
-            shares: 16,
-            fetched: Instant::now(),
-            jobs_ticket: 7,
-            _permit: Arc::new(sem.clone().try_acquire_owned().unwrap()),
-            _inflight: Arc::new(metrics.inflight_guard()),
+        let items = {
+            let t = &mut tracker.lock().unwrap();
+            vec![
+                item(t, 0, 10, 2),
+                item(t, 3, 20, 1),
+                item(t, 0, 11, 3),
+                item(t, 6, 30, 4),
+                item(t, 9, 40, 5),
+                item(t, 3, 21, 1),
+            ]
         };
-        assert!(lanes.send(work));
+        assert!(lanes.send(work(items, &sem, &metrics), &tracker));
         let parts: Vec<Vec<Work>> = rxs.iter().map(|rx| rx.try_iter().collect()).collect();
         let seen = |l: usize| -> Vec<(i32, i64)> {
             parts[l]
@@ -1979,8 +2005,30 @@ mod tests {
         }
         assert_eq!(sem.available_permits(), 1);
         // A partition keeps its lane in later batches.
-        assert_eq!(lanes.lane(3), 1);
-        assert_eq!(lanes.lane(12), 1);
+        let items = vec![item(&mut tracker.lock().unwrap(), 3, 22, 1)];
+        assert!(lanes.send(work(items, &sem, &metrics), &tracker));
+        assert_eq!(rxs[1].try_iter().count(), 1);
+        // Partitions 3 and 6 are taken away, and 3 is given back: lanes 1 and 2 hold nothing
+        // now, so the new partition 12 goes to lane 1 and 3, given back, to lane 2.
+        {
+            let t = &mut tracker.lock().unwrap();
+            t.revoke(3);
+            t.revoke(6);
+        }
+        let items = {
+            let t = &mut tracker.lock().unwrap();
+            vec![item(t, 12, 50, 1), item(t, 3, 23, 1), item(t, 0, 12, 1)]
+        };
+        assert!(lanes.send(work(items, &sem, &metrics), &tracker));
+        let got: Vec<Vec<i32>> = rxs
+            .iter()
+            .map(|rx| {
+                rx.try_iter()
+                    .flat_map(|w| w.items.into_iter().map(|i| i.partition))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(got, [vec![0], vec![12], vec![3]]);
     }
 
     /// Each item gets the verdicts of its own records, in order, including items without
