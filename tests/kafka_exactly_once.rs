@@ -6,12 +6,8 @@
 
 mod kafka_support;
 use kafka_support::*;
-use rdkafka::consumer::Consumer;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
-use serde_json::Value;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 fn delivery() -> String {
@@ -30,28 +26,6 @@ fn with_delivery(env: Env) -> Env {
     env
 }
 
-/// Every committed verdict of the verdicts topic (read_committed, librdkafka's default),
-/// read until nothing new came for `quiet`: share id → how many verdicts, and the last one.
-fn committed_verdicts(env: &Env, quiet: Duration) -> HashMap<u64, (usize, Value)> {
-    let c = env.reader(&env.topic("verdicts"));
-    let mut out: HashMap<u64, (usize, Value)> = HashMap::new();
-    let mut last = Instant::now();
-    while last.elapsed() < quiet {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            last = Instant::now();
-            for v in sharecheck::wire::binary::decode_verdicts(m.payload().unwrap()).unwrap() {
-                let json: Value =
-                    serde_json::from_str(&sharecheck::wire::jsonl::verdict_json(&v)).unwrap();
-                let e = out.entry(v.id.expect("id")).or_insert((0, Value::Null));
-                e.0 += 1;
-                e.1 = json;
-            }
-        }
-    }
-    let _ = c.unassign();
-    out
-}
-
 /// Waits until the group's committed offsets reach the end of every shares partition.
 fn wait_committed(env: &Env, limit: Duration) {
     let deadline = Instant::now() + limit;
@@ -65,68 +39,6 @@ fn wait_committed(env: &Env, limit: Duration) {
             "offsets not committed: {committed:?} of {ends:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Committed offsets and end offsets without waiting for open transactions (a killed node's
-/// transaction holds its offsets until the next owner's init_transactions aborts it).
-fn committed_now(env: &Env) -> (Vec<i64>, Vec<i64>) {
-    use rdkafka::consumer::BaseConsumer;
-    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &env.brokers)
-        .set("group.id", &env.group)
-        .set("isolation.level", "read_uncommitted")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let topic = env.topic("shares");
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for p in 0..env.partitions {
-        tpl.add_partition(&topic, p);
-        ends.push(
-            c.fetch_watermarks(&topic, p, Duration::from_secs(10))
-                .unwrap()
-                .1,
-        );
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-    let committed = got
-        .elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .collect();
-    (committed, ends)
-}
-
-fn check_against_verify(got: &HashMap<u64, (usize, Value)>, want: &[Value]) {
-    let (want, _) = by_id(want);
-    let repeated: Vec<_> = got
-        .iter()
-        .filter(|(_, (n, _))| *n > 1)
-        .map(|x| *x.0)
-        .collect();
-    assert!(
-        repeated.is_empty(),
-        "{} shares have more than one committed verdict (e.g. {:?})",
-        repeated.len(),
-        &repeated[..repeated.len().min(5)]
-    );
-    assert_eq!(got.len(), want.len(), "shares with a committed verdict");
-    for (id, w) in &want {
-        let (_, g) = got
-            .get(id)
-            .unwrap_or_else(|| panic!("no verdict for share {id}"));
-        for field in ["status", "hash", "difficulty", "header"] {
-            assert_eq!(
-                g[field], w[field],
-                "share {id}: {field}: kafka {g} verify {w}"
-            );
-        }
     }
 }
 

@@ -493,34 +493,7 @@ partitions = {partitions}
 
     /// Committed offsets of this test's group on the shares topic, and the end offsets.
     pub fn committed_and_end(&self) -> (Vec<i64>, Vec<i64>) {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", &self.group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let topic = self.topic("shares");
-        let mut tpl = TopicPartitionList::new();
-        let mut ends = Vec::new();
-        for p in 0..self.partitions {
-            tpl.add_partition(&topic, p);
-            ends.push(
-                c.fetch_watermarks(&topic, p, Duration::from_secs(10))
-                    .unwrap()
-                    .1,
-            );
-        }
-        let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-        let committed = got
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) => o,
-                // Nothing committed: fine for a partition that never had a message.
-                _ => 0,
-            })
-            .collect();
-        (committed, ends)
+        committed_now(self)
     }
 }
 
@@ -573,4 +546,89 @@ pub fn by_id(vs: &[Value]) -> (HashMap<u64, Value>, usize) {
         }
     }
     (m, repeats)
+}
+
+/// Every committed verdict of the verdicts topic (read_committed, librdkafka's default),
+/// read until nothing new came for `quiet`: share id → how many verdicts, and the last one.
+pub fn committed_verdicts(env: &Env, quiet: Duration) -> HashMap<u64, (usize, Value)> {
+    let c = env.reader(&env.topic("verdicts"));
+    let mut out: HashMap<u64, (usize, Value)> = HashMap::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            last = Instant::now();
+            for v in sharecheck::wire::binary::decode_verdicts(m.payload().unwrap()).unwrap() {
+                let json: Value =
+                    serde_json::from_str(&sharecheck::wire::jsonl::verdict_json(&v)).unwrap();
+                let e = out.entry(v.id.expect("id")).or_insert((0, Value::Null));
+                e.0 += 1;
+                e.1 = json;
+            }
+        }
+    }
+    let _ = c.unassign();
+    out
+}
+
+/// Committed offsets and end offsets without waiting for open transactions (a killed node's
+/// transaction holds its offsets until the next owner's init_transactions aborts it).
+pub fn committed_now(env: &Env) -> (Vec<i64>, Vec<i64>) {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.brokers)
+        .set("group.id", &env.group)
+        .set("isolation.level", "read_uncommitted")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let topic = env.topic("shares");
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in 0..env.partitions {
+        tpl.add_partition(&topic, p);
+        ends.push(
+            c.fetch_watermarks(&topic, p, Duration::from_secs(10))
+                .unwrap()
+                .1,
+        );
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let committed = got
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .collect();
+    (committed, ends)
+}
+
+/// Fails unless every share of `want` has exactly one committed verdict, equal to verify's.
+pub fn check_against_verify(got: &HashMap<u64, (usize, Value)>, want: &[Value]) {
+    let (want, _) = by_id(want);
+    let repeated: Vec<_> = got
+        .iter()
+        .filter(|(_, (n, _))| *n > 1)
+        .map(|x| *x.0)
+        .collect();
+    assert!(
+        repeated.is_empty(),
+        "{} shares have more than one committed verdict (e.g. {:?})",
+        repeated.len(),
+        &repeated[..repeated.len().min(5)]
+    );
+    assert_eq!(got.len(), want.len(), "shares with a committed verdict");
+    for (id, w) in &want {
+        let (_, g) = got
+            .get(id)
+            .unwrap_or_else(|| panic!("no verdict for share {id}"));
+        for field in ["status", "hash", "difficulty", "header"] {
+            assert_eq!(
+                g[field], w[field],
+                "share {id}: {field}: kafka {g} verify {w}"
+            );
+        }
+    }
 }
