@@ -5,7 +5,6 @@
 
 pub mod bench;
 pub mod node;
-pub mod offsets;
 pub mod rebuild;
 pub mod receive;
 pub mod send;

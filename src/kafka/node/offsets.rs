@@ -60,11 +60,12 @@ impl OffsetTracker {
     /// The partition was taken away: forget what is pending; the new owner re-reads it from
     /// the committed offset.
     pub fn revoke(&mut self, partition: i32) {
-        if let Some(p) = self.parts.get_mut(&partition) {
-            p.generation += 1;
-            p.pending.clear();
-            p.stored = None;
-        }
+        // A partition never fetched gets a generation too, so that every new holding of a
+        // partition has one of its own.
+        let p = self.parts.entry(partition).or_default();
+        p.generation += 1;
+        p.pending.clear();
+        p.stored = None;
     }
 
     /// The generation of a partition (for validator state that must be reset with it).
@@ -88,11 +89,6 @@ impl OffsetTracker {
     /// The stored offset of one partition (the next offset to read), if any.
     pub fn stored_in(&self, partition: i32) -> Option<i64> {
         self.parts.get(&partition).and_then(|p| p.stored)
-    }
-
-    /// Messages fetched and not yet stored, all partitions.
-    pub fn pending(&self) -> usize {
-        self.parts.values().map(|p| p.pending.len()).sum()
     }
 
     /// The stored offsets, for the final commit.
@@ -122,7 +118,7 @@ mod tests {
         assert_eq!(t.complete(0, g, 11), None);
         assert_eq!(t.complete(1, g, 5), Some(6));
         assert_eq!(t.complete(0, g, 10), Some(13));
-        assert_eq!(t.pending(), 0);
+        assert_eq!(t.pending_in(0) + t.pending_in(1), 0);
         assert_eq!(t.stored(), vec![(0, 13), (1, 6)]);
     }
 

@@ -1,0 +1,145 @@
+//! The hash stage of a lane: the backend hashes a prepared batch, check 7 decides each
+//! verdict, and the verdicts are encoded straight into each share message's output.
+
+use super::clients::Shared;
+use super::gather::Work;
+use crate::backend::Backend;
+use crate::model::{Batch, Status};
+use crate::sha256::State;
+use crate::wire::binary::{encode_verdicts, VerdictWriter};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// A hashed batch with the output of each of its share messages.
+pub struct Hashed {
+    pub work: Work,
+    /// One per item of `work`, in order.
+    pub out: Vec<Encoded>,
+}
+
+pub type StatusCounts = [u64; Status::ALL.len()];
+
+/// A share message's output, encoded in the hash stage as the verdicts come out of check 7.
+pub struct Encoded {
+    /// The verdict message (one verdict per share record, in record order).
+    pub verdicts: Vec<u8>,
+    /// One message per block candidate: its verdict with the full header.
+    pub blocks: Vec<Vec<u8>>,
+    pub counts: StatusCounts,
+}
+
+impl Encoded {
+    /// The (topic, payload) messages of this output: the verdict message, then the block
+    /// messages.
+    pub fn messages(self, topics: &crate::config::TopicsConfig) -> Vec<(String, Vec<u8>)> {
+        let mut msgs = Vec::with_capacity(1 + self.blocks.len());
+        msgs.push((topics.verdicts.clone(), self.verdicts));
+        for b in self.blocks {
+            msgs.push((topics.blocks.clone(), b));
+        }
+        msgs
+    }
+}
+
+/// Hashes each prepared batch with the backend, then runs check 7 and encodes the verdicts.
+/// A backend failure is fatal to the node (it stops, and the batch's shares are validated
+/// again after the restart).
+pub fn hash_stage(
+    rx: std::sync::mpsc::Receiver<(Work, Batch)>,
+    tx: tokio::sync::mpsc::UnboundedSender<Hashed>,
+    backend: &dyn Backend,
+    sh: &Shared,
+    fatal: &Mutex<Option<String>>,
+) {
+    let mut hashes: Vec<State> = Vec::new();
+    for (work, mut batch) in rx {
+        hashes.clear();
+        hashes.resize(batch.tasks.len(), [0; 8]);
+        let t0 = Instant::now();
+        if let Err(e) = backend.hash(&batch.jobs, &batch.tasks, &mut hashes) {
+            *fatal.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("backend {} failed: {e:#}", backend.name()));
+            return;
+        }
+        sh.metrics.backend_busy.inc_by(t0.elapsed().as_secs_f64());
+        let sizes: Vec<usize> = work.items.iter().map(|i| i.records.len()).collect();
+        let out = encode_outputs(&mut batch, &hashes, &sizes);
+        if tx.send(Hashed { work, out }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Check 7 on a hashed batch, with the verdicts written straight into each item's messages
+/// (`sizes`: each item's record count; the batch holds one verdict per record, in item
+/// order).
+fn encode_outputs(batch: &mut Batch, hashes: &[State], sizes: &[usize]) -> Vec<Encoded> {
+    let mut out: Vec<(VerdictWriter, Vec<Vec<u8>>, StatusCounts)> = sizes
+        .iter()
+        .map(|&n| (VerdictWriter::with_capacity(n), Vec::new(), [0; _]))
+        .collect();
+    let mut at = 0;
+    batch.finish_each(hashes, |v| {
+        // Past the items whose records are all written (or that have none).
+        while at + 1 < sizes.len() && out[at].0.len() >= sizes[at] {
+            at += 1;
+        }
+        let Some(o) = out.get_mut(at) else { return };
+        o.2[v.status as usize] += 1;
+        if v.status == Status::Block {
+            o.1.push(encode_verdicts(std::slice::from_ref(&v)));
+        }
+        o.0.push(&v);
+    });
+    out.into_iter()
+        .map(|(w, blocks, counts)| Encoded {
+            verdicts: w.finish(),
+            blocks,
+            counts,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Verdict;
+    use crate::wire::binary::decode_verdicts;
+
+    /// Each item gets the verdicts of its own records, in order, including items without
+    /// records; a block also gets a block message with its header; the counts are per item.
+    #[test]
+    fn outputs_follow_the_items_records() {
+        let mut batch = Batch::new();
+        let mut block = Verdict::rejected(3, Status::Block);
+        block.header = Some(Box::new([9; 80]));
+        let verdicts = [
+            Verdict::rejected(1, Status::Duplicate),
+            Verdict::rejected(2, Status::Stale),
+            block,
+            Verdict::rejected(4, Status::UnknownJob),
+        ];
+        for v in &verdicts {
+            batch.push_verdict(v.clone());
+        }
+        let out = encode_outputs(&mut batch, &[], &[0, 2, 0, 2, 0]);
+        assert_eq!(out.len(), 5);
+        let ids = |m: &[u8]| -> Vec<Option<u64>> {
+            decode_verdicts(m).unwrap().iter().map(|v| v.id).collect()
+        };
+        assert!(ids(&out[0].verdicts).is_empty());
+        assert_eq!(ids(&out[1].verdicts), [Some(1), Some(2)]);
+        assert!(ids(&out[2].verdicts).is_empty());
+        assert_eq!(ids(&out[3].verdicts), [Some(3), Some(4)]);
+        assert!(ids(&out[4].verdicts).is_empty());
+        assert!(out[1].blocks.is_empty());
+        assert_eq!(out[3].blocks.len(), 1);
+        let b = decode_verdicts(&out[3].blocks[0]).unwrap();
+        assert_eq!(b[0].header.as_deref(), Some(&[9; 80]));
+        assert_eq!(out[1].counts[Status::Duplicate as usize], 1);
+        assert_eq!(out[1].counts[Status::Stale as usize], 1);
+        assert_eq!(out[3].counts[Status::Block as usize], 1);
+        assert_eq!(out[3].counts.iter().sum::<u64>(), 2);
+        assert!(batch.is_empty());
+    }
+}

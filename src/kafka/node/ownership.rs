@@ -1,0 +1,395 @@
+//! The one model of the partitions a node validates, and the events that change it.
+//!
+//! A partition is *held* from the moment it is assigned (Kafka's group, or the ZooKeeper
+//! coordinator's `Start`) until it is taken away. Each holding is an [`Epoch`]: the
+//! partition and a generation that moves on whenever the holding ends or is restarted
+//! (revoked, released, stopped, rewound). Every message fetched carries the epoch it was
+//! fetched in; work of an epoch that is no longer current belongs to somebody else (the
+//! partition's next owner, or the rewound re-read) and is dropped by whichever stage meets
+//! it first. The offsets are registered where messages enter (the gatherer) and completed
+//! where their outputs are acknowledged (delivery); nothing else touches them.
+//!
+//! What changes the holdings comes as one stream of [`OwnershipEvent`]s, carried out on the
+//! share consumer by [`apply`]; Kafka's rebalance callbacks, which must act before the
+//! callback returns, call the same [`Ownership`] methods directly (see `clients`).
+
+use super::clients::Shared;
+use super::offsets::OffsetTracker;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// One holding of a partition by this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Epoch {
+    pub partition: i32,
+    pub generation: u64,
+}
+
+struct Inner {
+    /// Fetched and completed offsets per partition, and the generations.
+    tracker: OffsetTracker,
+    /// Partitions held now.
+    held: HashSet<i32>,
+}
+
+/// The partitions of one node: who holds what in which generation, what is in flight, what
+/// may be committed.
+pub struct Ownership {
+    inner: Mutex<Inner>,
+}
+
+impl Default for Ownership {
+    fn default() -> Self {
+        Ownership::new()
+    }
+}
+
+impl Ownership {
+    pub fn new() -> Ownership {
+        Ownership {
+            inner: Mutex::new(Inner {
+                tracker: OffsetTracker::new(),
+                held: HashSet::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The partition is held from now on, in a new generation (validators start empty,
+    /// completions of an earlier holding store nothing).
+    pub fn start(&self, partition: i32) -> Epoch {
+        let mut i = self.lock();
+        i.tracker.revoke(partition);
+        i.held.insert(partition);
+        Epoch {
+            partition,
+            generation: i.tracker.generation(partition),
+        }
+    }
+
+    /// The partition is not held any more: what is in flight of it stores nothing.
+    pub fn stop(&self, partition: i32) {
+        let mut i = self.lock();
+        i.tracker.revoke(partition);
+        i.held.remove(&partition);
+    }
+
+    /// The partition is no longer fetched (it is being released); what is in flight of it
+    /// may still complete and be committed.
+    pub fn let_go(&self, partition: i32) {
+        self.lock().held.remove(&partition);
+    }
+
+    /// Every partition is taken away at once.
+    pub fn stop_all(&self) {
+        let mut i = self.lock();
+        i.tracker.revoke_all();
+        i.held.clear();
+    }
+
+    /// A new generation of a partition that stays held (it is read again from its
+    /// committed offset); false if `epoch` is not current any more.
+    pub fn restart(&self, epoch: Epoch) -> bool {
+        let mut i = self.lock();
+        if i.tracker.generation(epoch.partition) != epoch.generation {
+            return false;
+        }
+        i.tracker.revoke(epoch.partition);
+        true
+    }
+
+    /// Whether messages of the partition are taken (it is held and not being released).
+    pub fn is_held(&self, partition: i32) -> bool {
+        self.lock().held.contains(&partition)
+    }
+
+    /// The partitions held now, in order.
+    pub fn held(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self.lock().held.iter().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The partition's current epoch.
+    pub fn current(&self, partition: i32) -> Epoch {
+        Epoch {
+            partition,
+            generation: self.lock().tracker.generation(partition),
+        }
+    }
+
+    pub fn is_current(&self, epoch: Epoch) -> bool {
+        self.lock().tracker.generation(epoch.partition) == epoch.generation
+    }
+
+    /// A message was fetched: registered in the partition's current epoch, which it returns.
+    pub fn enter(&self, partition: i32, offset: i64) -> Epoch {
+        let generation = self.lock().tracker.register(partition, offset);
+        Epoch {
+            partition,
+            generation,
+        }
+    }
+
+    /// Messages whose outputs are acknowledged; returns, per partition whose committable
+    /// offset moved, the offset to store.
+    pub fn complete(&self, done: &[(Epoch, i64)]) -> Vec<(i32, i64)> {
+        let mut moved: Vec<(i32, i64)> = Vec::new();
+        let mut i = self.lock();
+        for &(e, o) in done {
+            if let Some(next) = i.tracker.complete(e.partition, e.generation, o) {
+                match moved.iter_mut().find(|m| m.0 == e.partition) {
+                    Some(m) => m.1 = m.1.max(next),
+                    None => moved.push((e.partition, next)),
+                }
+            }
+        }
+        moved
+    }
+
+    /// Messages of one partition fetched and not yet completed.
+    pub fn in_flight(&self, partition: i32) -> usize {
+        self.lock().tracker.pending_in(partition)
+    }
+
+    /// The partition's committable offset, and the partition forgotten (a new generation).
+    pub fn finish(&self, partition: i32) -> Option<i64> {
+        let mut i = self.lock();
+        let o = i.tracker.stored_in(partition);
+        i.tracker.revoke(partition);
+        o
+    }
+
+    /// The committable offset of every partition, for the final commit.
+    pub fn committable(&self) -> Vec<(i32, i64)> {
+        self.lock().tracker.stored()
+    }
+}
+
+/// What changes the holdings, from the ZooKeeper coordinator (`Start`, `Release`,
+/// `StopAll`) and from the transaction workers (`Rewind`, `Fenced`).
+#[derive(Debug)]
+pub enum OwnershipEvent {
+    /// The owner znode is ours: validate the partition from its committed offset.
+    Start(i32),
+    /// Stop fetching, finish what is in flight, commit, then answer.
+    Release(i32, oneshot::Sender<()>),
+    /// The ZooKeeper session is lost (or may be): stop every partition now.
+    StopAll,
+    /// A transaction of `epoch` was aborted: validate the partition again from `offset`,
+    /// its last committed offset, with fresh validator state.
+    Rewind { epoch: Epoch, offset: i64 },
+    /// The partition's transactional producer is fenced: another node owns it now.
+    Fenced(Epoch),
+}
+
+impl From<crate::balance::Command> for OwnershipEvent {
+    fn from(c: crate::balance::Command) -> Self {
+        use crate::balance::Command;
+        match c {
+            Command::Start(p) => OwnershipEvent::Start(p),
+            Command::Release(p, done) => OwnershipEvent::Release(p, done),
+            Command::StopAll => OwnershipEvent::StopAll,
+        }
+    }
+}
+
+/// Carries out an event on the share consumer.
+pub fn apply(sh: &Arc<Shared>, ev: OwnershipEvent) {
+    let topic = &sh.cfg.kafka.topics.shares;
+    match ev {
+        OwnershipEvent::Start(p) => {
+            sh.ownership.start(p);
+            if let Some(tx) = &sh.tx {
+                // Before the committed offset is read: fence the previous owner and end its
+                // open transaction, so that the offset read is final.
+                let r = tokio::task::block_in_place(|| tx.gain(p, &sh.abort));
+                if let Err(e) = r {
+                    tracing::warn!(partition = p, "{e:#}; retried before the first transaction");
+                }
+            }
+            let mut tpl = TopicPartitionList::new();
+            // Offset::Stored: from the group's committed offset (else auto.offset.reset).
+            let r = tpl
+                .add_partition_offset(topic, p, Offset::Stored)
+                .and_then(|()| sh.consumer.incremental_assign(&tpl));
+            match r {
+                Ok(()) => tracing::info!(partition = p, "partition started"),
+                Err(e) => {
+                    sh.ownership.let_go(p);
+                    tracing::error!(partition = p, "cannot assign partition: {e}")
+                }
+            }
+        }
+        OwnershipEvent::Release(p, done) => {
+            sh.ownership.let_go(p);
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, p);
+            if let Err(e) = sh.consumer.incremental_unassign(&tpl) {
+                tracing::warn!(partition = p, "cannot unassign partition: {e}");
+            }
+            let sh = sh.clone();
+            tokio::spawn(async move {
+                release(&sh, p).await;
+                let _ = done.send(());
+            });
+        }
+        OwnershipEvent::StopAll => {
+            // Revoke before unassigning: nothing in flight stores an offset from here on.
+            sh.ownership.stop_all();
+            if let Err(e) = sh.consumer.unassign() {
+                tracing::error!("cannot unassign the share partitions: {e}");
+            }
+            tracing::warn!("all partitions stopped");
+        }
+        OwnershipEvent::Rewind { epoch, offset } => rewind(sh, epoch, offset),
+        OwnershipEvent::Fenced(epoch) => pause(sh, epoch.partition),
+    }
+}
+
+/// Everything fetched of the old generation is dropped; what is fetched after the seek is
+/// validated with fresh validator state. A partition that cannot be rewound is paused.
+fn rewind(sh: &Shared, epoch: Epoch, offset: i64) {
+    let partition = epoch.partition;
+    if !sh.ownership.restart(epoch) {
+        // Revoked or rewound meanwhile: the new generation reads from the committed offset
+        // anyway.
+        return;
+    }
+    let topic = &sh.cfg.kafka.topics.shares;
+    for attempt in 0.. {
+        match sh.consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        ) {
+            Ok(()) => {
+                tracing::info!(
+                    partition,
+                    offset,
+                    "partition rewound to its committed offset"
+                );
+                return;
+            }
+            Err(e) if attempt < 20 => {
+                tracing::debug!(partition, "seek: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                tracing::error!(
+                    partition,
+                    "cannot rewind to offset {offset} ({e}); partition paused"
+                );
+                break;
+            }
+        }
+    }
+    pause(sh, partition);
+}
+
+/// Stops fetching a partition until it is assigned again.
+fn pause(sh: &Shared, partition: i32) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&sh.cfg.kafka.topics.shares, partition);
+    if let Err(e) = sh.consumer.pause(&tpl) {
+        tracing::warn!(partition, "cannot pause partition: {e}");
+    }
+}
+
+/// Waits for the partition's in-flight messages to be acknowledged, commits its offset and
+/// forgets it. After DRAIN_LIMIT it gives up waiting: the rest is validated again by the
+/// next owner (at-least-once).
+async fn release(sh: &Arc<Shared>, p: i32) {
+    let deadline = Instant::now() + super::DRAIN_LIMIT;
+    loop {
+        let n = sh.ownership.in_flight(p);
+        if n == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                partition = p,
+                "{n} messages not acknowledged in time; the next owner validates them again"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stored = sh.ownership.finish(p);
+    sh.metrics.forget_partition(p);
+    // Exactly-once: the transactions committed the offset.
+    if let Some(o) = stored.filter(|_| sh.tx.is_none()) {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(&sh.cfg.kafka.topics.shares, p, Offset::Offset(o))
+            .is_ok()
+        {
+            let c = sh.clone();
+            match tokio::task::spawn_blocking(move || c.consumer.commit(&tpl, CommitMode::Sync))
+                .await
+            {
+                Ok(Ok(())) => {
+                    tracing::info!(partition = p, offset = o, "partition drained and committed")
+                }
+                Ok(Err(e)) => tracing::warn!(partition = p, "commit on release failed: {e}"),
+                Err(e) => tracing::warn!(partition = p, "commit on release failed: {e}"),
+            }
+        }
+    }
+    tracing::info!(partition = p, "partition stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Work of an epoch that ended completes nothing, the new epoch's does; a partition being
+    /// released is not held but its in-flight messages still complete.
+    #[test]
+    fn epochs_end_with_their_holding() {
+        let o = Ownership::new();
+        let e0 = o.start(3);
+        assert!(o.is_held(3));
+        assert_eq!(o.enter(3, 10), e0);
+        o.enter(3, 11);
+        assert_eq!(o.complete(&[(e0, 10)]), vec![(3, 11)]);
+        o.stop(3);
+        assert!(!o.is_held(3) && !o.is_current(e0));
+        assert!(o.complete(&[(e0, 11)]).is_empty());
+        let e1 = o.start(3);
+        assert_ne!(e0, e1);
+        assert_eq!(o.enter(3, 11), e1);
+        o.let_go(3);
+        assert!(!o.is_held(3) && o.is_current(e1));
+        assert_eq!(o.in_flight(3), 1);
+        assert_eq!(o.complete(&[(e1, 11)]), vec![(3, 12)]);
+        assert_eq!(o.committable(), vec![(3, 12)]);
+        assert_eq!(o.finish(3), Some(12));
+        assert!(!o.is_current(e1));
+    }
+
+    /// A restart (rewind) ends the epoch but keeps the partition held; a restart of an
+    /// epoch that already ended does nothing.
+    #[test]
+    fn a_restart_keeps_the_holding() {
+        let o = Ownership::new();
+        let e0 = o.start(1);
+        assert!(o.restart(e0));
+        let e1 = o.current(1);
+        assert_ne!(e0, e1);
+        assert!(o.is_held(1));
+        assert!(!o.restart(e0), "a stale rewind");
+        assert_eq!(o.current(1), e1);
+        o.start(2);
+        o.stop_all();
+        assert!(!o.is_held(1) && !o.is_held(2) && !o.is_current(e1));
+    }
+}
