@@ -4,7 +4,9 @@
 //! Per-job work is done here once per batch and job (the midstate, byte offsets and the branch
 //! as state words come from [`JobCtx`], which computed them once per job); a work item holds
 //! only what varies per share. The layouts are documented word by word at the top of
-//! kernels/sha256d.wgsl.
+//! kernels/sha256d.wgsl. [`ring`] runs a batch through a device with these layouts.
+
+pub mod ring;
 
 use crate::model::validate::TaskMeta;
 use crate::model::{HashTask, JobCtx, U256};

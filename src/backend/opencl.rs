@@ -5,10 +5,12 @@
 //! and runs where none is installed; opening the backend there is an error that says what to
 //! install. Device buffers and pinned host buffers are allocated on first use, grown when a
 //! batch needs more, and reused. A large batch is cut into dispatches that are pipelined over
-//! three command queues: the upload of one overlaps the computing of another and the read-back
-//! of a third, and the host packs and checks records (in parallel) while the device works.
+//! three command queues ([`gpu::ring`], shared with the wgpu backend): the upload of one
+//! overlaps the computing of another and the read-back of a third, and the host packs and
+//! checks records (in parallel) while the device works.
 
-use super::gpu::{self, GpuOptions, OUT_WORDS, TARGET_WORDS};
+use super::gpu::ring::{self, Ring};
+use super::gpu::{self, GpuOptions, OUT_WORDS};
 use super::Backend;
 use crate::model::validate::TaskMeta;
 use crate::model::{HashTask, JobCtx};
@@ -23,7 +25,7 @@ use opencl3::memory::{
     CL_MEM_READ_WRITE, CL_MEM_WRITE_ONLY,
 };
 use opencl3::program::Program;
-use opencl3::types::{cl_device_id, cl_mem, cl_uint, CL_BLOCKING, CL_NON_BLOCKING};
+use opencl3::types::{cl_device_id, cl_mem, cl_mem_flags, cl_uint, CL_BLOCKING, CL_NON_BLOCKING};
 use std::ptr;
 use std::sync::{Arc, Mutex};
 
@@ -110,11 +112,6 @@ pub fn devices() -> anyhow::Result<Vec<DeviceDesc>> {
         .collect())
 }
 
-/// Dispatches in flight at once: while the device computes one, the next one's records
-/// travel up and the one before's results travel down (each slot has its own in-order queue,
-/// so the driver may overlap them).
-const SLOTS: usize = 3;
-
 /// A buffer in host memory the device can reach directly (CL_MEM_ALLOC_HOST_PTR; pinned memory
 /// on NVIDIA), mapped once for the host's use: transfers from and to it run at full bus speed
 /// instead of through the driver's bounce buffer.
@@ -181,15 +178,6 @@ impl Pinned {
     }
 }
 
-/// What is in flight on a slot: a dispatch of the tasks `start..end` with this tag, and the
-/// event of its read-back.
-struct Pending {
-    start: usize,
-    end: usize,
-    tag: u32,
-    done: Event,
-}
-
 /// One dispatch's worth of buffers with its own queue.
 struct Slot {
     queue: CommandQueue,
@@ -201,10 +189,8 @@ struct Slot {
     host_out: Pinned,
     /// Target pairs of the current dispatch (host memory the upload reads from).
     target_words: Vec<u32>,
-    task_cap: usize,
-    job_cap: usize,
+    /// Capacity in words of `targets`.
     target_cap: usize,
-    pending: Option<Pending>,
 }
 
 impl Drop for Slot {
@@ -215,20 +201,19 @@ impl Drop for Slot {
     }
 }
 
-struct Inner {
+/// The device as the pipeline ring drives it.
+struct Cl {
+    // Field order matters: the kernel goes before the context it lives in (and the ring drops
+    // its slots before this).
     kernel: Kernel,
-    slots: Vec<Slot>,
-    tag: u32,
-    job_words: Vec<u32>,
+    context: Context,
+    work_group_size: usize,
+    max_alloc: u64,
 }
 
 pub struct OpenClBackend {
-    // Field order matters: the kernel and slots go before the context they live in.
-    inner: Mutex<Inner>,
-    context: Context,
+    ring: Mutex<Ring<Cl>>,
     name: String,
-    opts: GpuOptions,
-    max_alloc: u64,
 }
 
 impl OpenClBackend {
@@ -285,80 +270,19 @@ impl OpenClBackend {
             "opencl: backend.work_group_size = {} exceeds the kernel's limit of {kwg} on {dev_name}",
             opts.work_group_size
         );
-        Ok(OpenClBackend {
-            inner: Mutex::new(Inner {
-                kernel,
-                slots: Vec::new(),
-                tag: 0,
-                job_words: Vec::new(),
-            }),
-            context,
-            name: format!("opencl:{dev_name}"),
-            opts,
-            max_alloc,
-        })
-    }
-
-    fn chunk(&self) -> usize {
+        // Tasks per dispatch: the configured chunk, bounded by what one buffer may hold.
         let per_task = (gpu::HEADER_REC_WORDS.max(OUT_WORDS) * 4) as u64;
-        let fit = (self.max_alloc / per_task).max(1) as usize;
-        self.opts.chunk.min(fit)
-    }
-
-    /// Makes the slots hold dispatches of `tasks` tasks and a job table of `job_words` words,
-    /// reallocating only when they do not (after waiting for what they have in flight).
-    fn ensure_slots(
-        &self,
-        inner: &mut Inner,
-        tasks: usize,
-        job_words: usize,
-    ) -> anyhow::Result<()> {
-        if inner.slots.len() == SLOTS
-            && inner
-                .slots
-                .iter()
-                .all(|s| s.task_cap >= tasks && s.job_cap >= job_words)
-        {
-            return Ok(());
-        }
-        let old = inner.slots.first().map(|s| (s.task_cap, s.job_cap));
-        let (task_cap, job_cap) = gpu::grown_capacity(tasks, job_words, old, self.chunk());
-        anyhow::ensure!(
-            (job_cap * 4) as u64 <= self.max_alloc,
-            "opencl: the job table needs {} bytes, more than the device allows in one buffer; \
-             use smaller batches",
-            job_cap * 4
-        );
-        inner.slots.clear(); // finish and release the old ones first
-        let ctx = &self.context;
-        // SAFETY: no host pointer is passed; the buffers are owned by the returned objects.
-        let mk = |flags, n: usize| unsafe {
-            Buffer::<u32>::create(ctx, flags, n.max(1), ptr::null_mut())
-                .map_err(|e| cl_err(&format!("allocate {} bytes", n * 4), e))
+        let fit = (max_alloc / per_task).max(1) as usize;
+        let cl = Cl {
+            kernel,
+            context,
+            work_group_size: opts.work_group_size as usize,
+            max_alloc,
         };
-        for _ in 0..SLOTS {
-            // clCreateCommandQueue: the OpenCL 1.2 call, which every device has.
-            let queue = CommandQueue::create_default(ctx, 0)
-                .map_err(|e| cl_err("create command queue", e))?;
-            let rec_words = task_cap * gpu::HEADER_REC_WORDS;
-            let host_in = Pinned::new(ctx, &queue, rec_words)?;
-            let host_out = Pinned::new(ctx, &queue, task_cap * OUT_WORDS)?;
-            inner.slots.push(Slot {
-                jobs: mk(CL_MEM_READ_ONLY, job_cap)?,
-                tasks: mk(CL_MEM_READ_ONLY, rec_words)?,
-                targets: mk(CL_MEM_READ_ONLY, TARGET_WORDS * 64)?,
-                out: mk(CL_MEM_WRITE_ONLY, task_cap * OUT_WORDS)?,
-                queue,
-                host_in,
-                host_out,
-                target_words: Vec::new(),
-                task_cap,
-                job_cap,
-                target_cap: TARGET_WORDS * 64,
-                pending: None,
-            });
-        }
-        Ok(())
+        Ok(OpenClBackend {
+            ring: Mutex::new(Ring::new(cl, opts.chunk.min(fit))),
+            name: format!("opencl:{dev_name}"),
+        })
     }
 
     fn run(
@@ -372,182 +296,148 @@ impl OpenClBackend {
         if tasks.is_empty() {
             return Ok(());
         }
-        let mut guard = self
-            .inner
+        let mut ring = self
+            .ring
             .lock()
             .map_err(|_| anyhow::anyhow!("opencl backend poisoned by an earlier panic"))?;
-        let inner = &mut *guard;
-        gpu::pack_jobs(jobs, &mut inner.job_words);
-        let n = tasks.len();
-        let sub = gpu::dispatch_size(n, self.chunk(), SLOTS);
-        self.ensure_slots(inner, sub, inner.job_words.len())?;
-        let res = self.pipeline(
-            inner,
-            tasks,
-            meta,
-            out,
-            gpu::Layout {
-                njobs: jobs.len(),
-                sub,
-                stride,
-            },
-        );
-        if res.is_err() {
-            // Leave no transfer running into memory the next batch reuses.
-            for s in &mut inner.slots {
-                let _ = s.queue.finish();
-                s.pending = None;
-            }
-        }
-        res
-    }
-
-    /// Runs the batch as dispatches of `sub` tasks over the slots in turn: the records of
-    /// dispatch k+1 are packed and uploaded while dispatch k computes, and dispatch k−2's
-    /// results are checked meanwhile.
-    fn pipeline(
-        &self,
-        inner: &mut Inner,
-        tasks: &[HashTask],
-        meta: Option<&[TaskMeta]>,
-        out: &mut [State],
-        layout: gpu::Layout,
-    ) -> anyhow::Result<()> {
-        let gpu::Layout { njobs, sub, stride } = layout;
-        let Inner {
-            kernel,
-            slots,
-            tag,
-            job_words,
-        } = inner;
-        let wg = self.opts.work_group_size as usize;
-        let mut job_sent = [false; SLOTS];
-        let mut order = std::collections::VecDeque::with_capacity(SLOTS);
-        for (k, start) in (0..tasks.len()).step_by(sub).enumerate() {
-            let end = (start + sub).min(tasks.len());
-            let si = k % SLOTS;
-            if slots[si].pending.is_some() {
-                let first = order.pop_front().expect("a pending slot is in the queue");
-                debug_assert_eq!(first, si);
-                finish_slot(&mut slots[si], meta, out)?;
-            }
-            let slot = &mut slots[si];
-            let n = end - start;
-            let m = meta.map(|m| &m[start..end]);
-            let tg = gpu::next_tag(tag);
-            gpu::pack_records(
-                &tasks[start..end],
-                m,
-                stride,
-                slot.host_in.slice_mut(n * stride),
-                &mut slot.target_words,
-            );
-            if slot.target_words.len() > slot.target_cap {
-                let cap = slot.target_words.len().next_power_of_two();
-                // SAFETY: no host pointer is passed; the slot is idle (waited for above).
-                slot.targets = unsafe {
-                    Buffer::<u32>::create(&self.context, CL_MEM_READ_ONLY, cap, ptr::null_mut())
-                        .map_err(|e| cl_err(&format!("allocate {} bytes", cap * 4), e))?
-                };
-                slot.target_cap = cap;
-            }
-            let ntargets = (slot.target_words.len() / TARGET_WORDS) as u32;
-            // SAFETY (all enqueue calls below): the host memory they read or write (the job
-            // words, the slot's pinned buffers and target words) stays untouched until the
-            // slot's read-back event has completed (finish_slot, or finish() on error).
-            let done = unsafe {
-                let q = &slot.queue;
-                if !job_sent[si] {
-                    q.enqueue_write_buffer(&mut slot.jobs, CL_NON_BLOCKING, 0, job_words, &[])
-                        .map_err(|e| cl_err("upload the job table", e))?;
-                    job_sent[si] = true;
-                }
-                q.enqueue_write_buffer(
-                    &mut slot.tasks,
-                    CL_NON_BLOCKING,
-                    0,
-                    slot.host_in.slice(n * stride),
-                    &[],
-                )
-                .map_err(|e| cl_err("upload tasks", e))?;
-                if m.is_some() {
-                    q.enqueue_write_buffer(
-                        &mut slot.targets,
-                        CL_NON_BLOCKING,
-                        0,
-                        &slot.target_words,
-                        &[],
-                    )
-                    .map_err(|e| cl_err("upload targets", e))?;
-                }
-                let args: [cl_uint; 6] = [
-                    n as u32,
-                    tg,
-                    m.is_some() as u32,
-                    njobs as u32,
-                    stride as u32,
-                    ntargets,
-                ];
-                kernel
-                    .set_arg(0, &slot.jobs.get())
-                    .and_then(|_| kernel.set_arg(1, &slot.tasks.get()))
-                    .and_then(|_| kernel.set_arg(2, &slot.targets.get()))
-                    .and_then(|_| kernel.set_arg(3, &slot.out.get()))
-                    .and_then(|_| {
-                        args.iter()
-                            .enumerate()
-                            .try_for_each(|(i, a)| kernel.set_arg(4 + i as u32, a))
-                    })
-                    .map_err(|e| cl_err("set kernel arguments", e))?;
-                let global = n.div_ceil(wg) * wg;
-                q.enqueue_nd_range_kernel(kernel.get(), 1, ptr::null(), &global, &wg, &[])
-                    .map_err(|e| cl_err("launch the kernel", e))?;
-                let ev = q
-                    .enqueue_read_buffer(
-                        &slot.out,
-                        CL_NON_BLOCKING,
-                        0,
-                        slot.host_out.slice_mut(n * OUT_WORDS),
-                        &[],
-                    )
-                    .map_err(|e| cl_err("read the results", e))?;
-                q.flush().map_err(|e| cl_err("submit", e))?;
-                ev
-            };
-            slot.pending = Some(Pending {
-                start,
-                end,
-                tag: tg,
-                done,
-            });
-            order.push_back(si);
-        }
-        while let Some(si) = order.pop_front() {
-            finish_slot(&mut slots[si], meta, out)?;
-        }
-        Ok(())
+        ring.run(jobs, tasks, meta, out, stride)
     }
 }
 
-/// Waits for a slot's dispatch and checks its results into `out`.
-fn finish_slot(
-    slot: &mut Slot,
-    meta: Option<&[TaskMeta]>,
-    out: &mut [State],
-) -> anyhow::Result<()> {
-    let Some(p) = slot.pending.take() else {
-        return Ok(());
-    };
-    p.done
-        .wait()
-        .map_err(|e| cl_err("wait for the device", e))?;
-    let n = p.end - p.start;
-    gpu::unpack(
-        slot.host_out.slice(n * OUT_WORDS),
-        p.tag,
-        meta.map(|m| &m[p.start..p.end]),
-        &mut out[p.start..p.end],
-    )
+impl Cl {
+    fn buffer(&self, flags: cl_mem_flags, words: usize) -> anyhow::Result<Buffer<u32>> {
+        // SAFETY: no host pointer is passed; the buffer is owned by the returned object.
+        unsafe {
+            Buffer::<u32>::create(&self.context, flags, words.max(1), ptr::null_mut())
+                .map_err(|e| cl_err(&format!("allocate {} bytes", words * 4), e))
+        }
+    }
+}
+
+impl ring::Device for Cl {
+    type Slot = Slot;
+    /// The event of the dispatch's read-back.
+    type Ticket = Event;
+
+    fn make_slot(&self, task_cap: usize, job_cap: usize) -> anyhow::Result<Slot> {
+        anyhow::ensure!(
+            (job_cap * 4) as u64 <= self.max_alloc,
+            "opencl: the job table needs {} bytes, more than the device allows in one buffer; \
+             use smaller batches",
+            job_cap * 4
+        );
+        let ctx = &self.context;
+        // clCreateCommandQueue: the OpenCL 1.2 call, which every device has.
+        let queue =
+            CommandQueue::create_default(ctx, 0).map_err(|e| cl_err("create command queue", e))?;
+        let rec_words = task_cap * gpu::HEADER_REC_WORDS;
+        let host_in = Pinned::new(ctx, &queue, rec_words)?;
+        let host_out = Pinned::new(ctx, &queue, task_cap * OUT_WORDS)?;
+        Ok(Slot {
+            jobs: self.buffer(CL_MEM_READ_ONLY, job_cap)?,
+            tasks: self.buffer(CL_MEM_READ_ONLY, rec_words)?,
+            targets: self.buffer(CL_MEM_READ_ONLY, ring::INITIAL_TARGET_WORDS)?,
+            out: self.buffer(CL_MEM_WRITE_ONLY, task_cap * OUT_WORDS)?,
+            queue,
+            host_in,
+            host_out,
+            target_words: Vec::new(),
+            target_cap: ring::INITIAL_TARGET_WORDS,
+        })
+    }
+
+    fn host_buffers<'a>(
+        &'a mut self,
+        slot: &'a mut Slot,
+        words: usize,
+    ) -> (&'a mut [u32], &'a mut Vec<u32>) {
+        (slot.host_in.slice_mut(words), &mut slot.target_words)
+    }
+
+    fn dispatch(
+        &mut self,
+        slot: &mut Slot,
+        jobs: Option<&[u32]>,
+        p: &ring::Params,
+    ) -> anyhow::Result<Event> {
+        if slot.target_words.len() > slot.target_cap {
+            let cap = slot.target_words.len().next_power_of_two();
+            slot.targets = self.buffer(CL_MEM_READ_ONLY, cap)?;
+            slot.target_cap = cap;
+        }
+        let (n, kernel, wg) = (p.tasks, &self.kernel, self.work_group_size);
+        // SAFETY (all enqueue calls below): the host memory they read or write (the job
+        // words, the slot's pinned buffers and target words) stays untouched until the
+        // slot's read-back event has completed (the ring reads it back, or abandons it after
+        // finish()).
+        unsafe {
+            let q = &slot.queue;
+            if let Some(jobs) = jobs {
+                q.enqueue_write_buffer(&mut slot.jobs, CL_NON_BLOCKING, 0, jobs, &[])
+                    .map_err(|e| cl_err("upload the job table", e))?;
+            }
+            q.enqueue_write_buffer(
+                &mut slot.tasks,
+                CL_NON_BLOCKING,
+                0,
+                slot.host_in.slice(n * p.stride),
+                &[],
+            )
+            .map_err(|e| cl_err("upload tasks", e))?;
+            if p.checked {
+                q.enqueue_write_buffer(
+                    &mut slot.targets,
+                    CL_NON_BLOCKING,
+                    0,
+                    &slot.target_words,
+                    &[],
+                )
+                .map_err(|e| cl_err("upload targets", e))?;
+            }
+            let args: [cl_uint; 6] = p.words();
+            kernel
+                .set_arg(0, &slot.jobs.get())
+                .and_then(|_| kernel.set_arg(1, &slot.tasks.get()))
+                .and_then(|_| kernel.set_arg(2, &slot.targets.get()))
+                .and_then(|_| kernel.set_arg(3, &slot.out.get()))
+                .and_then(|_| {
+                    args.iter()
+                        .enumerate()
+                        .try_for_each(|(i, a)| kernel.set_arg(4 + i as u32, a))
+                })
+                .map_err(|e| cl_err("set kernel arguments", e))?;
+            let global = n.div_ceil(wg) * wg;
+            q.enqueue_nd_range_kernel(kernel.get(), 1, ptr::null(), &global, &wg, &[])
+                .map_err(|e| cl_err("launch the kernel", e))?;
+            let ev = q
+                .enqueue_read_buffer(
+                    &slot.out,
+                    CL_NON_BLOCKING,
+                    0,
+                    slot.host_out.slice_mut(n * OUT_WORDS),
+                    &[],
+                )
+                .map_err(|e| cl_err("read the results", e))?;
+            q.flush().map_err(|e| cl_err("submit", e))?;
+            Ok(ev)
+        }
+    }
+
+    fn read(
+        &mut self,
+        slot: &mut Slot,
+        done: Event,
+        words: usize,
+        check: impl FnOnce(&[u32]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        done.wait().map_err(|e| cl_err("wait for the device", e))?;
+        check(slot.host_out.slice(words))
+    }
+
+    fn abandon(&mut self, slot: &mut Slot, _in_flight: Option<Event>) {
+        // Waits for the transfers too, also those of a dispatch that failed half-enqueued.
+        let _ = slot.queue.finish();
+    }
 }
 
 impl Backend for OpenClBackend {

@@ -4,11 +4,12 @@
 //! The adapter is found at run time; a machine without one gets an error that says what to
 //! install, never a crash. Device buffers are allocated on first use and grown when a batch
 //! needs more, then reused. A large batch is cut into dispatches pipelined over three sets of
-//! buffers: one is written while another computes and a third's results are checked. wgpu
-//! reports device errors through a callback; they are collected and turned into this batch's
-//! error (the caller redoes it on the CPU).
+//! buffers ([`gpu::ring`], shared with the OpenCL backend): one is written while another
+//! computes and a third's results are checked. wgpu reports device errors through a callback;
+//! they are collected and turned into this batch's error (the caller redoes it on the CPU).
 
-use super::gpu::{self, GpuOptions, OUT_WORDS, TARGET_WORDS};
+use super::gpu::ring::{self, Ring};
+use super::gpu::{self, GpuOptions, OUT_WORDS};
 use super::Backend;
 use crate::model::validate::TaskMeta;
 use crate::model::{HashTask, JobCtx};
@@ -63,20 +64,11 @@ pub const INSTALL_HINT: &str = "no Vulkan, Metal or DX12 adapter found; install 
     Vulkan driver (on a machine without a GPU: Mesa's lavapipe, Debian/Ubuntu package \
     mesa-vulkan-drivers) or choose another backend (backend.kind = \"cpu\")";
 
-/// Dispatches in flight at once: the next one's records are written while the device computes
-/// one, and the one before's results are mapped and checked meanwhile.
-const SLOTS: usize = 3;
-
 /// Words of the uniform parameter block (see `Params` in the kernel).
 const PARAM_WORDS: usize = 8;
 
-/// What is in flight on a slot: tasks `start..end`, its tag, its submission and the mapping of
-/// its results.
-struct Pending {
-    start: usize,
-    end: usize,
-    tag: u32,
-    bytes: u64,
+/// A submitted dispatch: its submission and the mapping of its results.
+struct Ticket {
     index: wgpu::SubmissionIndex,
     mapped: std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
 }
@@ -90,33 +82,30 @@ struct Slot {
     out: wgpu::Buffer,
     staging: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
-    /// Capacity in tasks of tasks/out/staging, in words of jobs and targets.
-    task_cap: usize,
-    job_cap: usize,
+    /// Capacity in words of `targets`.
     target_cap: usize,
-    pending: Option<Pending>,
 }
 
-struct Inner {
+/// The adapter as the pipeline ring drives it.
+struct Gpu {
     device: wgpu::Device,
     queue: wgpu::Queue,
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
-    slots: Vec<Slot>,
-    tag: u32,
-    job_words: Vec<u32>,
-    target_words: Vec<u32>,
+    /// Device errors reported by wgpu's callback since the last check.
+    errors: Arc<Mutex<Vec<String>>>,
+    work_group_size: usize,
+    max_groups: u32,
+    max_binding: u64,
+    /// The records and target table of the dispatch being written. `Queue::write_buffer`
+    /// copies them before it returns, so one pair serves every slot.
     records: Vec<u32>,
+    target_words: Vec<u32>,
 }
 
 pub struct WgpuBackend {
-    inner: Mutex<Inner>,
-    /// Device errors reported by wgpu's callback since the last check.
-    errors: Arc<Mutex<Vec<String>>>,
+    ring: Mutex<Ring<Gpu>>,
     name: String,
-    opts: GpuOptions,
-    max_groups: u32,
-    max_binding: u64,
 }
 
 impl WgpuBackend {
@@ -205,47 +194,27 @@ impl WgpuBackend {
             anyhow::bail!("wgpu: the kernel does not compile on {}: {e}", desc.name);
         }
         let layout = pipeline.get_bind_group_layout(0);
-        let name = format!("wgpu:{} ({})", desc.name, desc.backend.to_lowercase());
-        Ok(WgpuBackend {
-            inner: Mutex::new(Inner {
-                device,
-                queue,
-                pipeline,
-                layout,
-                slots: Vec::new(),
-                tag: 0,
-                job_words: Vec::new(),
-                target_words: Vec::new(),
-                records: Vec::new(),
-            }),
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        // Tasks per dispatch: the configured chunk, bounded by what one binding may hold.
+        let fit = (max_binding / (gpu::HEADER_REC_WORDS * 4) as u64).max(1) as usize;
+        let gpu = Gpu {
+            device,
+            queue,
+            pipeline,
+            layout,
             errors,
-            name,
+            work_group_size: opts.work_group_size as usize,
             max_groups: limits.max_compute_workgroups_per_dimension.max(1),
-            max_binding: limits
-                .max_storage_buffer_binding_size
-                .min(limits.max_buffer_size),
-            opts,
+            max_binding,
+            records: Vec::new(),
+            target_words: Vec::new(),
+        };
+        Ok(WgpuBackend {
+            ring: Mutex::new(Ring::new(gpu, opts.chunk.min(fit))),
+            name: format!("wgpu:{} ({})", desc.name, desc.backend.to_lowercase()),
         })
-    }
-
-    /// Tasks per dispatch: the configured chunk, bounded by what one binding may hold.
-    fn chunk(&self) -> usize {
-        let per_task = (gpu::HEADER_REC_WORDS * 4) as u64;
-        let fit = (self.max_binding / per_task).max(1) as usize;
-        self.opts.chunk.min(fit)
-    }
-
-    fn take_errors(&self) -> anyhow::Result<()> {
-        let mut v = self
-            .errors
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?;
-        if v.is_empty() {
-            return Ok(());
-        }
-        let msg = v.join("; ");
-        v.clear();
-        anyhow::bail!("wgpu device error: {msg}")
     }
 
     fn run(
@@ -259,179 +228,217 @@ impl WgpuBackend {
         if tasks.is_empty() {
             return Ok(());
         }
-        let mut guard = self
-            .inner
+        let mut ring = self
+            .ring
             .lock()
             .map_err(|_| anyhow::anyhow!("wgpu backend poisoned by an earlier panic"))?;
-        let inner = &mut *guard;
-        gpu::pack_jobs(jobs, &mut inner.job_words);
-        let sub = gpu::dispatch_size(tasks.len(), self.chunk(), SLOTS);
-        let res = self
-            .ensure_slots(inner, sub, inner.job_words.len(), 0)
-            .and_then(|_| {
-                self.pipeline(
-                    inner,
-                    tasks,
-                    meta,
-                    out,
-                    gpu::Layout {
-                        njobs: jobs.len(),
-                        sub,
-                        stride,
-                    },
-                )
-            });
+        let res = ring
+            .run(jobs, tasks, meta, out, stride)
+            .and_then(|()| ring.device().take_errors());
         if res.is_err() {
-            // Leave nothing in flight into buffers the next batch reuses.
-            let _ = inner.device.poll(wgpu::PollType::wait_indefinitely());
-            for s in &mut inner.slots {
-                if s.pending.take().is_some() {
-                    s.staging.unmap();
-                }
-            }
-            let _ = self.take_errors();
+            // What the failed batch caused is reported; the next batch starts clean.
+            let _ = ring.device().take_errors();
         }
         res
     }
+}
 
-    /// Runs the batch as dispatches of `sub` tasks over the slots in turn: dispatch k+1 is
-    /// packed and submitted while dispatch k computes, and dispatch k−2's results are checked
-    /// meanwhile.
-    fn pipeline(
-        &self,
-        inner: &mut Inner,
-        tasks: &[HashTask],
-        meta: Option<&[TaskMeta]>,
-        out: &mut [State],
-        layout: gpu::Layout,
-    ) -> anyhow::Result<()> {
-        let gpu::Layout { njobs, sub, stride } = layout;
-        let mut job_sent = [false; SLOTS];
-        let mut order = std::collections::VecDeque::with_capacity(SLOTS);
-        for (k, start) in (0..tasks.len()).step_by(sub).enumerate() {
-            let end = (start + sub).min(tasks.len());
-            let si = k % SLOTS;
-            if inner.slots[si].pending.is_some() {
-                let first = order.pop_front().expect("a pending slot is in the queue");
-                debug_assert_eq!(first, si);
-                self.finish_slot(inner, si, meta, out)?;
-            }
-            let n = end - start;
-            let m = meta.map(|m| &m[start..end]);
-            let tag = gpu::next_tag(&mut inner.tag);
-            inner.records.resize(n * stride, 0);
-            gpu::pack_records(
-                &tasks[start..end],
-                m,
-                stride,
-                &mut inner.records,
-                &mut inner.target_words,
-            );
-            if inner.target_words.len() > inner.slots[si].target_cap {
-                // Rebuilt idle (it was waited for above); the job table goes up again.
-                let need = inner.target_words.len();
-                self.rebuild_slot(inner, si, need)?;
-                job_sent[si] = false;
-            }
-            let Inner {
-                device,
-                queue,
-                pipeline,
-                slots,
-                job_words,
-                target_words,
-                records,
-                ..
-            } = &mut *inner;
-            let slot = &mut slots[si];
-            if !job_sent[si] {
-                queue.write_buffer(&slot.jobs, 0, bytemuck::cast_slice(job_words));
-                job_sent[si] = true;
-            }
-            queue.write_buffer(&slot.tasks, 0, bytemuck::cast_slice(records));
-            if m.is_some() {
-                queue.write_buffer(&slot.targets, 0, bytemuck::cast_slice(target_words));
-            }
-            let params: [u32; PARAM_WORDS] = [
-                n as u32,
-                tag,
-                m.is_some() as u32,
-                njobs as u32,
-                stride as u32,
-                (target_words.len() / TARGET_WORDS) as u32,
-                0,
-                0,
-            ];
-            queue.write_buffer(&slot.params, 0, bytemuck::cast_slice(&params));
-
-            let groups = n.div_ceil(self.opts.work_group_size as usize) as u32;
-            let gx = groups.min(self.max_groups);
-            let gy = groups.div_ceil(gx);
-            anyhow::ensure!(
-                gy <= self.max_groups,
-                "a dispatch of {n} tasks needs {gy} rows of work groups; lower the chunk size"
-            );
-            let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("sha256d"),
-            });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("sha256d"),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &slot.bind_group, &[]);
-                pass.dispatch_workgroups(gx, gy, 1);
-            }
-            let bytes = (n * OUT_WORDS * 4) as u64;
-            enc.copy_buffer_to_buffer(&slot.out, 0, &slot.staging, 0, bytes);
-            let index = queue.submit([enc.finish()]);
-            let (tx, rx) = std::sync::mpsc::channel();
-            slot.staging
-                .slice(..bytes)
-                .map_async(wgpu::MapMode::Read, move |r| {
-                    let _ = tx.send(r);
-                });
-            // Start the work without waiting for it.
-            let _ = device.poll(wgpu::PollType::Poll);
-            slot.pending = Some(Pending {
-                start,
-                end,
-                tag,
-                bytes,
-                index,
-                mapped: rx,
-            });
-            order.push_back(si);
+impl Gpu {
+    fn take_errors(&self) -> anyhow::Result<()> {
+        let mut v = self
+            .errors
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        if v.is_empty() {
+            return Ok(());
         }
-        while let Some(si) = order.pop_front() {
-            self.finish_slot(inner, si, meta, out)?;
-        }
-        self.take_errors()
+        let msg = v.join("; ");
+        v.clear();
+        anyhow::bail!("wgpu device error: {msg}")
     }
 
-    /// Waits for slot `si`'s dispatch and checks its results into `out`.
-    fn finish_slot(
-        &self,
-        inner: &mut Inner,
-        si: usize,
-        meta: Option<&[TaskMeta]>,
-        out: &mut [State],
+    fn buffer(&self, label: &str, words: usize, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (words * 4) as u64,
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn check_binding(&self, words: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (words * 4) as u64 <= self.max_binding,
+            "wgpu: the job or target table needs more than the adapter's binding limit of {} \
+             bytes; use smaller batches",
+            self.max_binding
+        );
+        Ok(())
+    }
+
+    /// Binds params, jobs, tasks, targets and out, in the kernel's binding order.
+    fn bind_group(&self, buffers: [&wgpu::Buffer; 5]) -> wgpu::BindGroup {
+        fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+            wgpu::BindGroupEntry {
+                binding,
+                resource: b.as_entire_binding(),
+            }
+        }
+        let [params, jobs, tasks, targets, out] = buffers;
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("sha256d"),
+            layout: &self.layout,
+            entries: &[
+                entry(0, params),
+                entry(1, jobs),
+                entry(2, tasks),
+                entry(3, targets),
+                entry(4, out),
+            ],
+        })
+    }
+
+    /// Replaces idle `slot`'s target table by one of at least `words` words. The other
+    /// buffers, and the job table already in them, stay.
+    fn grow_targets(&self, slot: &mut Slot, words: usize) -> anyhow::Result<()> {
+        let cap = words.next_power_of_two();
+        self.check_binding(cap)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let targets = self.buffer(
+            "targets",
+            cap,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        );
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            anyhow::bail!(
+                "wgpu: cannot allocate a target table of {} bytes: {e}",
+                cap * 4
+            );
+        }
+        slot.bind_group =
+            self.bind_group([&slot.params, &slot.jobs, &slot.tasks, &targets, &slot.out]);
+        slot.targets = targets;
+        slot.target_cap = cap;
+        Ok(())
+    }
+}
+
+impl ring::Device for Gpu {
+    type Slot = Slot;
+    type Ticket = Ticket;
+
+    fn make_slot(&self, task_cap: usize, job_cap: usize) -> anyhow::Result<Slot> {
+        let target_cap = ring::INITIAL_TARGET_WORDS;
+        self.check_binding(job_cap.max(target_cap))?;
+        use wgpu::BufferUsages as U;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let params = self.buffer("params", PARAM_WORDS, U::UNIFORM | U::COPY_DST);
+        let jobs = self.buffer("jobs", job_cap, U::STORAGE | U::COPY_DST);
+        let tasks = self.buffer(
+            "tasks",
+            task_cap * gpu::HEADER_REC_WORDS,
+            U::STORAGE | U::COPY_DST,
+        );
+        let targets = self.buffer("targets", target_cap, U::STORAGE | U::COPY_DST);
+        let out = self.buffer("out", task_cap * OUT_WORDS, U::STORAGE | U::COPY_SRC);
+        let staging = self.buffer("staging", task_cap * OUT_WORDS, U::MAP_READ | U::COPY_DST);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            anyhow::bail!("wgpu: cannot allocate buffers for {task_cap} tasks: {e}");
+        }
+        let bind_group = self.bind_group([&params, &jobs, &tasks, &targets, &out]);
+        Ok(Slot {
+            params,
+            jobs,
+            tasks,
+            targets,
+            out,
+            staging,
+            bind_group,
+            target_cap,
+        })
+    }
+
+    fn host_buffers<'a>(
+        &'a mut self,
+        _slot: &'a mut Slot,
+        words: usize,
+    ) -> (&'a mut [u32], &'a mut Vec<u32>) {
+        self.records.resize(words, 0);
+        (&mut self.records, &mut self.target_words)
+    }
+
+    fn dispatch(
+        &mut self,
+        slot: &mut Slot,
+        jobs: Option<&[u32]>,
+        p: &ring::Params,
+    ) -> anyhow::Result<Ticket> {
+        if self.target_words.len() > slot.target_cap {
+            self.grow_targets(slot, self.target_words.len())?;
+        }
+        let (device, queue) = (&self.device, &self.queue);
+        if let Some(jobs) = jobs {
+            queue.write_buffer(&slot.jobs, 0, bytemuck::cast_slice(jobs));
+        }
+        queue.write_buffer(&slot.tasks, 0, bytemuck::cast_slice(&self.records));
+        if p.checked {
+            queue.write_buffer(&slot.targets, 0, bytemuck::cast_slice(&self.target_words));
+        }
+        let mut params = [0u32; PARAM_WORDS];
+        params[..6].copy_from_slice(&p.words());
+        queue.write_buffer(&slot.params, 0, bytemuck::cast_slice(&params));
+
+        let n = p.tasks;
+        let groups = n.div_ceil(self.work_group_size) as u32;
+        let gx = groups.min(self.max_groups);
+        let gy = groups.div_ceil(gx);
+        anyhow::ensure!(
+            gy <= self.max_groups,
+            "a dispatch of {n} tasks needs {gy} rows of work groups; lower the chunk size"
+        );
+        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("sha256d"),
+        });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("sha256d"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.pipeline);
+            pass.set_bind_group(0, &slot.bind_group, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+        let bytes = (n * OUT_WORDS * 4) as u64;
+        enc.copy_buffer_to_buffer(&slot.out, 0, &slot.staging, 0, bytes);
+        let index = queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slot.staging
+            .slice(..bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        // Start the work without waiting for it.
+        let _ = device.poll(wgpu::PollType::Poll);
+        Ok(Ticket { index, mapped: rx })
+    }
+
+    fn read(
+        &mut self,
+        slot: &mut Slot,
+        t: Ticket,
+        words: usize,
+        check: impl FnOnce(&[u32]) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let slot = &mut inner.slots[si];
-        let Some(p) = slot.pending.take() else {
-            return Ok(());
-        };
-        let waited = inner
+        let waited = self
             .device
             .poll(wgpu::PollType::Wait {
-                submission_index: Some(p.index),
+                submission_index: Some(t.index),
                 timeout: None,
             })
             .map_err(|e| anyhow::anyhow!("wgpu: waiting for the device failed: {e}"));
         let mapped = waited.and_then(|_| {
             self.take_errors()?;
-            p.mapped
+            t.mapped
                 .recv()
                 .map_err(|_| anyhow::anyhow!("wgpu: the read-back never completed"))?
                 .map_err(|e| anyhow::anyhow!("wgpu: cannot map the results: {e}"))
@@ -444,125 +451,20 @@ impl WgpuBackend {
         let res = {
             let view = slot
                 .staging
-                .slice(..p.bytes)
+                .slice(..(words * 4) as u64)
                 .get_mapped_range()
                 .map_err(|e| anyhow::anyhow!("wgpu: cannot read the results: {e}"))?;
-            gpu::unpack(
-                bytemuck::cast_slice(&view),
-                p.tag,
-                meta.map(|m| &m[p.start..p.end]),
-                &mut out[p.start..p.end],
-            )
+            check(bytemuck::cast_slice(&view))
         };
         slot.staging.unmap();
         res
     }
 
-    /// Makes the slots hold dispatches of `tasks` tasks and `job_words` job-table words,
-    /// (re)allocating only when they do not; `targets` = target-table words at least.
-    fn ensure_slots(
-        &self,
-        inner: &mut Inner,
-        tasks: usize,
-        job_words: usize,
-        targets: usize,
-    ) -> anyhow::Result<()> {
-        if inner.slots.len() == SLOTS
-            && inner
-                .slots
-                .iter()
-                .all(|s| s.task_cap >= tasks && s.job_cap >= job_words && s.target_cap >= targets)
-        {
-            return Ok(());
+    fn abandon(&mut self, slot: &mut Slot, in_flight: Option<Ticket>) {
+        let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+        if in_flight.is_some() {
+            slot.staging.unmap();
         }
-        let old = inner.slots.first().map(|b| (b.task_cap, b.job_cap));
-        let (task_cap, job_cap) = gpu::grown_capacity(tasks, job_words, old, self.chunk());
-        let target_cap = targets.max(TARGET_WORDS * 64).next_power_of_two();
-        inner.slots.clear();
-        for _ in 0..SLOTS {
-            let slot = self.make_slot(inner, task_cap, job_cap, target_cap)?;
-            inner.slots.push(slot);
-        }
-        Ok(())
-    }
-
-    /// Replaces idle slot `si` by one whose target table holds `targets` words.
-    fn rebuild_slot(&self, inner: &mut Inner, si: usize, targets: usize) -> anyhow::Result<()> {
-        let (task_cap, job_cap) = (inner.slots[si].task_cap, inner.slots[si].job_cap);
-        let slot = self.make_slot(inner, task_cap, job_cap, targets.next_power_of_two())?;
-        inner.slots[si] = slot;
-        Ok(())
-    }
-
-    fn make_slot(
-        &self,
-        inner: &Inner,
-        task_cap: usize,
-        job_cap: usize,
-        target_cap: usize,
-    ) -> anyhow::Result<Slot> {
-        let job_bytes = (job_cap * 4) as u64;
-        anyhow::ensure!(
-            job_bytes <= self.max_binding && (target_cap * 4) as u64 <= self.max_binding,
-            "wgpu: the job or target table needs more than the adapter's binding limit of {} \
-             bytes; use smaller batches",
-            self.max_binding
-        );
-        let d = &inner.device;
-        let mk = |label: &str, size: u64, usage: wgpu::BufferUsages| {
-            d.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
-        use wgpu::BufferUsages as U;
-        let scope = d.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let params = mk("params", (PARAM_WORDS * 4) as u64, U::UNIFORM | U::COPY_DST);
-        let jobs = mk("jobs", job_bytes, U::STORAGE | U::COPY_DST);
-        let tasks_b = mk(
-            "tasks",
-            (task_cap * gpu::HEADER_REC_WORDS * 4) as u64,
-            U::STORAGE | U::COPY_DST,
-        );
-        let targets = mk("targets", (target_cap * 4) as u64, U::STORAGE | U::COPY_DST);
-        let out_bytes = (task_cap * OUT_WORDS * 4) as u64;
-        let out = mk("out", out_bytes, U::STORAGE | U::COPY_SRC);
-        let staging = mk("staging", out_bytes, U::MAP_READ | U::COPY_DST);
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            anyhow::bail!("wgpu: cannot allocate buffers for {task_cap} tasks: {e}");
-        }
-        fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-            wgpu::BindGroupEntry {
-                binding,
-                resource: b.as_entire_binding(),
-            }
-        }
-        let bind_group = d.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("sha256d"),
-            layout: &inner.layout,
-            entries: &[
-                entry(0, &params),
-                entry(1, &jobs),
-                entry(2, &tasks_b),
-                entry(3, &targets),
-                entry(4, &out),
-            ],
-        });
-        Ok(Slot {
-            params,
-            jobs,
-            tasks: tasks_b,
-            targets,
-            out,
-            staging,
-            bind_group,
-            task_cap,
-            job_cap,
-            target_cap,
-            pending: None,
-        })
     }
 }
 
