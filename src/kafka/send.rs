@@ -97,20 +97,41 @@ impl Sender {
     }
 }
 
-/// Sends a JSONL stream; returns counts.
-pub async fn run(
-    k: &KafkaConfig,
-    input: impl BufRead,
-    opts: &SendOptions,
-) -> anyhow::Result<SendSummary> {
-    let producer: FutureProducer = producer_config(k, "sharecheck-send")
-        .create()
-        .map_err(|e| anyhow::anyhow!("cannot create a Kafka producer: {e}"))?;
-    // Connected and the topic's leaders known before the first message: otherwise the first
-    // messages wait in the producer for the connection and the metadata while their
-    // timestamps, taken when they are handed over, run (a paced send would show it as
-    // latency).
-    {
+/// Share batches being filled, by key, and the order keys were opened in (flushed in that
+/// order).
+struct OpenBatches {
+    batch: usize,
+    open: HashMap<Vec<u8>, Vec<ShareRecord>>,
+    order: Vec<Vec<u8>>,
+}
+
+impl OpenBatches {
+    /// Adds a share; returns its key's batch once it holds `batch` shares.
+    fn add(&mut self, rec: ShareRecord) -> Option<(Vec<u8>, Vec<ShareRecord>)> {
+        let key = share_key(&rec);
+        let v = self.open.entry(key.clone()).or_insert_with(|| {
+            self.order.push(key.clone());
+            Vec::with_capacity(self.batch)
+        });
+        v.push(rec);
+        if v.len() < self.batch {
+            return None;
+        }
+        let recs = self.open.remove(&key).unwrap_or_default();
+        self.order.retain(|x| *x != key);
+        Some((key, recs))
+    }
+}
+
+impl Sender {
+    /// A producer connected, with the shares topic's leaders known, before the first
+    /// message: otherwise the first messages wait in the producer for the connection and
+    /// the metadata while their timestamps, taken when they are handed over, run (a paced
+    /// send would show it as latency).
+    async fn connect(k: &KafkaConfig) -> anyhow::Result<Sender> {
+        let producer: FutureProducer = producer_config(k, "sharecheck-send")
+            .create()
+            .map_err(|e| anyhow::anyhow!("cannot create a Kafka producer: {e}"))?;
         let (p, topic) = (producer.clone(), k.topics.shares.clone());
         tokio::task::spawn_blocking(move || {
             p.client()
@@ -119,32 +140,24 @@ pub async fn run(
         })
         .await?
         .map_err(|e| anyhow::anyhow!("cannot reach the brokers {}: {e}", k.brokers))?;
+        Ok(Sender {
+            producer,
+            topic: k.topics.shares.clone(),
+            pending: Vec::new(),
+        })
     }
-    let mut s = Sender {
-        producer,
-        topic: k.topics.shares.clone(),
-        pending: Vec::new(),
-    };
-    let batch = opts.batch.max(1);
-    let mut sum = SendSummary::default();
-    // Open batches by key, and the order keys were opened in (flushed in that order).
-    let mut open: HashMap<Vec<u8>, Vec<ShareRecord>> = HashMap::new();
-    let mut order: Vec<Vec<u8>> = Vec::new();
-    let start = Instant::now();
-    let mut last_progress = Instant::now();
-    let mut last_flush = Instant::now();
 
+    /// Produces every open batch, in the order they were opened.
     async fn flush_all(
-        s: &mut Sender,
-        open: &mut HashMap<Vec<u8>, Vec<ShareRecord>>,
-        order: &mut Vec<Vec<u8>>,
+        &mut self,
+        open: &mut OpenBatches,
         sum: &mut SendSummary,
     ) -> anyhow::Result<()> {
-        let topic = s.topic.clone();
-        for key in order.drain(..) {
-            if let Some(recs) = open.remove(&key) {
+        let topic = self.topic.clone();
+        for key in open.order.drain(..) {
+            if let Some(recs) = open.open.remove(&key) {
                 if !recs.is_empty() {
-                    s.produce(&topic, &key, &encode_shares(&recs)).await?;
+                    self.produce(&topic, &key, &encode_shares(&recs)).await?;
                     sum.messages += 1;
                 }
             }
@@ -152,20 +165,42 @@ pub async fn run(
         Ok(())
     }
 
+    /// A job, acknowledged (with everything before it) before the next share is produced,
+    /// and the next share stamped after it (timestamps are in ms).
+    async fn job(&mut self, topic: &str, job: &crate::model::Job) -> anyhow::Result<()> {
+        self.produce(topic, job.job_id.as_bytes(), &encode_job(job))
+            .await?;
+        let ts = self.drain(0).await?;
+        while now_ms() <= ts {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        Ok(())
+    }
+}
+
+/// Sends a JSONL stream; returns counts.
+pub async fn run(
+    k: &KafkaConfig,
+    input: impl BufRead,
+    opts: &SendOptions,
+) -> anyhow::Result<SendSummary> {
+    let mut s = Sender::connect(k).await?;
+    let mut open = OpenBatches {
+        batch: opts.batch.max(1),
+        open: HashMap::new(),
+        order: Vec::new(),
+    };
+    let mut sum = SendSummary::default();
+    let start = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut last_flush = Instant::now();
     for (n, line) in input.lines().enumerate() {
         let line = line?;
         let rec = match jsonl::parse_line(&line) {
             jsonl::Line::Blank => continue,
             jsonl::Line::Job(Ok(job)) => {
-                flush_all(&mut s, &mut open, &mut order, &mut sum).await?;
-                s.produce(&k.topics.jobs, job.job_id.as_bytes(), &encode_job(&job))
-                    .await?;
-                // The job (and everything before it) is acknowledged before the next share.
-                let ts = s.drain(0).await?;
-                // Shares after the job must be stamped after it (timestamps are in ms).
-                while now_ms() <= ts {
-                    tokio::time::sleep(Duration::from_micros(200)).await;
-                }
+                s.flush_all(&mut open, &mut sum).await?;
+                s.job(&k.topics.jobs, &job).await?;
                 sum.jobs += 1;
                 continue;
             }
@@ -187,33 +222,22 @@ pub async fn run(
                 }
             },
         };
-        let key = share_key(&rec);
-        let full = {
-            let v = open.entry(key.clone()).or_insert_with(|| {
-                order.push(key.clone());
-                Vec::with_capacity(batch)
-            });
-            v.push(rec);
-            v.len() >= batch
-        };
         sum.shares += 1;
-        if full {
-            let recs = open.remove(&key).unwrap_or_default();
-            order.retain(|x| *x != key);
-            s.produce(&k.topics.shares.clone(), &key, &encode_shares(&recs))
+        if let Some((key, recs)) = open.add(rec) {
+            s.produce(&k.topics.shares, &key, &encode_shares(&recs))
                 .await?;
             sum.messages += 1;
         }
         if opts.rate > 0.0 {
             // Paced: partial batches do not wait long, and the sender sleeps when ahead.
             if last_flush.elapsed() >= Duration::from_millis(20) {
-                flush_all(&mut s, &mut open, &mut order, &mut sum).await?;
+                s.flush_all(&mut open, &mut sum).await?;
                 last_flush = Instant::now();
             }
             let due = Duration::from_secs_f64(sum.shares as f64 / opts.rate);
             let ahead = due.saturating_sub(start.elapsed());
             if ahead > Duration::from_millis(2) {
-                flush_all(&mut s, &mut open, &mut order, &mut sum).await?;
+                s.flush_all(&mut open, &mut sum).await?;
                 tokio::time::sleep(ahead).await;
             }
         }
@@ -230,7 +254,7 @@ pub async fn run(
             );
         }
     }
-    flush_all(&mut s, &mut open, &mut order, &mut sum).await?;
+    s.flush_all(&mut open, &mut sum).await?;
     s.drain(0).await?;
     s.producer
         .flush(Duration::from_secs(30))

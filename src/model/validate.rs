@@ -10,7 +10,7 @@ use super::job::{header_words_from_bytes, Job, JobCtx, JobError};
 use super::target::{achieved_difficulty, U256};
 use super::{Malformed, Status, Verdict};
 use crate::sha256::{soft, State};
-use crate::wire::binary::{ShareData, ShareRecord};
+use crate::wire::binary::{ShareData, ShareRecord, ShareView};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -578,118 +578,141 @@ impl Validator {
         let view = rec
             .check()
             .map_err(|e| Verdict::malformed(Some(rec.id()), Malformed::Record(e)))?;
-        let id = view.id;
         match view.data {
             ShareData::Header {
                 header,
                 network_target,
-            } => {
-                // 6. duplicate: the same 80 bytes, per prevhash.
-                let prev: [u8; 32] = header[4..36].try_into().expect("32");
-                let fp = xxh3_128_with_seed(header, self.seed);
-                let seen = &mut self.headers_seen;
-                let at = match seen.iter().rposition(|s| s.0 == prev) {
-                    Some(at) => at,
-                    None => {
-                        let window = self.cfg.header_prevhash_window.max(1);
-                        while seen.len() >= window {
-                            seen.pop_front();
-                        }
-                        seen.push_back((prev, FingerprintSet::default()));
-                        seen.len() - 1
-                    }
-                };
-                if !seen[at].1.insert(fp) {
-                    return Err(Verdict::rejected(id, Status::Duplicate));
+            } => self.check_header(&view, header, network_target, batch),
+            ShareData::Stratum { .. } => self.check_stratum(&view, ts, batch),
+        }
+    }
+
+    /// Check 6 of a header share (1 is done; 2–5 do not apply to a header).
+    fn check_header(
+        &mut self,
+        view: &ShareView<'_>,
+        header: &[u8; 80],
+        network_target: U256,
+        batch: Option<&mut Batch>,
+    ) -> Result<(), Verdict> {
+        let id = view.id;
+        // 6. duplicate: the same 80 bytes, per prevhash.
+        let prev: [u8; 32] = header[4..36].try_into().expect("32");
+        let fp = xxh3_128_with_seed(header, self.seed);
+        let seen = &mut self.headers_seen;
+        let at = match seen.iter().rposition(|s| s.0 == prev) {
+            Some(at) => at,
+            None => {
+                let window = self.cfg.header_prevhash_window.max(1);
+                while seen.len() >= window {
+                    seen.pop_front();
                 }
-                let Some(batch) = batch else {
-                    return Ok(());
-                };
-                let mut task = HashTask::zeroed();
-                task.job = HashTask::HEADER;
-                task.data = *header;
-                batch.push_task(
-                    task,
-                    TaskMeta {
-                        id,
-                        share_target: view.target,
-                        network_target,
-                    },
-                );
+                seen.push_back((prev, FingerprintSet::default()));
+                seen.len() - 1
             }
-            ShareData::Stratum {
-                job_id,
-                extranonce1,
-                extranonce2,
-                ntime,
-                nonce,
-                version_bits,
-            } => {
-                // 2. unknown_job, 3. stale
-                let Some(entry) = self.live.get_mut(job_id) else {
-                    let status = if self.stale.contains(job_id) {
-                        Status::Stale
-                    } else {
-                        Status::UnknownJob
-                    };
-                    return Err(Verdict::rejected(id, status));
-                };
-                if let (Some(t), Some(after)) = (ts, entry.stale_after_ms) {
-                    if t > after {
-                        return Err(Verdict::rejected(id, Status::Stale));
-                    }
-                }
-                let ctx = &entry.ctx;
-                // 4. bad_version
-                if let Some(v) = version_bits {
-                    if v & !ctx.job.version_mask != 0 {
-                        return Err(Verdict::rejected(id, Status::BadVersion));
-                    }
-                }
-                // 5. bad_ntime
-                let lo = ctx.job.ntime;
-                let hi = lo.saturating_add(self.cfg.max_ntime_offset_s);
-                if ntime < lo || ntime > hi {
-                    return Err(Verdict::rejected(id, Status::BadNtime));
-                }
-                // 6. duplicate, on decoded bytes (the job is implied by the per-job set).
-                let version = ctx.rolled_version(version_bits);
-                let mut key = [0u8; 46];
-                key[0] = extranonce1.len() as u8;
-                key[1] = extranonce2.len() as u8;
-                key[2..6].copy_from_slice(&ntime.to_le_bytes());
-                key[6..10].copy_from_slice(&nonce.to_le_bytes());
-                key[10..14].copy_from_slice(&version.to_le_bytes());
-                key[14..14 + extranonce1.len()].copy_from_slice(extranonce1);
-                let e2 = 14 + extranonce1.len();
-                key[e2..e2 + extranonce2.len()].copy_from_slice(extranonce2);
-                let fp = xxh3_128_with_seed(&key[..e2 + extranonce2.len()], self.seed);
-                if !entry.seen.insert(fp) {
-                    return Err(Verdict::rejected(id, Status::Duplicate));
-                }
-                let Some(batch) = batch else {
-                    return Ok(());
-                };
-                let mut task = HashTask::zeroed();
-                let (ctx, seq) = (entry.ctx.clone(), entry.seq);
-                task.job = batch.job_slot(seq, &ctx);
-                task.version = version;
-                task.ntime = ntime;
-                task.nonce = nonce;
-                let n1 = extranonce1.len();
-                task.en_len = (n1 + extranonce2.len()) as u32;
-                task.data[..n1].copy_from_slice(extranonce1);
-                task.data[n1..n1 + extranonce2.len()].copy_from_slice(extranonce2);
-                batch.push_task(
-                    task,
-                    TaskMeta {
-                        id,
-                        share_target: view.target,
-                        network_target: ctx.network_target,
-                    },
-                );
+        };
+        if !seen[at].1.insert(fp) {
+            return Err(Verdict::rejected(id, Status::Duplicate));
+        }
+        let Some(batch) = batch else {
+            return Ok(());
+        };
+        let mut task = HashTask::zeroed();
+        task.job = HashTask::HEADER;
+        task.data = *header;
+        batch.push_task(
+            task,
+            TaskMeta {
+                id,
+                share_target: view.target,
+                network_target,
+            },
+        );
+        Ok(())
+    }
+
+    /// Checks 2–6 of a stratum share (1 is done).
+    fn check_stratum(
+        &mut self,
+        view: &ShareView<'_>,
+        ts: Option<i64>,
+        batch: Option<&mut Batch>,
+    ) -> Result<(), Verdict> {
+        let id = view.id;
+        let ShareData::Stratum {
+            job_id,
+            extranonce1,
+            extranonce2,
+            ntime,
+            nonce,
+            version_bits,
+        } = view.data
+        else {
+            return Ok(());
+        };
+        // 2. unknown_job, 3. stale
+        let Some(entry) = self.live.get_mut(job_id) else {
+            let status = if self.stale.contains(job_id) {
+                Status::Stale
+            } else {
+                Status::UnknownJob
+            };
+            return Err(Verdict::rejected(id, status));
+        };
+        if let (Some(t), Some(after)) = (ts, entry.stale_after_ms) {
+            if t > after {
+                return Err(Verdict::rejected(id, Status::Stale));
             }
         }
+        let ctx = &entry.ctx;
+        // 4. bad_version
+        if let Some(v) = version_bits {
+            if v & !ctx.job.version_mask != 0 {
+                return Err(Verdict::rejected(id, Status::BadVersion));
+            }
+        }
+        // 5. bad_ntime
+        let lo = ctx.job.ntime;
+        let hi = lo.saturating_add(self.cfg.max_ntime_offset_s);
+        if ntime < lo || ntime > hi {
+            return Err(Verdict::rejected(id, Status::BadNtime));
+        }
+        // 6. duplicate, on decoded bytes (the job is implied by the per-job set).
+        let version = ctx.rolled_version(version_bits);
+        let mut key = [0u8; 46];
+        key[0] = extranonce1.len() as u8;
+        key[1] = extranonce2.len() as u8;
+        key[2..6].copy_from_slice(&ntime.to_le_bytes());
+        key[6..10].copy_from_slice(&nonce.to_le_bytes());
+        key[10..14].copy_from_slice(&version.to_le_bytes());
+        key[14..14 + extranonce1.len()].copy_from_slice(extranonce1);
+        let e2 = 14 + extranonce1.len();
+        key[e2..e2 + extranonce2.len()].copy_from_slice(extranonce2);
+        let fp = xxh3_128_with_seed(&key[..e2 + extranonce2.len()], self.seed);
+        if !entry.seen.insert(fp) {
+            return Err(Verdict::rejected(id, Status::Duplicate));
+        }
+        let Some(batch) = batch else {
+            return Ok(());
+        };
+        let mut task = HashTask::zeroed();
+        let (ctx, seq) = (entry.ctx.clone(), entry.seq);
+        task.job = batch.job_slot(seq, &ctx);
+        task.version = version;
+        task.ntime = ntime;
+        task.nonce = nonce;
+        let n1 = extranonce1.len();
+        task.en_len = (n1 + extranonce2.len()) as u32;
+        task.data[..n1].copy_from_slice(extranonce1);
+        task.data[n1..n1 + extranonce2.len()].copy_from_slice(extranonce2);
+        batch.push_task(
+            task,
+            TaskMeta {
+                id,
+                share_target: view.target,
+                network_target: ctx.network_target,
+            },
+        );
         Ok(())
     }
 }
