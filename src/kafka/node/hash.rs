@@ -56,7 +56,10 @@ pub fn hash_stage(
         hashes.clear();
         hashes.resize(batch.tasks.len(), [0; 8]);
         let t0 = Instant::now();
-        if let Err(e) = backend.hash(&batch.jobs, &batch.tasks, &mut hashes) {
+        // hash_checked: a GPU backend cross-checks its own target comparisons against the
+        // host's reading of the hashes it returns, and fails the batch on a disagreement.
+        let r = backend.hash_checked(&batch.jobs, &batch.tasks, batch.meta(), &mut hashes);
+        if let Err(e) = r {
             *fatal.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(format!("backend {} failed: {e:#}", backend.name()));
             return;
