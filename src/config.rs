@@ -148,6 +148,10 @@ pub struct KafkaConfig {
     /// limit the node takes no more messages until acknowledgements come. Bounds the memory
     /// of verdicts waiting for the broker. Default 8.
     pub max_unacked_batches: usize,
+    /// Seconds a share message may hold back its partition's committable offset (its
+    /// outputs not acknowledged) before the partition is reported stalled: a log line,
+    /// `sharecheck_partition_stalled`, and `/healthz` 503 with the reason. Default 60.
+    pub stall_timeout_s: u64,
 }
 
 impl Default for KafkaConfig {
@@ -160,6 +164,7 @@ impl Default for KafkaConfig {
             producer: BTreeMap::new(),
             delivery: "at_least_once".into(),
             max_unacked_batches: 8,
+            stall_timeout_s: 60,
         }
     }
 }
@@ -313,6 +318,10 @@ impl Config {
         anyhow::ensure!(
             self.kafka.max_unacked_batches > 0,
             "kafka.max_unacked_batches must be at least 1"
+        );
+        anyhow::ensure!(
+            self.kafka.stall_timeout_s > 0,
+            "kafka.stall_timeout_s must be at least 1"
         );
         anyhow::ensure!(
             self.kafka.topics.partitions > 0 && self.kafka.topics.replication > 0,

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub batch_latency: Histogram,
     pub backend_busy: Counter,
     pub dead_letters: IntCounter,
+    pub dead_letters_cut: IntCounter,
     pub delivery_retries: IntCounter,
     pub rebuilt_shares: IntCounter,
     /// Batches a GPU or FPGA backend failed and the CPU redid
@@ -27,6 +28,10 @@ pub struct Metrics {
     pub jobs: IntGauge,
     pub inflight: IntGauge,
     pub consumer_lag: IntGaugeVec,
+    /// 1 for each partition the node holds that stopped moving on (see `stalls`).
+    pub partition_stalled: IntGaugeVec,
+    /// The stalled partitions with their reasons, for `/healthz` (empty when all move on).
+    pub stalls: std::sync::Mutex<Vec<String>>,
     /// False once shutdown has begun (`/healthz` then answers 503).
     pub healthy: AtomicBool,
 }
@@ -35,6 +40,22 @@ fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> 
     r.register(Box::new(c.clone()))
         .expect("metric names are unique and valid");
     c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    reg(r, IntCounter::new(name, help).expect("valid"))
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    reg(r, IntGauge::new(name, help).expect("valid"))
+}
+
+/// A gauge per share partition.
+fn partition_gauges(r: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    reg(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), &["partition"]).expect("valid"),
+    )
 }
 
 impl Metrics {
@@ -53,10 +74,7 @@ impl Metrics {
         }
         Metrics {
             shares,
-            batches: reg(
-                &r,
-                IntCounter::new("sharecheck_batches_total", "Batches validated").expect("valid"),
-            ),
+            batches: counter(&r, "sharecheck_batches_total", "Batches validated"),
             batch_shares: reg(
                 &r,
                 Histogram::with_opts(
@@ -87,62 +105,18 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
-            dead_letters: reg(
-                &r,
-                IntCounter::new(
-                    "sharecheck_dead_letters_total",
-                    "Messages sent to the dead-letter topic",
-                )
-                .expect("valid"),
-            ),
-            delivery_retries: reg(
-                &r,
-                IntCounter::new(
-                    "sharecheck_delivery_retries_total",
-                    "Verdict messages produced again after a failed delivery",
-                )
-                .expect("valid"),
-            ),
-            rebuilt_shares: reg(
-                &r,
-                IntCounter::new(
-                    "sharecheck_rebuilt_shares_total",
-                    "Shares replayed into the duplicate sets of gained partitions",
-                )
-                .expect("valid"),
-            ),
-            fallback_batches: reg(
-                &r,
-                IntCounter::new(
-                    "sharecheck_backend_fallback_batches_total",
-                    "Batches the configured backend failed and the CPU redid (the backend is then out of service)",
-                )
-                .expect("valid"),
-            ),
-            jobs: reg(
-                &r,
-                IntGauge::new("sharecheck_jobs_cached", "Jobs held from the jobs topic")
-                    .expect("valid"),
-            ),
-            inflight: reg(
-                &r,
-                IntGauge::new(
-                    "sharecheck_inflight_batches",
-                    "Batches between fetch and acknowledgement",
-                )
-                .expect("valid"),
-            ),
-            consumer_lag: reg(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "sharecheck_consumer_lag",
-                        "Messages behind the end of each share partition (librdkafka statistics)",
-                    ),
-                    &["partition"],
-                )
-                .expect("valid"),
-            ),
+            dead_letters: counter(&r, "sharecheck_dead_letters_total", "Messages sent to the dead-letter topic"),
+            dead_letters_cut: counter(&r, "sharecheck_dead_letters_cut_total", "Dead letters whose payload was cut to fit the producer's and broker's \
+                     size limits, or dropped for a reference when the broker refused it"),
+            delivery_retries: counter(&r, "sharecheck_delivery_retries_total", "Verdict messages produced again after a failed delivery"),
+            rebuilt_shares: counter(&r, "sharecheck_rebuilt_shares_total", "Shares replayed into the duplicate sets of gained partitions"),
+            fallback_batches: counter(&r, "sharecheck_backend_fallback_batches_total", "Batches the configured backend failed and the CPU redid (the backend is then out of service)"),
+            jobs: gauge(&r, "sharecheck_jobs_cached", "Jobs held from the jobs topic"),
+            inflight: gauge(&r, "sharecheck_inflight_batches", "Batches between fetch and acknowledgement"),
+            consumer_lag: partition_gauges(&r, "sharecheck_consumer_lag", "Messages behind the end of each share partition (librdkafka statistics)"),
+            partition_stalled: partition_gauges(&r, "sharecheck_partition_stalled", "1 while a held share partition does not move on: halted, or its \
+                         committable offset held back longer than kafka.stall_timeout_s"),
+            stalls: std::sync::Mutex::new(Vec::new()),
             healthy: AtomicBool::new(true),
             registry: r,
         }
@@ -191,6 +165,34 @@ impl Metrics {
             .remove_label_values(&[&partition.to_string()]);
     }
 
+    /// Publishes the stalled partitions (partition, reason): their gauge at 1, the gauge of
+    /// partitions that recovered since the last call at 0, and the list for `/healthz`.
+    pub fn set_stalls(&self, stalls: &[(i32, String)]) {
+        use prometheus::core::Collector;
+        for m in self
+            .partition_stalled
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+        {
+            let label = m.get_label().first().map(|l| l.value().to_string());
+            if let Some(p) = label {
+                if !stalls.iter().any(|(s, _)| s.to_string() == p) {
+                    self.partition_stalled.with_label_values(&[&p]).set(0);
+                }
+            }
+        }
+        for (p, _) in stalls {
+            self.partition_stalled
+                .with_label_values(&[&p.to_string()])
+                .set(1);
+        }
+        *self.stalls.lock().unwrap_or_else(|e| e.into_inner()) = stalls
+            .iter()
+            .map(|(p, why)| format!("partition {p}: {why}"))
+            .collect();
+    }
+
     /// The consumer lag summed over the partitions librdkafka last reported (messages).
     pub fn lag_total(&self) -> i64 {
         use prometheus::core::Collector;
@@ -216,6 +218,28 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
+}
+
+/// `/healthz`: 200 while the node runs and every partition it holds moves on; 503 with the
+/// reason once shutdown has begun, or while a partition is stalled (each named with why).
+fn health(m: &Metrics) -> (&'static str, &'static str, String) {
+    if !m.healthy.load(Ordering::Relaxed) {
+        return (
+            "503 Service Unavailable",
+            "text/plain",
+            "shutting down\n".into(),
+        );
+    }
+    let stalls = m.stalls.lock().unwrap_or_else(|e| e.into_inner());
+    if stalls.is_empty() {
+        return ("200 OK", "text/plain", "ok\n".into());
+    }
+    let mut body = String::from("stalled\n");
+    for s in stalls.iter() {
+        body.push_str(s);
+        body.push('\n');
+    }
+    ("503 Service Unavailable", "text/plain", body)
 }
 
 /// Serves `/metrics` and `/healthz` on an already bound listener until the task is dropped.
@@ -253,14 +277,7 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
                     "text/plain; version=0.0.4; charset=utf-8",
                     m.render(),
                 ),
-                "/healthz" if m.healthy.load(Ordering::Relaxed) => {
-                    ("200 OK", "text/plain", "ok\n".to_string())
-                }
-                "/healthz" => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "shutting down\n".to_string(),
-                ),
+                "/healthz" => health(&m),
                 _ => (
                     "404 Not Found",
                     "text/plain",

@@ -325,3 +325,88 @@ fn a_node_paused_past_its_session_and_resumed_leaves_no_partition_stuck() {
         assert!(p.wait_for(Duration::from_secs(10)).is_some());
     }
 }
+
+/// A verdicts topic that refuses the node's messages (its max.message.bytes below a verdict
+/// message): the partitions stop committing, and the node says so, with `/healthz` 503
+/// naming each partition and the broker's error and `sharecheck_partition_stalled` at 1.
+/// Once the topic takes them again every share gets its verdict, every offset is committed
+/// and `/healthz` is 200 again.
+#[test]
+fn a_partition_that_cannot_deliver_is_reported_stalled_and_recovers() {
+    let port = free_port();
+    let env = Env::new(
+        "stalled",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text = text.replacen("[kafka]\n", "[kafka]\nstall_timeout_s = 3\n", 1);
+    std::fs::write(&env.config, text).unwrap();
+    let verdicts = env.topic("verdicts");
+    allow_large_messages(&env, &verdicts, 100);
+    let n = 2000;
+    let file = env.gen(
+        "s.jsonl",
+        &[
+            "--mode",
+            "mixed",
+            "--shares",
+            &n.to_string(),
+            "--seed",
+            "23",
+        ],
+    );
+    let expected = env.verify(&file);
+    env.send(&file, &["--batch", "50"]);
+    let mut node = env.node("node.log");
+    let t0 = Instant::now();
+    let mut health = String::new();
+    while t0.elapsed() < Duration::from_secs(60) {
+        health = http_get(port, "/healthz");
+        if health.starts_with("stalled") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let reported_after = t0.elapsed();
+    assert!(
+        health.starts_with("stalled")
+            && health.contains("partition ")
+            && health.contains("too large"),
+        "/healthz: {health:?}; node log:\n{}",
+        node.log_text()
+    );
+    let metrics = http_get(port, "/metrics");
+    let stalled = metrics
+        .lines()
+        .filter(|l| l.starts_with("sharecheck_partition_stalled{") && l.ends_with(" 1"))
+        .count();
+    assert!(stalled > 0, "no stalled gauge at 1:\n{metrics}");
+    let (before, ends) = committed_now(&env);
+    // The topic takes the verdicts again.
+    allow_large_messages(&env, &verdicts, 1_048_588);
+    let got = env.receive(n, 120, &[]);
+    let (got, repeats) = by_id(&got);
+    let (committed, ends2, all) = wait_all_committed(&env, Duration::from_secs(60));
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_secs(20) && http_get(port, "/healthz") != "ok\n" {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let health_after = http_get(port, "/healthz");
+    report(&format!(
+        "stalled: /healthz said stalled {:.1} s after the start ({stalled} partitions, \
+         committed {before:?} of {ends:?}); after the topic took verdicts again: {} verdicts \
+         ({repeats} repeated), committed {committed:?} of {ends2:?}, /healthz {:?}",
+        reported_after.as_secs_f64(),
+        got.len(),
+        health_after.trim()
+    ));
+    assert_eq!(got.len(), n);
+    let (want, _) = by_id(&expected);
+    for (id, w) in &want {
+        assert_eq!(got[id]["status"], w["status"], "share {id}");
+    }
+    assert!(all, "offsets not committed; node log:\n{}", node.log_text());
+    assert_eq!(health_after, "ok\n", "node log:\n{}", node.log_text());
+    node.signal("TERM");
+    assert!(node.wait_for(Duration::from_secs(10)).is_some());
+}

@@ -27,8 +27,16 @@ use std::time::{Duration, Instant};
 pub const H_SOURCE_TOPIC: &str = "source_topic";
 pub const H_SOURCE_PARTITION: &str = "source_partition";
 pub const H_SOURCE_OFFSET: &str = "source_offset";
-/// Dead-letter messages: why the message could not be decoded.
+/// Dead-letter messages: why the message could not be used.
 pub const H_ERROR: &str = "error";
+/// Dead-letter messages: the source message's payload size in bytes (larger than the
+/// dead letter's payload when that was cut to fit).
+pub const H_ORIGINAL_SIZE: &str = "original_size";
+/// Dead-letter messages whose key was cut to 1 KiB: the source key's size.
+pub const H_ORIGINAL_KEY_SIZE: &str = "original_key_size";
+/// Dead-letter messages sent without payload because the broker refused even the cut one:
+/// its reason. The source headers say where the message is.
+pub const H_PAYLOAD_DROPPED: &str = "payload_dropped";
 
 /// Settings every client gets: the brokers, and a client id that names the tool in broker
 /// logs.

@@ -7,18 +7,12 @@ use crate::kafka::{log_librdkafka, producer_config, reader_config, ReaderContext
 use crate::metrics::Metrics;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-
-/// Undecodable share messages on their way to the dead-letter topic and not yet
-/// acknowledged (at_least_once). At the limit the gatherer waits, as it does for in-flight
-/// batches, so a flood of bad messages that the broker does not take holds memory to this
-/// many payloads instead of growing.
-const MAX_DEAD_LETTERS_UNACKED: usize = 64;
 
 pub type ShareConsumer = StreamConsumer<NodeContext>;
 
@@ -38,8 +32,6 @@ pub struct Shared {
     pub events: tokio::sync::mpsc::UnboundedSender<OwnershipEvent>,
     /// at_least_once: permits for batches produced and not yet acknowledged.
     pub unacked: Arc<Semaphore>,
-    /// at_least_once: permits for dead letters produced and not yet acknowledged.
-    pub dead_unacked: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -69,7 +61,6 @@ impl Shared {
             tx,
             events,
             unacked: Arc::new(Semaphore::new(k.max_unacked_batches.max(1) * lanes)),
-            dead_unacked: Arc::new(Semaphore::new(MAX_DEAD_LETTERS_UNACKED)),
         })
     }
 }
@@ -131,8 +122,9 @@ impl ClientContext for NodeContext {
     fn stats(&self, s: Statistics) {
         if let Some(t) = s.topics.get(&self.topic) {
             for (p, st) in &t.partitions {
-                // Only partitions being fetched: librdkafka goes on reporting ones given up.
-                if *p >= 0 && st.consumer_lag >= 0 && st.fetch_state == "active" {
+                // Only partitions held: librdkafka goes on reporting ones given up. A held
+                // partition that is paused or stuck keeps its lag (it is what grows then).
+                if *p >= 0 && st.consumer_lag >= 0 && self.ownership.is_held(*p) {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[&p.to_string()])
@@ -178,9 +170,14 @@ impl ConsumerContext for NodeContext {
         }
     }
 
-    fn post_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+    fn post_rebalance(&self, c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         match r {
             Rebalance::Assign(tpl) => {
+                // A pause left by an earlier holding (a fenced producer) would outlive the
+                // assignment, which clears only librdkafka's own pause flag.
+                if let Err(e) = c.resume(tpl) {
+                    tracing::warn!("cannot resume the assigned partitions: {e}");
+                }
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?parts, "partitions assigned");
             }

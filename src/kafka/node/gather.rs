@@ -3,7 +3,7 @@
 //! permit is free.
 
 use super::clients::Shared;
-use super::deliver::dead_letter::DeadLetter;
+use super::deliver::dead_letter::{self, DeadLetter};
 use super::jobs::JobLog;
 use super::lanes::Lanes;
 use super::ownership::Epoch;
@@ -12,12 +12,16 @@ use crate::kafka::now_ms;
 use crate::wire::binary::{decode_shares, ShareRecord};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::TopicPartitionList;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// How long the gatherer waits for an in-flight slot before it pauses the partitions.
 const PAUSE_AFTER: Duration = Duration::from_secs(2);
+/// A batch is due once its dead letters hold this many bytes: what a batch holds stays
+/// bounded when bad messages arrive without shares.
+const MAX_DEAD_LETTER_BYTES: usize = 8 << 20;
 
 /// One share message.
 pub struct Item {
@@ -26,9 +30,8 @@ pub struct Item {
     pub key: Option<Vec<u8>>,
     pub ts: i64,
     pub records: Vec<ShareRecord>,
-    /// Exactly-once delivery: a message that is not a share batch (its payload and why),
-    /// sent to the dead-letter topic in the partition's transaction.
-    pub dead: Option<(Vec<u8>, String)>,
+    /// A message that is not a share batch: its dead letter, delivered in its place.
+    pub dead: Option<DeadLetter>,
 }
 
 /// A batch of share messages on its way; holds an in-flight permit until acknowledged.
@@ -45,15 +48,6 @@ pub struct Work {
     pub inflight: Arc<crate::metrics::InflightGuard>,
 }
 
-/// What the gatherer makes of a fetched message.
-enum Taken {
-    /// A share batch (or, with exactly-once delivery, a dead letter for the partition's
-    /// transaction).
-    Item(Item),
-    /// at_least_once: an undecodable message for the dead-letter topic.
-    Dead(DeadLetter),
-}
-
 /// Whether the node's loop goes on.
 #[derive(PartialEq, Eq)]
 pub enum Flow {
@@ -65,13 +59,15 @@ pub enum Flow {
 pub struct Gatherer {
     pending: Vec<Item>,
     pending_shares: usize,
+    /// Bytes of the dead letters in the batch (each is at most the producer's message size).
+    pending_dead_bytes: usize,
     first_at: Instant,
     max_shares: usize,
     max_wait: Duration,
     /// Permits for batches between dispatch and their outputs reaching the producer.
     sem: Arc<Semaphore>,
-    /// at_least_once: dead letters on their way.
-    dead: tokio::task::JoinSet<()>,
+    /// The most a dead letter holds ([`dead_letter::size_limit`]).
+    dead_letter_limit: usize,
     pub summary: NodeSummary,
 }
 
@@ -81,11 +77,12 @@ impl Gatherer {
         Gatherer {
             pending: Vec::new(),
             pending_shares: 0,
+            pending_dead_bytes: 0,
             first_at: Instant::now(),
             max_shares: b.batch.max_shares,
             max_wait: Duration::from_millis(b.batch.max_wait_ms),
             sem: Arc::new(Semaphore::new(b.inflight.max(1) * b.lanes())),
-            dead: tokio::task::JoinSet::new(),
+            dead_letter_limit: dead_letter::size_limit(&sh.cfg.kafka),
             summary: NodeSummary::default(),
         }
     }
@@ -96,49 +93,30 @@ impl Gatherer {
             .then(|| tokio::time::Instant::from_std(self.first_at + self.max_wait))
     }
 
-    /// Whether the batch is due: full, or its first message has waited long enough.
+    /// Whether the batch is due: full, or its first message has waited long enough. Dead
+    /// letters count by their bytes, so that a flood of bad messages (which hold no shares)
+    /// cannot gather an unbounded batch.
     pub fn due(&self) -> bool {
         !self.pending.is_empty()
-            && (self.pending_shares >= self.max_shares || self.first_at.elapsed() >= self.max_wait)
+            && (self.pending_shares >= self.max_shares
+                || self.pending_dead_bytes >= MAX_DEAD_LETTER_BYTES
+                || self.first_at.elapsed() >= self.max_wait)
     }
 
-    /// Takes a fetched message: into the batch, or on its way to the dead-letter topic.
-    pub async fn take(
-        &mut self,
-        sh: &Arc<Shared>,
-        m: &BorrowedMessage<'_>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Flow {
+    /// Takes a fetched message into the batch.
+    pub fn take(&mut self, sh: &Shared, m: &BorrowedMessage<'_>) {
         self.summary.messages += 1;
-        match take_message(sh, m) {
-            Taken::Item(item) => {
-                if item.dead.is_some() {
-                    self.summary.dead_letters += 1;
-                }
-                if self.pending.is_empty() {
-                    self.first_at = Instant::now();
-                }
-                self.pending_shares += item.records.len();
-                self.summary.shares += item.records.len() as u64;
-                self.pending.push(item);
-            }
-            Taken::Dead(d) => {
-                self.summary.dead_letters += 1;
-                // Finished deliveries leave their results in the set until reaped.
-                while self.dead.try_join_next().is_some() {}
-                let permit = tokio::select! {
-                    p = sh.dead_unacked.clone().acquire_owned() => p.ok(),
-                    _ = shutdown.changed() => None,
-                };
-                // Without a permit (shutdown) the message is left uncommitted and read again
-                // after the restart.
-                let Some(permit) = permit else {
-                    return Flow::Stop;
-                };
-                self.dead.spawn(d.deliver(sh.clone(), permit));
-            }
+        let item = take_message(sh, m, self.dead_letter_limit);
+        if let Some(d) = &item.dead {
+            self.summary.dead_letters += 1;
+            self.pending_dead_bytes += d.payload.len();
         }
-        Flow::Continue
+        if self.pending.is_empty() {
+            self.first_at = Instant::now();
+        }
+        self.pending_shares += item.records.len();
+        self.summary.shares += item.records.len() as u64;
+        self.pending.push(item);
     }
 
     /// Hands the gathered batch to the lanes once the in-flight limit allows. Meanwhile
@@ -164,17 +142,16 @@ impl Gatherer {
                 match quick {
                     Some(p) => p,
                     None => {
-                        let assigned = sh.consumer.assignment().ok();
-                        if let Some(a) = &assigned {
-                            let _ = sh.consumer.pause(a);
-                        }
+                        // Only the partitions being fetched: a halted one stays paused.
+                        let fetched = partitions(sh, &sh.ownership.fetchable());
+                        let _ = sh.consumer.pause(&fetched);
                         let p = tokio::select! {
                             p = self.sem.clone().acquire_owned() => p.ok(),
                             _ = shutdown.changed() => None,
                         };
-                        if let Some(a) = &assigned {
-                            let _ = sh.consumer.resume(a);
-                        }
+                        let _ = sh
+                            .consumer
+                            .resume(&partitions(sh, &sh.ownership.fetchable()));
                         match p {
                             Some(p) => p,
                             None => return Flow::Stop,
@@ -193,6 +170,7 @@ impl Gatherer {
         lanes: &mut Lanes,
         jobs: &JobLog,
     ) -> Flow {
+        self.pending_dead_bytes = 0;
         let work = Work {
             items: std::mem::take(&mut self.pending),
             shares: std::mem::take(&mut self.pending_shares),
@@ -207,8 +185,7 @@ impl Gatherer {
         }
     }
 
-    /// At shutdown: what is already fetched is validated too if a slot frees up in time;
-    /// then waits (until `deadline`) for the dead letters on their way.
+    /// At shutdown: what is already fetched is validated too if a slot frees up in time.
     pub async fn finish(&mut self, sh: &Shared, lanes: &mut Lanes, jobs: &JobLog) {
         if !self.pending.is_empty() {
             if let Ok(Ok(permit)) =
@@ -218,19 +195,23 @@ impl Gatherer {
             }
         }
     }
-
-    /// Waits for the dead letters on their way.
-    pub async fn dead_letters_done(&mut self) {
-        while self.dead.join_next().await.is_some() {}
-    }
 }
 
-/// Turns a fetched message into a pipeline item, or into a dead letter.
-fn take_message(sh: &Arc<Shared>, m: &BorrowedMessage<'_>) -> Taken {
+/// `parts` of the shares topic.
+fn partitions(sh: &Shared, parts: &[i32]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::with_capacity(parts.len());
+    for &p in parts {
+        tpl.add_partition(&sh.cfg.kafka.topics.shares, p);
+    }
+    tpl
+}
+
+/// Turns a fetched message into a pipeline item: its share records, or the dead letter of
+/// a message that is not a share batch.
+fn take_message(sh: &Shared, m: &BorrowedMessage<'_>, dead_letter_limit: usize) -> Item {
     let (p, o) = (m.partition(), m.offset());
     let epoch = sh.ownership.enter(p, o);
     let payload = m.payload().unwrap_or(&[]);
-    let key = m.key().map(<[u8]>::to_vec);
     let ts = m.timestamp().to_millis().unwrap_or_else(now_ms);
     let (records, dead) = match decode_shares(payload) {
         Ok(recs) => (recs.to_vec(), None),
@@ -238,29 +219,23 @@ fn take_message(sh: &Arc<Shared>, m: &BorrowedMessage<'_>) -> Taken {
             tracing::warn!(
                 partition = p,
                 offset = o,
+                bytes = payload.len(),
                 "undecodable message to the dead-letter topic: {e}"
             );
             sh.metrics.dead_letters.inc();
-            if sh.tx.is_none() {
-                return Taken::Dead(DeadLetter {
-                    topic: m.topic().to_string(),
-                    epoch,
-                    offset: o,
-                    key,
-                    payload: payload.to_vec(),
-                    error: e.to_string(),
-                });
+            let d = DeadLetter::of(m, &e.to_string(), dead_letter_limit);
+            if d.is_cut() {
+                sh.metrics.dead_letters_cut.inc();
             }
-            // Exactly-once: the dead letter goes in the partition's transaction.
-            (Vec::new(), Some((payload.to_vec(), e.to_string())))
+            (Vec::new(), Some(d))
         }
     };
-    Taken::Item(Item {
+    Item {
         epoch,
         offset: o,
-        key,
+        key: m.key().map(<[u8]>::to_vec),
         ts,
         records,
         dead,
-    })
+    }
 }

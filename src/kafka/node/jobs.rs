@@ -74,6 +74,7 @@ impl JobsReader {
         let dead = JobDeadLetters {
             producer: sh.producer.clone(),
             topic: k.topics.dead_letter.clone(),
+            limit: super::deliver::dead_letter::size_limit(k),
             runtime: tokio::runtime::Handle::current(),
         };
         let ends = jobs_client(k, "sharecheck-jobs-end", "jobs end-offset client")?;

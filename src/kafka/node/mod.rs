@@ -85,6 +85,7 @@ pub async fn run(
     let (mut stages, hashed) = lanes::start(&sh, &jobs.log, Arc::from(backend))?;
     let delivery = deliver::start(&sh, hashed);
     let progress = tokio::spawn(log_progress(metrics.clone()));
+    let watchdog = tokio::spawn(ownership::watch_stalls(sh.clone()));
 
     let mut gather = Gatherer::new(&sh);
     let mut last_err = Instant::now() - Duration::from_secs(60);
@@ -105,7 +106,10 @@ pub async fn run(
             m = sh.consumer.recv() => match m {
                 // A message of a partition given up meanwhile is left to its next owner.
                 Ok(m) if !sh.ownership.is_held(m.partition()) => continue,
-                Ok(m) => gather.take(&sh, &m, &mut shutdown).await,
+                Ok(m) => {
+                    gather.take(&sh, &m);
+                    Flow::Continue
+                }
                 Err(e) => {
                     if last_err.elapsed() > Duration::from_secs(5) {
                         tracing::warn!("share consumer: {e}");
@@ -140,6 +144,7 @@ pub async fn run(
         stages,
         delivery,
         progress,
+        watchdog,
         balance,
         jobs,
     };

@@ -81,6 +81,12 @@ impl OffsetTracker {
         }
     }
 
+    /// The first message of a partition still waiting for its outputs: it holds back the
+    /// committable offset.
+    pub fn first_waiting(&self, partition: i32) -> Option<i64> {
+        self.parts.get(&partition)?.pending.keys().next().copied()
+    }
+
     /// Messages of one partition fetched and not yet completed.
     pub fn pending_in(&self, partition: i32) -> usize {
         self.parts.get(&partition).map_or(0, |p| p.pending.len())

@@ -17,7 +17,7 @@ use super::clients::Shared;
 use super::offsets::OffsetTracker;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -34,6 +34,27 @@ struct Inner {
     tracker: OffsetTracker,
     /// Partitions held now.
     held: HashSet<i32>,
+    /// Held partitions this node stopped fetching, and why (fenced, a rewind that failed).
+    /// Each is paused on the consumer until its next holding starts, which resumes it: a
+    /// pause would otherwise outlive the holding (librdkafka's assign clears only its own
+    /// pause flag, not the application's).
+    halted: HashMap<i32, String>,
+    /// The last delivery error of a partition since its committable offset last moved.
+    last_error: HashMap<i32, String>,
+    /// Since when each held partition has had work waiting without its committable offset
+    /// moving: set when the holding starts, when work arrives at an idle partition, and
+    /// whenever the offset moves; a rewind does not reset it (a partition whose transactions
+    /// abort again and again is stuck, however often it is re-read).
+    waiting_since: HashMap<i32, Instant>,
+    /// Partitions rewound since their committable offset last moved.
+    rewound: HashSet<i32>,
+}
+
+/// A partition that stopped moving on, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    pub partition: i32,
+    pub reason: String,
 }
 
 /// The partitions of one node: who holds what in which generation, what is in flight, what
@@ -48,12 +69,26 @@ impl Default for Ownership {
     }
 }
 
+impl Inner {
+    /// Drops what this node knew of a partition's holding besides its offsets.
+    fn forget(&mut self, partition: i32) {
+        self.halted.remove(&partition);
+        self.last_error.remove(&partition);
+        self.waiting_since.remove(&partition);
+        self.rewound.remove(&partition);
+    }
+}
+
 impl Ownership {
     pub fn new() -> Ownership {
         Ownership {
             inner: Mutex::new(Inner {
                 tracker: OffsetTracker::new(),
                 held: HashSet::new(),
+                halted: HashMap::new(),
+                last_error: HashMap::new(),
+                waiting_since: HashMap::new(),
+                rewound: HashSet::new(),
             }),
         }
     }
@@ -68,6 +103,8 @@ impl Ownership {
         let mut i = self.lock();
         i.tracker.revoke(partition);
         i.held.insert(partition);
+        i.forget(partition);
+        i.waiting_since.insert(partition, Instant::now());
         Epoch {
             partition,
             generation: i.tracker.generation(partition),
@@ -79,6 +116,7 @@ impl Ownership {
         let mut i = self.lock();
         i.tracker.revoke(partition);
         i.held.remove(&partition);
+        i.forget(partition);
     }
 
     /// The partition is no longer fetched (it is being released); what is in flight of it
@@ -92,6 +130,81 @@ impl Ownership {
         let mut i = self.lock();
         i.tracker.revoke_all();
         i.held.clear();
+        i.halted.clear();
+        i.last_error.clear();
+        i.waiting_since.clear();
+        i.rewound.clear();
+    }
+
+    /// The partition is held but no longer fetched, for `reason`; false (nothing done) if
+    /// `epoch` is not current.
+    pub fn halt(&self, epoch: Epoch, reason: String) -> bool {
+        let mut i = self.lock();
+        if i.tracker.generation(epoch.partition) != epoch.generation
+            || !i.held.contains(&epoch.partition)
+        {
+            return false;
+        }
+        i.halted.insert(epoch.partition, reason);
+        true
+    }
+
+    /// Held partitions that are fetched (not halted), in order.
+    pub fn fetchable(&self) -> Vec<i32> {
+        let i = self.lock();
+        let mut v: Vec<i32> = i
+            .held
+            .iter()
+            .filter(|p| !i.halted.contains_key(p))
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Remembers why a partition's outputs are not getting through (for [`Ownership::stalls`]).
+    pub fn note_error(&self, partition: i32, error: String) {
+        self.lock().last_error.insert(partition, error);
+    }
+
+    /// Partitions that stopped moving on: held and halted, or with a message that has held
+    /// back the committable offset for longer than `after`, each with the reason.
+    pub fn stalls(&self, after: Duration) -> Vec<Stall> {
+        let i = self.lock();
+        let mut out: Vec<Stall> = i
+            .halted
+            .iter()
+            .map(|(&partition, why)| Stall {
+                partition,
+                reason: format!("not fetched: {why}"),
+            })
+            .collect();
+        for (&p, since) in &i.waiting_since {
+            let waited = since.elapsed();
+            if waited < after || i.halted.contains_key(&p) {
+                continue;
+            }
+            let mut reason = match i.tracker.first_waiting(p) {
+                Some(offset) => format!(
+                    "offset {offset} has waited {} s for its outputs to be acknowledged",
+                    waited.as_secs()
+                ),
+                None if i.rewound.contains(&p) => format!(
+                    "rewound, and its committable offset has not moved for {} s",
+                    waited.as_secs()
+                ),
+                None => continue,
+            };
+            if let Some(e) = i.last_error.get(&p) {
+                reason.push_str(&format!(" (last error: {e})"));
+            }
+            out.push(Stall {
+                partition: p,
+                reason,
+            });
+        }
+        out.sort_by_key(|s| s.partition);
+        out
     }
 
     /// A new generation of a partition that stays held (it is read again from its
@@ -102,6 +215,7 @@ impl Ownership {
             return false;
         }
         i.tracker.revoke(epoch.partition);
+        i.rewound.insert(epoch.partition);
         true
     }
 
@@ -131,7 +245,11 @@ impl Ownership {
 
     /// A message was fetched: registered in the partition's current epoch, which it returns.
     pub fn enter(&self, partition: i32, offset: i64) -> Epoch {
-        let generation = self.lock().tracker.register(partition, offset);
+        let mut i = self.lock();
+        if i.tracker.first_waiting(partition).is_none() && !i.rewound.contains(&partition) {
+            i.waiting_since.insert(partition, Instant::now());
+        }
+        let generation = i.tracker.register(partition, offset);
         Epoch {
             partition,
             generation,
@@ -151,6 +269,12 @@ impl Ownership {
                 }
             }
         }
+        let now = Instant::now();
+        for (p, _) in &moved {
+            i.last_error.remove(p);
+            i.rewound.remove(p);
+            i.waiting_since.insert(*p, now);
+        }
         moved
     }
 
@@ -164,6 +288,7 @@ impl Ownership {
         let mut i = self.lock();
         let o = i.tracker.stored_in(partition);
         i.tracker.revoke(partition);
+        i.forget(partition);
         o
     }
 
@@ -220,6 +345,9 @@ pub fn apply(sh: &Arc<Shared>, ev: OwnershipEvent) {
             let r = tpl
                 .add_partition_offset(topic, p, Offset::Stored)
                 .and_then(|()| sh.consumer.incremental_assign(&tpl));
+            // A pause left by an earlier holding (fenced, or a failed rewind) would outlive
+            // the assignment: this holding starts fetching whatever came before.
+            let r = r.and_then(|()| sh.consumer.resume(&tpl));
             match r {
                 Ok(()) => tracing::info!(partition = p, "partition started"),
                 Err(e) => {
@@ -250,7 +378,57 @@ pub fn apply(sh: &Arc<Shared>, ev: OwnershipEvent) {
             tracing::warn!("all partitions stopped");
         }
         OwnershipEvent::Rewind { epoch, offset } => rewind(sh, epoch, offset),
-        OwnershipEvent::Fenced(epoch) => pause(sh, epoch.partition),
+        OwnershipEvent::Fenced(epoch) => {
+            let why = "fenced: another node's transactional producer took the partition over";
+            halt(sh, epoch, why.into());
+        }
+    }
+}
+
+/// Stops fetching a partition of `epoch` until its next holding starts, and says why.
+fn halt(sh: &Shared, epoch: Epoch, why: String) {
+    let partition = epoch.partition;
+    if !sh.ownership.halt(epoch, why.clone()) {
+        // Ended meanwhile: the partition's next holding is not concerned.
+        return;
+    }
+    tracing::warn!(
+        partition,
+        "partition halted ({why}); it is fetched again when it is next assigned"
+    );
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&sh.cfg.kafka.topics.shares, partition);
+    if let Err(e) = sh.consumer.pause(&tpl) {
+        tracing::warn!(partition, "cannot pause partition: {e}");
+    }
+}
+
+/// Reports stalled partitions ([`Ownership::stalls`]) every second until the node stops: a
+/// warning when a partition stalls, a line when it moves on again, and the metrics and
+/// `/healthz` always up to date.
+pub async fn watch_stalls(sh: Arc<Shared>) {
+    let after = Duration::from_secs(sh.cfg.kafka.stall_timeout_s);
+    let mut known: HashMap<i32, String> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = sh.ownership.stalls(after);
+        for s in &now {
+            if !known.contains_key(&s.partition) {
+                tracing::warn!(partition = s.partition, "partition stalled: {}", s.reason);
+            }
+        }
+        for p in known.keys() {
+            if !now.iter().any(|s| s.partition == *p) {
+                tracing::info!(partition = p, "partition moves on again");
+            }
+        }
+        known = now
+            .iter()
+            .map(|s| (s.partition, s.reason.clone()))
+            .collect();
+        let list: Vec<(i32, String)> = now.into_iter().map(|s| (s.partition, s.reason)).collect();
+        sh.metrics.set_stalls(&list);
     }
 }
 
@@ -284,23 +462,11 @@ fn rewind(sh: &Shared, epoch: Epoch, offset: i64) {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(e) => {
-                tracing::error!(
-                    partition,
-                    "cannot rewind to offset {offset} ({e}); partition paused"
-                );
-                break;
+                let why = format!("cannot rewind to offset {offset}: {e}");
+                halt(sh, sh.ownership.current(partition), why);
+                return;
             }
         }
-    }
-    pause(sh, partition);
-}
-
-/// Stops fetching a partition until it is assigned again.
-fn pause(sh: &Shared, partition: i32) {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&sh.cfg.kafka.topics.shares, partition);
-    if let Err(e) = sh.consumer.pause(&tpl) {
-        tracing::warn!(partition, "cannot pause partition: {e}");
     }
 }
 
@@ -374,6 +540,61 @@ mod tests {
         assert_eq!(o.committable(), vec![(3, 12)]);
         assert_eq!(o.finish(3), Some(12));
         assert!(!o.is_current(e1));
+    }
+
+    /// A halted partition is not fetched until its next holding, which clears the halt; a
+    /// halt of an epoch that ended does nothing.
+    #[test]
+    fn a_halt_lasts_until_the_next_holding() {
+        let o = Ownership::new();
+        let e0 = o.start(0);
+        o.start(1);
+        assert!(o.halt(e0, "fenced".into()));
+        assert_eq!(o.fetchable(), vec![1]);
+        assert_eq!(o.held(), vec![0, 1]);
+        let s = o.stalls(Duration::from_secs(3600));
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].partition, 0);
+        assert!(s[0].reason.contains("fenced"), "{s:?}");
+        o.stop(0);
+        assert!(!o.halt(e0, "late".into()), "the holding ended");
+        o.start(0);
+        assert_eq!(o.fetchable(), vec![0, 1]);
+        assert!(
+            o.stalls(Duration::ZERO).is_empty(),
+            "idle partitions do not stall"
+        );
+    }
+
+    /// A partition stalls once a message has held back its committable offset longer than
+    /// the limit, with the last delivery error as the reason; it moves on when the offset
+    /// moves. A rewind does not restart the clock.
+    #[test]
+    fn a_partition_stalls_when_its_offset_does_not_move() {
+        let o = Ownership::new();
+        let e = o.start(2);
+        o.enter(2, 40);
+        o.enter(2, 41);
+        assert!(o.stalls(Duration::from_secs(3600)).is_empty());
+        o.note_error(2, "Broker: Message size too large".into());
+        let s = o.stalls(Duration::ZERO);
+        assert_eq!(s.len(), 1);
+        assert!(s[0].reason.contains("offset 40"), "{s:?}");
+        assert!(s[0].reason.contains("Message size too large"), "{s:?}");
+        assert_eq!(o.complete(&[(e, 40)]), vec![(2, 41)]);
+        assert!(!o.stalls(Duration::ZERO)[0].reason.contains("last error"));
+        assert_eq!(o.complete(&[(e, 41)]), vec![(2, 42)]);
+        assert!(o.stalls(Duration::ZERO).is_empty());
+        // Rewound before anything was re-read: still waiting.
+        let e = o.current(2);
+        o.enter(2, 42);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(o.restart(e));
+        let s = o.stalls(Duration::from_millis(10));
+        assert!(s.len() == 1 && s[0].reason.contains("rewound"), "{s:?}");
+        o.enter(2, 42);
+        let s = o.stalls(Duration::from_millis(10));
+        assert!(s.len() == 1 && s[0].reason.contains("offset 42"), "{s:?}");
     }
 
     /// A restart (rewind) ends the epoch but keeps the partition held; a restart of an

@@ -19,6 +19,7 @@ pub struct Running {
     pub stages: Stages,
     pub delivery: tokio::task::JoinHandle<()>,
     pub progress: tokio::task::JoinHandle<()>,
+    pub watchdog: tokio::task::JoinHandle<()>,
     pub balance: Option<NodeBalance>,
     pub jobs: JobsReader,
 }
@@ -30,6 +31,7 @@ pub async fn stop(sh: &Arc<Shared>, r: Running) -> anyhow::Result<NodeSummary> {
         stages,
         delivery,
         progress,
+        watchdog,
         balance,
         jobs,
     } = r;
@@ -40,17 +42,13 @@ pub async fn stop(sh: &Arc<Shared>, r: Running) -> anyhow::Result<NodeSummary> {
     } = stages;
     sh.metrics.healthy.store(false, Ordering::Relaxed);
     progress.abort();
+    watchdog.abort();
     let t0 = Instant::now();
     tracing::info!("shutting down: draining in-flight batches");
     gather.finish(sh, &mut lanes, &jobs.log).await;
     drop(lanes);
     let deadline = tokio::time::Instant::from_std(t0 + super::DRAIN_LIMIT);
-    let drained = tokio::time::timeout_at(deadline, async {
-        let _ = delivery.await;
-        gather.dead_letters_done().await;
-    })
-    .await
-    .is_ok();
+    let drained = tokio::time::timeout_at(deadline, delivery).await.is_ok();
     if !drained {
         tracing::warn!("in-flight batches not acknowledged in time; they will be validated again");
     }

@@ -3,12 +3,14 @@
 //! offsets periodically. After a crash the uncommitted tail is validated again and readers
 //! drop the repeats by source partition and offset.
 
+use super::dead_letter::{refused, DeadLetter};
 use super::{completed, count_batch, count_shares, produce, Delivery};
 use crate::kafka::node::clients::Shared;
 use crate::kafka::node::gather::Work;
 use crate::kafka::node::hash::{Hashed, StatusCounts};
 use crate::kafka::node::ownership::Epoch;
 use crate::kafka::source_headers;
+use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::DeliveryFuture;
 use std::sync::atomic::Ordering;
@@ -36,14 +38,83 @@ struct Pending {
     epoch: Epoch,
     offset: i64,
     key: Option<Vec<u8>>,
+    /// (topic, payload): the verdict message and the block messages, or the dead letter.
     msgs: Vec<(String, Vec<u8>)>,
     futs: Vec<DeliveryFuture>,
+    /// Why the last production did not hand every message to librdkafka.
+    not_produced: Option<KafkaError>,
+    /// The dead letter, when the message was not a share batch (`msgs` holds it then).
+    dead: Option<DeadLetter>,
+    /// Times the broker refused the dead letter for good.
+    refusals: u32,
+}
+
+impl Pending {
+    fn headers(&self, shares_topic: &str) -> OwnedHeaders {
+        match &self.dead {
+            Some(d) => d.headers(),
+            None => source_headers(shares_topic, self.epoch.partition, self.offset),
+        }
+    }
+
+    /// Hands every message to librdkafka.
+    async fn produce(&mut self, sh: &Shared) {
+        self.not_produced = None;
+        for (t, p) in &self.msgs {
+            let headers = self.headers(&sh.cfg.kafka.topics.shares);
+            match produce(&sh.producer, t, self.key.as_deref(), p, headers).await {
+                Ok(f) => self.futs.push(f),
+                Err(e) => self.not_produced = Some(e),
+            }
+        }
+    }
+
+    /// Waits for every delivery; the first error if any failed.
+    async fn acknowledged(&mut self) -> Result<(), KafkaError> {
+        let mut err = self.not_produced.take();
+        for f in self.futs.drain(..) {
+            match f.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => err = err.or(Some(e)),
+                Err(_) => err = err.or(Some(KafkaError::Canceled)),
+            }
+        }
+        err.map_or(Ok(()), Err)
+    }
+
+    /// The broker refused the dead letter for good (`why`): the next try sends a reference
+    /// to it without payload; after a second refusal it is given up. True while there is
+    /// something left to try.
+    fn refused(&mut self, why: &str, sh: &Shared) -> bool {
+        let Some(d) = &self.dead else { return true };
+        self.refusals += 1;
+        let p = self.epoch.partition;
+        if self.refusals > 1 {
+            tracing::error!(
+                partition = p,
+                offset = self.offset,
+                "the broker refused even a reference to the dead letter ({why}); the \
+                 message is left where it is, and the partition moves on"
+            );
+            return false;
+        }
+        tracing::warn!(
+            partition = p,
+            offset = self.offset,
+            "the broker refused the dead letter ({why}); sending a reference to it"
+        );
+        sh.metrics.dead_letters_cut.inc();
+        let r = d.reference(why);
+        self.msgs = vec![(sh.cfg.kafka.topics.dead_letter.clone(), Vec::new())];
+        self.dead = Some(r);
+        true
+    }
 }
 
 impl Delivery for AtLeastOnce {
-    /// Produces the verdict message of every share message in a hashed batch (and a block
-    /// message per block), then, in a task, waits for the acknowledgements and stores
-    /// offsets.
+    /// Produces the outputs of every share message in a hashed batch (its verdict message
+    /// and a block message per block, or its dead letter), then, in a task, waits for the
+    /// acknowledgements and stores offsets.
     ///
     /// The batch's in-flight permit is released once its messages are with the producer, so
     /// the backend goes on with the next batches during the broker's round trip; an
@@ -67,25 +138,30 @@ impl Delivery for AtLeastOnce {
         let mut outs = Vec::with_capacity(items.len());
         let mut counts = StatusCounts::default();
         for (item, enc) in items.into_iter().zip(out) {
-            for (c, n) in counts.iter_mut().zip(enc.counts) {
-                *c += n;
-            }
-            let msgs = enc.messages(topics);
-            let mut futs = Vec::with_capacity(msgs.len());
-            for (t, p) in &msgs {
-                let headers = source_headers(&topics.shares, item.epoch.partition, item.offset);
-                match produce(&sh.producer, t, item.key.as_deref(), p, headers).await {
-                    Ok(f) => futs.push(f),
-                    Err(e) => tracing::warn!("cannot produce to {t}: {e}"),
+            let (key, msgs) = match &item.dead {
+                Some(d) => (
+                    d.key.clone(),
+                    vec![(topics.dead_letter.clone(), d.payload.clone())],
+                ),
+                None => {
+                    for (c, n) in counts.iter_mut().zip(enc.counts) {
+                        *c += n;
+                    }
+                    (item.key, enc.messages(topics))
                 }
-            }
-            outs.push(Pending {
+            };
+            let mut o = Pending {
                 epoch: item.epoch,
                 offset: item.offset,
-                key: item.key,
+                key,
                 msgs,
-                futs,
-            });
+                futs: Vec::new(),
+                not_produced: None,
+                dead: item.dead,
+                refusals: 0,
+            };
+            o.produce(sh).await;
+            outs.push(o);
         }
         count_shares(&sh.metrics, &counts);
         count_batch(&sh.metrics, shares);
@@ -93,16 +169,7 @@ impl Delivery for AtLeastOnce {
         drop(permit);
         let sh = sh.clone();
         self.acks.spawn(async move {
-            let mut done = Vec::with_capacity(outs.len());
-            for o in outs {
-                let shares = &sh.cfg.kafka.topics.shares;
-                let headers = || source_headers(shares, o.epoch.partition, o.offset);
-                if !deliver(&sh, &o.msgs, o.key.as_deref(), &headers, o.futs).await {
-                    // Shutdown ran out of time: what was acknowledged is still stored.
-                    break;
-                }
-                done.push((o.epoch, o.offset));
-            }
+            let done = acknowledge(&sh, outs).await;
             completed(&sh, &done);
             sh.metrics
                 .batch_latency
@@ -117,44 +184,51 @@ impl Delivery for AtLeastOnce {
     }
 }
 
-/// Waits for `futs`, the deliveries of `msgs` (topic, payload) for one source message, and
-/// produces them again until all are acknowledged, with the headers `headers` makes (built
-/// again for each retry rather than kept: a header set is a librdkafka allocation, and
-/// copying and freeing one per message cost more than building it). Returns false if
-/// shutdown ran out of time first (the offset is then not stored and the message is
-/// validated again after restart).
-pub async fn deliver(
-    sh: &Shared,
-    msgs: &[(String, Vec<u8>)],
-    key: Option<&[u8]>,
-    headers: &(dyn Fn() -> OwnedHeaders + Send + Sync),
-    mut futs: Vec<DeliveryFuture>,
-) -> bool {
-    loop {
-        let mut ok = futs.len() == msgs.len();
-        for f in futs.drain(..) {
-            match f.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => {
-                    tracing::warn!("verdict delivery failed ({e}); producing again");
-                    ok = false;
+/// Waits for the deliveries of a batch's outputs and produces the failed ones again, all
+/// together every 500 ms, until every one is acknowledged; returns the share messages whose
+/// outputs all were. Stops early only if shutdown ran out of time (what is not acknowledged
+/// then is validated again after the restart). A dead letter the broker refuses for good
+/// goes as a reference, or not at all ([`Pending::refused`]); a verdict message is retried
+/// for as long as it takes (its partition is reported stalled meanwhile, with the error).
+async fn acknowledge(sh: &Shared, mut outs: Vec<Pending>) -> Vec<(Epoch, i64)> {
+    let mut done = Vec::with_capacity(outs.len());
+    for round in 0u64.. {
+        let mut failed: Vec<Pending> = Vec::new();
+        let mut first_error = None;
+        for mut o in outs {
+            let e = match o.acknowledged().await {
+                Ok(()) => {
+                    done.push((o.epoch, o.offset));
+                    continue;
                 }
-                Err(_) => ok = false,
+                Err(e) => e,
+            };
+            let why = e.to_string();
+            sh.ownership.note_error(o.epoch.partition, why.clone());
+            if o.dead.is_some() && refused(&e) && !o.refused(&why, sh) {
+                done.push((o.epoch, o.offset));
+                continue;
             }
+            first_error.get_or_insert(why);
+            failed.push(o);
         }
-        if ok {
-            return true;
+        if failed.is_empty() || sh.abort.load(Ordering::Relaxed) {
+            return done;
         }
-        if sh.abort.load(Ordering::Relaxed) {
-            return false;
+        // One line when a batch's deliveries first fail, then one every 30 s.
+        if round % 60 == 0 {
+            tracing::warn!(
+                "{} messages not delivered ({}); producing them again every 0.5 s",
+                failed.len(),
+                first_error.unwrap_or_default()
+            );
         }
-        sh.metrics.delivery_retries.inc();
+        sh.metrics.delivery_retries.inc_by(failed.len() as u64);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        for (topic, payload) in msgs {
-            match produce(&sh.producer, topic, key, payload, headers()).await {
-                Ok(f) => futs.push(f),
-                Err(e) => tracing::warn!("cannot produce to {topic}: {e}"),
-            }
+        for o in &mut failed {
+            o.produce(sh).await;
         }
+        outs = failed;
     }
+    done
 }

@@ -6,12 +6,12 @@ use crate::kafka::node::clients::Shared;
 use crate::kafka::node::gather::Work;
 use crate::kafka::node::hash::{Hashed, StatusCounts};
 use crate::kafka::node::ownership::{Epoch, OwnershipEvent};
+use crate::kafka::source_headers;
 use crate::kafka::txn::{classify, TxnFailure, TXN_TIMEOUT};
-use crate::kafka::{source_headers, H_ERROR};
 use crate::metrics::Metrics;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
@@ -91,27 +91,23 @@ fn dispatch(sh: &Arc<Shared>, h: Hashed, workers: &mut TxWorkers) {
     let topics = &sh.cfg.kafka.topics;
     let mut parts: Vec<(Epoch, Vec<TxMessage>)> = Vec::new();
     for (item, enc) in work.items.iter().zip(encoded) {
-        let mut headers = source_headers(&topics.shares, item.epoch.partition, item.offset);
-        let mut counts = StatusCounts::default();
-        let out = match &item.dead {
-            Some((payload, error)) => {
-                headers = headers.insert(Header {
-                    key: H_ERROR,
-                    value: Some(error),
-                });
-                vec![(topics.dead_letter.clone(), payload.clone())]
-            }
-            None => {
-                counts = enc.counts;
-                enc.messages(topics)
-            }
-        };
-        let msg = TxMessage {
-            offset: item.offset,
-            key: item.key.clone(),
-            headers,
-            out,
-            counts,
+        // A dead letter is cut to fit what librdkafka takes (a message it refuses would
+        // abort every transaction of the partition).
+        let msg = match &item.dead {
+            Some(d) => TxMessage {
+                offset: item.offset,
+                key: d.key.clone(),
+                headers: d.headers(),
+                out: vec![(topics.dead_letter.clone(), d.payload.clone())],
+                counts: StatusCounts::default(),
+            },
+            None => TxMessage {
+                offset: item.offset,
+                key: item.key.clone(),
+                headers: source_headers(&topics.shares, item.epoch.partition, item.offset),
+                counts: enc.counts,
+                out: enc.messages(topics),
+            },
         };
         match parts.iter_mut().find(|x| x.0 == item.epoch) {
             Some(x) => x.1.push(msg),
@@ -217,6 +213,8 @@ fn transaction_worker(sh: &Arc<Shared>, partition: i32, rx: std::sync::mpsc::Rec
                     partition,
                     "transaction aborted ({e}); validating again from offset {rewind_to}"
                 );
+                sh.ownership
+                    .note_error(partition, format!("transaction aborted: {e}"));
                 sh.metrics.delivery_retries.inc();
                 if let Err(ae) = producer.abort_transaction(TXN_TIMEOUT) {
                     tracing::warn!(partition, "abort_transaction: {ae}");
