@@ -42,6 +42,13 @@ fn verdicts_match_verify(test: &str, extra: &str, partitions: i32) -> String {
     let got = env.receive(3000, 120, &[]);
     let (got, repeats) = by_id(&got);
     let (want, _) = by_id(&expected);
+    // The group rebalances incrementally (a member joining or leaving moves only the
+    // partitions that change owner), as docs/operations.md says.
+    let protocol = group_protocol(&env);
+    assert_eq!(
+        protocol, "cooperative-sticky",
+        "the group's assignment protocol"
+    );
     assert_eq!(repeats, 0, "a clean run repeats no verdict");
     assert_eq!(got.len(), want.len());
     let mut blocks = 0;
@@ -296,4 +303,21 @@ fn topics_create_is_idempotent_and_sets_partitions_and_retention() {
             .unwrap_or_default();
         assert_eq!(got, retention, "{topic} retention.ms");
     }
+}
+
+/// The assignment protocol of the test's consumer group, as the group coordinator reports it.
+fn group_protocol(env: &Env) -> String {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &env.brokers)
+        .create()
+        .unwrap();
+    let groups = c
+        .fetch_group_list(Some(&env.group), Duration::from_secs(10))
+        .unwrap();
+    groups
+        .groups()
+        .first()
+        .map(|g| g.protocol().to_string())
+        .unwrap_or_default()
 }

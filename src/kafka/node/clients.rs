@@ -77,7 +77,11 @@ fn share_consumer(
     cc.set("group.id", &k.group_id)
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "5000")
+        // Kafka mode: a rebalance moves only the partitions that change owner, and the
+        // others go on validating (the eager default, range, stops every member's
+        // partitions on each join or leave).
+        .set("partition.assignment.strategy", "cooperative-sticky");
     for (key, v) in &k.consumer {
         cc.set(key, v);
     }
