@@ -1,0 +1,22 @@
+//! `sharecheck cluster status`: the ZooKeeper group beside the Kafka offsets.
+
+use sharecheck::balance::status;
+use sharecheck::config::Config;
+
+pub fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
+    super::init_logging(cfg)?;
+    let b = &cfg.balance;
+    let zk = super::runtime()?.block_on(status::read_zk(
+        &b.zookeeper,
+        &b.group,
+        std::time::Duration::from_millis(b.session_timeout_ms),
+    ))?;
+    let kafka = status::kafka_offsets(cfg)?;
+    let s = status::combine(cfg, zk, kafka);
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        print!("{}", status::render(&s));
+    }
+    Ok(())
+}
