@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+mod choice;
+pub use choice::{BackendKind, BalanceMode, Delivery, LogFormat, UnknownWord};
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -22,9 +25,9 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct BackendConfig {
     /// Backend name: `cpu` (fastest CPU path), `cpu:scalar`, `cpu:sha-ni`, `cpu:avx2`,
-    /// `cpu:avx512`, `wgpu`, `opencl`, or `auto` (self-test and measure every available
-    /// backend at start, use the fastest). Default `cpu`.
-    pub kind: String,
+    /// `cpu:avx512`, `wgpu`, `opencl`, `fpga`, or `auto` (self-test and measure every
+    /// available backend at start, use the fastest). Default `cpu`.
+    pub kind: BackendKind,
     /// Worker threads for the CPU backend; 0 = one per core. Default 0.
     pub threads: usize,
     /// Service mode: batches being validated at once (checked, hashed, their verdicts
@@ -68,7 +71,7 @@ impl BackendConfig {
 impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
-            kind: "cpu".into(),
+            kind: BackendKind::Cpu,
             threads: 0,
             inflight: 2,
             lanes: 0,
@@ -104,7 +107,7 @@ impl Default for BatchConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` or `json`. Default `text`.
-    pub format: String,
+    pub format: LogFormat,
     /// A tracing filter such as `info` or `sharecheck=debug`; RUST_LOG overrides it. Default
     /// `info`.
     pub level: String,
@@ -113,7 +116,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            format: "text".into(),
+            format: LogFormat::Text,
             level: "info".into(),
         }
     }
@@ -142,7 +145,7 @@ pub struct KafkaConfig {
     /// and the offsets it consumed are written in one Kafka transaction (one transactional
     /// producer per owned partition); read_committed readers see every verdict once.
     /// Default `at_least_once`.
-    pub delivery: String,
+    pub delivery: Delivery,
     /// Service mode, at_least_once: batches whose verdicts are handed to the producer and not
     /// yet acknowledged by the broker. The backend takes the next batches meanwhile; at the
     /// limit the node takes no more messages until acknowledgements come. Bounds the memory
@@ -162,7 +165,7 @@ impl Default for KafkaConfig {
             topics: TopicsConfig::default(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
-            delivery: "at_least_once".into(),
+            delivery: Delivery::AtLeastOnce,
             max_unacked_batches: 8,
             stall_timeout_s: 60,
         }
@@ -237,7 +240,7 @@ pub struct BalanceConfig {
     /// (cooperative-sticky assignment, every node counts the same). `zookeeper`: the nodes
     /// share the partitions by measured capacity through ZooKeeper (docs/operations.md).
     /// Default `kafka`.
-    pub mode: String,
+    pub mode: BalanceMode,
     /// ZooKeeper connect string (`host:port,host:port`, optionally with a chroot path).
     /// Default `127.0.0.1:2181`.
     pub zookeeper: String,
@@ -256,7 +259,7 @@ pub struct BalanceConfig {
 impl Default for BalanceConfig {
     fn default() -> Self {
         BalanceConfig {
-            mode: "kafka".into(),
+            mode: BalanceMode::Kafka,
             zookeeper: "127.0.0.1:2181".into(),
             group: "sharecheck".into(),
             session_timeout_ms: 10_000,
@@ -269,13 +272,13 @@ impl Default for BalanceConfig {
 impl KafkaConfig {
     /// `delivery = "exactly_once"`: verdicts and offsets in one transaction.
     pub fn is_exactly_once(&self) -> bool {
-        self.delivery == "exactly_once"
+        self.delivery == Delivery::ExactlyOnce
     }
 }
 
 impl BalanceConfig {
     pub fn is_zookeeper(&self) -> bool {
-        self.mode == "zookeeper"
+        self.mode == BalanceMode::Zookeeper
     }
 }
 
@@ -293,7 +296,7 @@ impl Config {
         Ok(c)
     }
 
-    /// Values serde cannot rule out.
+    /// Values serde cannot rule out (a one-word key is an enum, refused while reading).
     pub fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.backend.batch.max_shares > 0,
@@ -302,10 +305,6 @@ impl Config {
         anyhow::ensure!(
             self.backend.work_group_size > 0,
             "backend.work_group_size must be at least 1"
-        );
-        anyhow::ensure!(
-            matches!(self.log.format.as_str(), "text" | "json"),
-            "log.format must be \"text\" or \"json\""
         );
         anyhow::ensure!(
             self.backend.inflight > 0,
@@ -331,18 +330,7 @@ impl Config {
             self.validation.max_live_jobs > 0,
             "validation.max_live_jobs must be at least 1"
         );
-        match self.kafka.delivery.as_str() {
-            "at_least_once" | "exactly_once" => {}
-            other => anyhow::bail!(
-                "kafka.delivery must be \"at_least_once\" or \"exactly_once\", not {other:?}"
-            ),
-        }
         let b = &self.balance;
-        anyhow::ensure!(
-            matches!(b.mode.as_str(), "kafka" | "zookeeper"),
-            "balance.mode must be \"kafka\" or \"zookeeper\", not {:?}",
-            b.mode
-        );
         anyhow::ensure!(
             !b.zookeeper.trim().is_empty(),
             "balance.zookeeper must name at least one ZooKeeper server (host:port)"

@@ -271,7 +271,7 @@ fn cli_verify_backend_fpga() {
 fn lost_card_falls_back_to_the_cpu() {
     let mut card = Card::start("fallback");
     let opts = sharecheck::backend::Options {
-        kind: "fpga".into(),
+        kind: sharecheck::backend::BackendKind::Fpga,
         threads: 1,
         fpga: fifo_config(&card.dir, 1000),
         ..Default::default()

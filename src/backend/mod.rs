@@ -15,6 +15,7 @@ use crate::model::{HashTask, JobCtx};
 use crate::sha256::State;
 use std::sync::Arc;
 
+pub use crate::config::BackendKind;
 pub use select::{open_with, Options};
 
 /// A hashing backend.
@@ -47,24 +48,14 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// Backend names `open` understands.
-pub const NAMES: &[&str] = &[
-    "auto",
-    "cpu",
-    "cpu:scalar",
-    "cpu:sha-ni",
-    "cpu:avx512",
-    "cpu:avx2",
-    "wgpu",
-    "opencl",
-    "fpga",
-];
+/// Backend names `open` understands: the words of `backend.kind`.
+pub const NAMES: &[&str] = BackendKind::WORDS;
 
 /// Opens a backend by name with default device settings. `threads` = 0 means one per core.
 /// See [`open_with`] for the GPU settings.
 pub fn open(name: &str, threads: usize) -> anyhow::Result<Box<dyn Backend>> {
     open_with(&Options {
-        kind: name.to_string(),
+        kind: name.parse()?,
         threads,
         ..Options::default()
     })

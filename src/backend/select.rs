@@ -11,7 +11,7 @@ use super::fallback::Fallback;
 use super::gpu::GpuOptions;
 use super::opencl::OpenClBackend;
 use super::wgpu::WgpuBackend;
-use super::Backend;
+use super::{Backend, BackendKind};
 use crate::bench;
 use crate::model::validate::TaskMeta;
 use crate::model::U256;
@@ -20,8 +20,8 @@ use std::time::Duration;
 /// Everything that decides which backend runs and how (the `[backend]` config table).
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `auto`, `cpu`, `cpu:<path>`, `wgpu` or `opencl`.
-    pub kind: String,
+    /// `backend.kind`.
+    pub kind: BackendKind,
     /// CPU worker threads; 0 = one per core.
     pub threads: usize,
     /// Device index for `wgpu` / `opencl`.
@@ -39,7 +39,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            kind: "cpu".into(),
+            kind: BackendKind::Cpu,
             threads: 0,
             device: 0,
             work_group_size: 64,
@@ -54,7 +54,7 @@ impl Options {
     /// From the `[backend]` config table.
     pub fn from_config(c: &crate::config::BackendConfig) -> Options {
         Options {
-            kind: c.kind.clone(),
+            kind: c.kind,
             threads: c.threads,
             device: c.device,
             work_group_size: c.work_group_size,
@@ -76,11 +76,17 @@ impl Options {
 /// Opens the backend `opts.kind` names. An explicitly named GPU backend that cannot start or
 /// fails its self-test is an error (the operator asked for it); `auto` skips it instead.
 pub fn open_with(opts: &Options) -> anyhow::Result<Box<dyn Backend>> {
-    match opts.kind.as_str() {
-        "cpu" => Ok(Box::new(CpuBackend::new(None, opts.threads)?)),
-        n if n.starts_with("cpu:") => Ok(Box::new(CpuBackend::new(Some(&n[4..]), opts.threads)?)),
-        "wgpu" | "opencl" => {
-            let gpu = open_gpu(&opts.kind, &opts.gpu(opts.device))?;
+    match opts.kind {
+        BackendKind::Cpu
+        | BackendKind::CpuScalar
+        | BackendKind::CpuShaNi
+        | BackendKind::CpuAvx512
+        | BackendKind::CpuAvx2 => Ok(Box::new(CpuBackend::new(
+            opts.kind.cpu_path(),
+            opts.threads,
+        )?)),
+        BackendKind::Wgpu | BackendKind::OpenCl => {
+            let gpu = open_gpu(opts.kind.as_str(), &opts.gpu(opts.device))?;
             self_test(gpu.as_ref()).map_err(|e| {
                 anyhow::anyhow!(
                     "{} failed its self-test, so it is not used: {e:#}; choose backend.kind = \"cpu\"",
@@ -92,8 +98,8 @@ pub fn open_with(opts: &Options) -> anyhow::Result<Box<dyn Backend>> {
                 Box::new(CpuBackend::new(None, opts.threads)?),
             )))
         }
-        "auto" => auto(opts),
-        "fpga" => {
+        BackendKind::Auto => auto(opts),
+        BackendKind::Fpga => {
             let card: Box<dyn Backend> =
                 Box::new(super::fpga::FpgaBackend::new(opts.fpga.clone())?);
             self_test(card.as_ref()).map_err(|e| {
@@ -104,10 +110,6 @@ pub fn open_with(opts: &Options) -> anyhow::Result<Box<dyn Backend>> {
                 Box::new(CpuBackend::new(None, opts.threads)?),
             )))
         }
-        name => anyhow::bail!(
-            "unknown backend {name:?}; choose one of: {}",
-            super::NAMES.join(", ")
-        ),
     }
 }
 

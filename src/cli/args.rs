@@ -3,6 +3,7 @@
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use sharecheck::config::BackendKind;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -188,7 +189,7 @@ pub struct GenArgs {
 pub struct VerifyArgs {
     /// Backend: cpu, cpu:scalar, cpu:sha-ni, cpu:avx2, cpu:avx512, wgpu, opencl, auto.
     #[arg(long)]
-    pub backend: Option<String>,
+    pub backend: Option<BackendKind>,
     /// Device index for wgpu / opencl (see `sharecheck backends`).
     #[arg(long)]
     pub device: Option<usize>,
@@ -234,7 +235,7 @@ pub struct ReceiveArgs {
 pub struct RunArgs {
     /// Backend (overrides backend.kind).
     #[arg(long)]
-    pub backend: Option<String>,
+    pub backend: Option<BackendKind>,
     /// This node's id in the ZooKeeper group (overrides balance.node_id).
     #[arg(long)]
     pub node_id: Option<String>,

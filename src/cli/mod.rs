@@ -16,7 +16,7 @@ mod verify;
 
 use anyhow::Context;
 use args::{Cli, ClusterCmd, Cmd, TopicsCmd};
-use sharecheck::config::Config;
+use sharecheck::config::{Config, LogFormat};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
@@ -106,10 +106,9 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let r = if cfg.log.format == "json" {
-        b.json().try_init()
-    } else {
-        b.try_init()
+    let r = match cfg.log.format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
     };
     r.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
