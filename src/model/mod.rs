@@ -3,6 +3,7 @@
 //! so the contract cannot drift between backends.
 
 pub mod job;
+pub mod share;
 pub mod target;
 pub mod validate;
 

@@ -7,10 +7,10 @@
 //! check 7 (block / accepted / low_difficulty) and returns the verdicts in input order.
 
 use super::job::{header_words_from_bytes, Job, JobCtx, JobError};
+use super::share::{ShareData, ShareRecord, ShareView};
 use super::target::{achieved_difficulty, U256};
 use super::{Malformed, Status, Verdict};
 use crate::sha256::{soft, State};
-use crate::wire::binary::{ShareData, ShareRecord, ShareView};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -721,7 +721,7 @@ impl Validator {
 mod tests {
     use super::*;
     use crate::model::job::DEFAULT_VERSION_MASK;
-    use crate::wire::binary::ShareTarget;
+    use crate::model::share::ShareTarget;
 
     fn job(id: &str, clean: bool) -> Job {
         Job {
