@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn every_failure_is_redone_on_the_cpu_and_takes_the_backend_out() {
-        let f = crate::bench::stratum_fixture(100, 9);
+        let f = crate::backend::fixture::stratum_fixture(100, 9);
         let want: Vec<State> = f
             .tasks
             .iter()

@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod fallback;
+pub mod fixture;
 pub mod fpga;
 pub mod gpu;
 pub mod opencl;

@@ -8,11 +8,11 @@
 
 use super::cpu::CpuBackend;
 use super::fallback::Fallback;
+use super::fixture;
 use super::gpu::GpuOptions;
 use super::opencl::OpenClBackend;
 use super::wgpu::WgpuBackend;
 use super::{Backend, BackendKind};
-use crate::bench;
 use crate::model::validate::TaskMeta;
 use crate::model::U256;
 use std::time::Duration;
@@ -125,10 +125,10 @@ pub fn open_gpu(api: &str, g: &GpuOptions) -> anyhow::Result<Box<dyn Backend>> {
 /// Known-answer test: stratum and header fixtures against the scalar reference, and the
 /// device-side target comparisons on targets that every hash meets and that none meets.
 pub fn self_test(b: &dyn Backend) -> anyhow::Result<()> {
-    let s = bench::stratum_fixture(300, 1);
-    bench::check_against_reference(b, &s)?;
-    let h = bench::header_fixture(301, 1);
-    bench::check_against_reference(b, &h)?;
+    let s = fixture::stratum_fixture(300, 1);
+    fixture::check_against_reference(b, &s)?;
+    let h = fixture::header_fixture(301, 1);
+    fixture::check_against_reference(b, &h)?;
     let meta: Vec<TaskMeta> = (0..s.tasks.len())
         .map(|i| TaskMeta {
             id: i as u64,
@@ -143,10 +143,10 @@ pub fn self_test(b: &dyn Backend) -> anyhow::Result<()> {
 
 /// Shares/s of `b` on stratum shares at `batch` shares per call.
 pub fn measure(b: &dyn Backend, batch: usize, time: Duration) -> anyhow::Result<f64> {
-    let f = bench::stratum_fixture(batch.max(1), 7);
+    let f = fixture::stratum_fixture(batch.max(1), 7);
     let mut out = vec![[0u32; 8]; f.tasks.len()];
     let mut err = None;
-    let rate = bench::measure(time, f.tasks.len(), || {
+    let rate = fixture::measure(time, f.tasks.len(), || {
         if err.is_none() {
             if let Err(e) = b.hash(&f.jobs, &f.tasks, &mut out) {
                 err = Some(e);
