@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 mod choice;
+mod fpga;
 pub use choice::{BackendKind, BalanceMode, Delivery, LogFormat, UnknownWord};
+pub use fpga::FpgaConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -49,7 +51,7 @@ pub struct BackendConfig {
     pub work_group_size: u32,
     pub batch: BatchConfig,
     /// The FPGA card's streams (`kind = "fpga"`).
-    pub fpga: crate::backend::fpga::FpgaConfig,
+    pub fpga: FpgaConfig,
 }
 
 /// The most validation lanes `backend.lanes` may ask for.
@@ -282,6 +284,11 @@ impl BalanceConfig {
     }
 }
 
+/// A name usable as one znode path segment (`balance.group`, `balance.node_id`).
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.chars().any(|c| c.is_control())
+}
+
 impl Config {
     /// Reads a config file; errors name the file and the offending key.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
@@ -336,13 +343,13 @@ impl Config {
             "balance.zookeeper must name at least one ZooKeeper server (host:port)"
         );
         anyhow::ensure!(
-            crate::balance::valid_name(&b.group),
+            valid_name(&b.group),
             "balance.group must be a non-empty name without '/' (got {:?})",
             b.group
         );
         if let Some(id) = &b.node_id {
             anyhow::ensure!(
-                crate::balance::valid_name(id),
+                valid_name(id),
                 "balance.node_id must be a non-empty name without '/' (got {id:?})"
             );
         }

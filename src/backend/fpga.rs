@@ -17,11 +17,9 @@ use crate::model::validate::TaskMeta;
 use crate::model::{HashTask, JobCtx};
 use crate::sha256::{soft, Engine, State};
 use anyhow::{bail, Context};
-use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,27 +28,7 @@ pub const WORK_RECORD: usize = 128;
 /// Bytes of one result record (card → host).
 pub const RESULT_RECORD: usize = 64;
 
-/// `[backend.fpga]` settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct FpgaConfig {
-    /// Host-to-card stream. Default `/dev/xdma0_h2c_0`.
-    pub h2c: PathBuf,
-    /// Card-to-host stream. Default `/dev/xdma0_c2h_0`.
-    pub c2h: PathBuf,
-    /// Longest wait for the next result before the card counts as lost. Default 2000.
-    pub timeout_ms: u64,
-}
-
-impl Default for FpgaConfig {
-    fn default() -> Self {
-        FpgaConfig {
-            h2c: "/dev/xdma0_h2c_0".into(),
-            c2h: "/dev/xdma0_c2h_0".into(),
-            timeout_ms: 2000,
-        }
-    }
-}
+pub use crate::config::FpgaConfig;
 
 struct Conn {
     h2c: File,

@@ -18,6 +18,7 @@ pub mod assign;
 pub mod status;
 pub mod zk;
 
+use crate::config::valid_name;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;
@@ -89,11 +90,6 @@ impl Paths {
     pub fn owner(&self, partition: i32) -> String {
         format!("{}/owners/{partition}", self.root)
     }
-}
-
-/// A name usable as one znode path segment.
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.chars().any(|c| c.is_control())
 }
 
 /// This machine's host name (for the default node id and the member data).
