@@ -18,7 +18,7 @@ pub mod assign;
 pub mod status;
 pub mod zk;
 
-use crate::config::valid_name;
+use crate::config::{valid_name, BalanceConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;
@@ -130,49 +130,23 @@ pub struct NodeBalance {
     pub commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
 }
 
-/// Joins the group of `cfg.balance` (zookeeper mode). The capacity is `balance.capacity`, or
-/// else `backend`'s shares/s measured now at the configured batch size.
+/// Joins the group of `b` (zookeeper mode) as a member validating with `backends` at
+/// `capacity` shares/s. `partitions` reads the partitions of the shares topic, which the
+/// leader spreads over the members.
 pub async fn join(
-    cfg: &crate::config::Config,
-    backend: &dyn crate::backend::Backend,
+    b: &BalanceConfig,
+    backends: Vec<String>,
+    capacity: f64,
+    partitions: zk::PartitionSource,
 ) -> anyhow::Result<NodeBalance> {
     use std::time::Duration;
-    let b = &cfg.balance;
-    let capacity = match b.capacity {
-        Some(c) => c,
-        None => {
-            let batch = cfg.backend.batch.max_shares.min(1 << 16);
-            let r = tokio::task::block_in_place(|| {
-                crate::backend::select::measure(backend, batch, Duration::from_secs(1))
-            })
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot measure the backend's capacity ({e:#}); set balance.capacity"
-                )
-            })?;
-            tracing::info!(
-                capacity = r.round(),
-                "measured capacity (shares/s); balance.capacity overrides it"
-            );
-            r
-        }
-    };
     let host = hostname();
     let member = Member {
         node_id: b.node_id.clone().unwrap_or_else(|| host.clone()),
         host,
-        backends: vec![backend.name().to_string()],
+        backends,
         capacity,
     };
-    let k = cfg.kafka.clone();
-    let meta: rdkafka::consumer::BaseConsumer<crate::kafka::ReaderContext> =
-        crate::kafka::reader_config(&k, "sharecheck-balance")
-            .create_with_context(crate::kafka::ReaderContext)
-            .map_err(|e| anyhow::anyhow!("cannot create the Kafka metadata client: {e}"))?;
-    let meta = std::sync::Arc::new(meta);
-    let partitions: zk::PartitionSource = std::sync::Arc::new(move || {
-        crate::kafka::partitions_of(&meta, &k.topics.shares, Duration::from_secs(10))
-    });
     let (tx, commands) = tokio::sync::mpsc::unbounded_channel();
     let coordinator = zk::Coordinator::start(
         zk::Options {

@@ -11,7 +11,7 @@ pub fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
         &b.group,
         std::time::Duration::from_millis(b.session_timeout_ms),
     ))?;
-    let kafka = status::kafka_offsets(cfg)?;
+    let kafka = sharecheck::kafka::group::offsets(&cfg.kafka)?;
     let s = status::combine(cfg, zk, kafka);
     if json {
         println!("{}", serde_json::to_string(&s)?);

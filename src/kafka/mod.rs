@@ -4,6 +4,7 @@
 //! librdkafka names.
 
 pub mod bench;
+pub mod group;
 pub mod node;
 pub mod rebuild;
 pub mod receive;

@@ -15,6 +15,7 @@
 //! producer; when the limit is reached the gatherer waits, and after a while pauses its
 //! partitions.
 
+mod balance;
 mod clients;
 mod deliver;
 mod gather;
@@ -159,7 +160,7 @@ async fn join_or_subscribe(
     backend: &dyn Backend,
 ) -> anyhow::Result<Option<crate::balance::NodeBalance>> {
     if sh.cfg.balance.is_zookeeper() {
-        return Ok(Some(crate::balance::join(&sh.cfg, backend).await?));
+        return Ok(Some(balance::join(&sh.cfg, backend).await?));
     }
     let topic = &sh.cfg.kafka.topics.shares;
     sh.consumer
