@@ -10,8 +10,8 @@
 //! ```
 //!
 //! The files follow a share message's way: [`clients`], [`gather`], [`lanes`], [`jobs`],
-//! [`prepare`], [`hash`], [`deliver`], with [`ownership`] beside them all and [`shutdown`] at
-//! the end. At most `backend.inflight` batches per lane are between the gatherer and the
+//! [`prepare`], [`hash`], [`deliver`], with [`ownership`] beside them all, [`shutdown`] at
+//! the end, and [`balance`] (zookeeper mode's group) at the start. At most `backend.inflight` batches per lane are between the gatherer and the
 //! producer; when the limit is reached the gatherer waits, and after a while pauses its
 //! partitions.
 
