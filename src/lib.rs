@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod balance;
 pub mod bench;
+pub mod chain;
 pub mod config;
 pub mod gen;
 pub mod kafka;
