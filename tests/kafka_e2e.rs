@@ -80,6 +80,11 @@ fn verdicts_match_verify(test: &str, extra: &str, partitions: i32) -> String {
         assert!(v[0].header.is_some());
         assert_eq!(headers["source_topic"], env.topic("shares"));
     }
+    // Each block message carries the share's own record (what a submitter rebuilds the
+    // block's coinbase from).
+    for (verdict_id, record_id) in block_share_records(&env, blocks) {
+        assert_eq!(verdict_id, record_id, "the block's share record");
+    }
     // Drained: every batch acknowledged, the in-flight gauge back at 0.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut text = String::new();
@@ -320,4 +325,29 @@ fn group_protocol(env: &Env) -> String {
         .first()
         .map(|g| g.protocol().to_string())
         .unwrap_or_default()
+}
+
+/// (verdict id, id of the record in the `share_record` header) of the first `n` messages of
+/// the blocks topic.
+fn block_share_records(env: &Env, n: usize) -> Vec<(u64, u64)> {
+    use rdkafka::message::{Headers, Message};
+    let c = env.reader(&env.topic("blocks"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < n && std::time::Instant::now() < deadline {
+        let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let v = sharecheck::wire::binary::decode_verdicts(m.payload().unwrap()).unwrap();
+        let rec = m
+            .headers()
+            .and_then(|h| h.iter().find(|x| x.key == "share_record"))
+            .and_then(|x| x.value)
+            .expect("a share_record header");
+        assert_eq!(rec.len(), 128, "a whole share record");
+        let rec: sharecheck::wire::binary::ShareRecord = bytemuck::pod_read_unaligned(rec);
+        out.push((v[0].id.unwrap(), rec.id()));
+    }
+    assert_eq!(out.len(), n, "block messages read");
+    out
 }

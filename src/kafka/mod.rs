@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 pub const H_SOURCE_TOPIC: &str = "source_topic";
 pub const H_SOURCE_PARTITION: &str = "source_partition";
 pub const H_SOURCE_OFFSET: &str = "source_offset";
+/// Block messages: the share's 128-byte record, raw, so that the block can be rebuilt (its
+/// coinbase is the job's with the share's extranonce).
+pub const H_SHARE_RECORD: &str = "share_record";
 /// Dead-letter messages: why the message could not be used.
 pub const H_ERROR: &str = "error";
 /// Dead-letter messages: the source message's payload size in bytes (larger than the

@@ -4,9 +4,11 @@
 use super::clients::Shared;
 use super::gather::Work;
 use crate::backend::Backend;
+use crate::kafka::H_SHARE_RECORD;
 use crate::model::{Batch, Status};
 use crate::sha256::State;
-use crate::wire::binary::{encode_verdicts, VerdictWriter};
+use crate::wire::binary::{encode_verdicts, ShareRecord, VerdictWriter};
+use rdkafka::message::{Header, OwnedHeaders};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -23,19 +25,50 @@ pub type StatusCounts = [u64; Status::ALL.len()];
 pub struct Encoded {
     /// The verdict message (one verdict per share record, in record order).
     pub verdicts: Vec<u8>,
-    /// One message per block candidate: its verdict with the full header.
-    pub blocks: Vec<Vec<u8>>,
+    /// One message per block candidate: its verdict with the full header, and the share's
+    /// record.
+    pub blocks: Vec<(Vec<u8>, ShareRecord)>,
     pub counts: StatusCounts,
 }
 
+/// One message of a share message's output.
+pub struct Output {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    /// Block messages: the share's own record, carried in the `share_record` header, so
+    /// that a block submitter can rebuild the block (the coinbase needs the share's
+    /// extranonce and job).
+    pub share: Option<ShareRecord>,
+}
+
+impl Output {
+    /// `base` (the source headers, or a dead letter's), and the share's record if any.
+    pub fn headers(&self, base: OwnedHeaders) -> OwnedHeaders {
+        match &self.share {
+            Some(r) => base.insert(Header {
+                key: H_SHARE_RECORD,
+                value: Some(bytemuck::bytes_of(r)),
+            }),
+            None => base,
+        }
+    }
+}
+
 impl Encoded {
-    /// The (topic, payload) messages of this output: the verdict message, then the block
-    /// messages.
-    pub fn messages(self, topics: &crate::config::TopicsConfig) -> Vec<(String, Vec<u8>)> {
+    /// The messages of this output: the verdict message, then the block messages.
+    pub fn messages(self, topics: &crate::config::TopicsConfig) -> Vec<Output> {
         let mut msgs = Vec::with_capacity(1 + self.blocks.len());
-        msgs.push((topics.verdicts.clone(), self.verdicts));
-        for b in self.blocks {
-            msgs.push((topics.blocks.clone(), b));
+        msgs.push(Output {
+            topic: topics.verdicts.clone(),
+            payload: self.verdicts,
+            share: None,
+        });
+        for (b, rec) in self.blocks {
+            msgs.push(Output {
+                topic: topics.blocks.clone(),
+                payload: b,
+                share: Some(rec),
+            });
         }
         msgs
     }
@@ -65,8 +98,8 @@ pub fn hash_stage(
             return;
         }
         sh.metrics.backend_busy.inc_by(t0.elapsed().as_secs_f64());
-        let sizes: Vec<usize> = work.items.iter().map(|i| i.records.len()).collect();
-        let out = encode_outputs(&mut batch, &hashes, &sizes);
+        let records: Vec<&[ShareRecord]> = work.items.iter().map(|i| &i.records[..]).collect();
+        let out = encode_outputs(&mut batch, &hashes, &records);
         if tx.send(Hashed { work, out }).is_err() {
             return;
         }
@@ -74,23 +107,26 @@ pub fn hash_stage(
 }
 
 /// Check 7 on a hashed batch, with the verdicts written straight into each item's messages
-/// (`sizes`: each item's record count; the batch holds one verdict per record, in item
+/// (`records`: each item's share records; the batch holds one verdict per record, in item
 /// order).
-fn encode_outputs(batch: &mut Batch, hashes: &[State], sizes: &[usize]) -> Vec<Encoded> {
-    let mut out: Vec<(VerdictWriter, Vec<Vec<u8>>, StatusCounts)> = sizes
+fn encode_outputs(batch: &mut Batch, hashes: &[State], records: &[&[ShareRecord]]) -> Vec<Encoded> {
+    type Building = (VerdictWriter, Vec<(Vec<u8>, ShareRecord)>, StatusCounts);
+    let mut out: Vec<Building> = records
         .iter()
-        .map(|&n| (VerdictWriter::with_capacity(n), Vec::new(), [0; _]))
+        .map(|r| (VerdictWriter::with_capacity(r.len()), Vec::new(), [0; _]))
         .collect();
     let mut at = 0;
     batch.finish_each(hashes, |v| {
         // Past the items whose records are all written (or that have none).
-        while at + 1 < sizes.len() && out[at].0.len() >= sizes[at] {
+        while at + 1 < records.len() && out[at].0.len() >= records[at].len() {
             at += 1;
         }
         let Some(o) = out.get_mut(at) else { return };
         o.2[v.status as usize] += 1;
         if v.status == Status::Block {
-            o.1.push(encode_verdicts(std::slice::from_ref(&v)));
+            if let Some(rec) = records[at].get(o.0.len()) {
+                o.1.push((encode_verdicts(std::slice::from_ref(&v)), *rec));
+            }
         }
         o.0.push(&v);
     });
@@ -125,7 +161,15 @@ mod tests {
         for v in &verdicts {
             batch.push_verdict(v.clone());
         }
-        let out = encode_outputs(&mut batch, &[], &[0, 2, 0, 2, 0]);
+        let recs: Vec<ShareRecord> = (0..4u8)
+            .map(|i| {
+                let mut r: ShareRecord = bytemuck::Zeroable::zeroed();
+                r.payload[0] = i;
+                r
+            })
+            .collect();
+        let records: [&[ShareRecord]; 5] = [&[], &recs[..2], &[], &recs[2..], &[]];
+        let out = encode_outputs(&mut batch, &[], &records);
         assert_eq!(out.len(), 5);
         let ids = |m: &[u8]| -> Vec<Option<u64>> {
             decode_verdicts(m).unwrap().iter().map(|v| v.id).collect()
@@ -137,8 +181,10 @@ mod tests {
         assert!(ids(&out[4].verdicts).is_empty());
         assert!(out[1].blocks.is_empty());
         assert_eq!(out[3].blocks.len(), 1);
-        let b = decode_verdicts(&out[3].blocks[0]).unwrap();
+        let b = decode_verdicts(&out[3].blocks[0].0).unwrap();
         assert_eq!(b[0].header.as_deref(), Some(&[9; 80]));
+        // The block's share record goes with it (the third record, the first of item 3).
+        assert_eq!(out[3].blocks[0].1.payload[0], 2);
         assert_eq!(out[1].counts[Status::Duplicate as usize], 1);
         assert_eq!(out[1].counts[Status::Stale as usize], 1);
         assert_eq!(out[3].counts[Status::Block as usize], 1);

@@ -7,7 +7,7 @@ use super::dead_letter::{refused, DeadLetter};
 use super::{completed, count_batch, count_shares, produce, Delivery};
 use crate::kafka::node::clients::Shared;
 use crate::kafka::node::gather::Work;
-use crate::kafka::node::hash::{Hashed, StatusCounts};
+use crate::kafka::node::hash::{Hashed, Output, StatusCounts};
 use crate::kafka::node::ownership::Epoch;
 use crate::kafka::source_headers;
 use rdkafka::error::KafkaError;
@@ -38,8 +38,8 @@ struct Pending {
     epoch: Epoch,
     offset: i64,
     key: Option<Vec<u8>>,
-    /// (topic, payload): the verdict message and the block messages, or the dead letter.
-    msgs: Vec<(String, Vec<u8>)>,
+    /// The verdict message and the block messages, or the dead letter.
+    msgs: Vec<Output>,
     futs: Vec<DeliveryFuture>,
     /// Why the last production did not hand every message to librdkafka.
     not_produced: Option<KafkaError>,
@@ -60,9 +60,17 @@ impl Pending {
     /// Hands every message to librdkafka.
     async fn produce(&mut self, sh: &Shared) {
         self.not_produced = None;
-        for (t, p) in &self.msgs {
-            let headers = self.headers(&sh.cfg.kafka.topics.shares);
-            match produce(&sh.producer, t, self.key.as_deref(), p, headers).await {
+        for m in &self.msgs {
+            let headers = m.headers(self.headers(&sh.cfg.kafka.topics.shares));
+            match produce(
+                &sh.producer,
+                &m.topic,
+                self.key.as_deref(),
+                &m.payload,
+                headers,
+            )
+            .await
+            {
                 Ok(f) => self.futs.push(f),
                 Err(e) => self.not_produced = Some(e),
             }
@@ -105,7 +113,11 @@ impl Pending {
         );
         sh.metrics.dead_letters_cut.inc();
         let r = d.reference(why);
-        self.msgs = vec![(sh.cfg.kafka.topics.dead_letter.clone(), Vec::new())];
+        self.msgs = vec![Output {
+            topic: sh.cfg.kafka.topics.dead_letter.clone(),
+            payload: Vec::new(),
+            share: None,
+        }];
         self.dead = Some(r);
         true
     }
@@ -141,7 +153,11 @@ impl Delivery for AtLeastOnce {
             let (key, msgs) = match &item.dead {
                 Some(d) => (
                     d.key.clone(),
-                    vec![(topics.dead_letter.clone(), d.payload.clone())],
+                    vec![Output {
+                        topic: topics.dead_letter.clone(),
+                        payload: d.payload.clone(),
+                        share: None,
+                    }],
                 ),
                 None => {
                     for (c, n) in counts.iter_mut().zip(enc.counts) {

@@ -4,7 +4,7 @@
 use super::{completed, count_batch, count_shares, produce_blocking, Delivery};
 use crate::kafka::node::clients::Shared;
 use crate::kafka::node::gather::Work;
-use crate::kafka::node::hash::{Hashed, StatusCounts};
+use crate::kafka::node::hash::{Hashed, Output, StatusCounts};
 use crate::kafka::node::ownership::{Epoch, OwnershipEvent};
 use crate::kafka::source_headers;
 use crate::kafka::txn::{classify, TxnFailure, TXN_TIMEOUT};
@@ -57,7 +57,7 @@ struct TxMessage {
     offset: i64,
     key: Option<Vec<u8>>,
     headers: OwnedHeaders,
-    out: Vec<(String, Vec<u8>)>,
+    out: Vec<Output>,
     counts: StatusCounts,
 }
 
@@ -98,7 +98,11 @@ fn dispatch(sh: &Arc<Shared>, h: Hashed, workers: &mut TxWorkers) {
                 offset: item.offset,
                 key: d.key.clone(),
                 headers: d.headers(),
-                out: vec![(topics.dead_letter.clone(), d.payload.clone())],
+                out: vec![Output {
+                    topic: topics.dead_letter.clone(),
+                    payload: d.payload.clone(),
+                    share: None,
+                }],
                 counts: StatusCounts::default(),
             },
             None => TxMessage {
@@ -237,16 +241,11 @@ fn write_transaction(
 ) -> Result<(), KafkaError> {
     producer.begin_transaction()?;
     for m in &job.messages {
-        for (topic, payload) in &m.out {
+        for o in &m.out {
             // The delivery is checked by commit_transaction, which fails if any message of
             // the transaction failed.
-            produce_blocking(
-                producer,
-                topic,
-                m.key.as_deref(),
-                payload,
-                m.headers.clone(),
-            )?;
+            let headers = o.headers(m.headers.clone());
+            produce_blocking(producer, &o.topic, m.key.as_deref(), &o.payload, headers)?;
         }
     }
     let last = job.messages[job.messages.len() - 1].offset;
