@@ -9,8 +9,10 @@ use std::path::Path;
 
 mod choice;
 mod fpga;
+mod jobs;
 pub use choice::{BackendKind, BalanceMode, Delivery, LogFormat, UnknownWord};
 pub use fpga::FpgaConfig;
+pub use jobs::JobsConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -21,6 +23,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub metrics: MetricsConfig,
     pub balance: BalanceConfig,
+    pub jobs: JobsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -190,6 +193,10 @@ pub struct TopicsConfig {
     /// Messages that could not be decoded, with the reason in a header. Default
     /// `sharecheck.dead-letter`.
     pub dead_letter: String,
+    /// What the block submitter needs to rebuild a job's block (its coinbase parts and
+    /// transactions), written by the job maker with each job, keyed by job id; compacted.
+    /// Default `sharecheck.templates`.
+    pub templates: String,
     /// Partitions of the shares and verdicts topics (the others get 1). Default 8.
     pub partitions: i32,
     /// Replication factor of every topic. Default 1.
@@ -209,6 +216,7 @@ impl Default for TopicsConfig {
             verdicts: "sharecheck.verdicts".into(),
             blocks: "sharecheck.blocks".into(),
             dead_letter: "sharecheck.dead-letter".into(),
+            templates: "sharecheck.templates".into(),
             partitions: 8,
             replication: 1,
             retention_ms: 86_400_000,
@@ -305,6 +313,7 @@ impl Config {
 
     /// Values serde cannot rule out (a one-word key is an enum, refused while reading).
     pub fn check(&self) -> anyhow::Result<()> {
+        self.jobs.check()?;
         anyhow::ensure!(
             self.backend.batch.max_shares > 0,
             "backend.batch.max_shares must be at least 1"

@@ -267,10 +267,10 @@ fn topics_create_is_idempotent_and_sets_partitions_and_retention() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let first = create();
-    assert_eq!(first.lines().count(), 5, "{first}");
+    assert_eq!(first.lines().count(), 6, "{first}");
     assert!(first.lines().all(|l| l.ends_with(": created")), "{first}");
     let second = create();
-    assert_eq!(second.lines().count(), 5, "{second}");
+    assert_eq!(second.lines().count(), 6, "{second}");
     assert!(second.lines().all(|l| l.ends_with(": exists")), "{second}");
 
     let want = [
@@ -279,6 +279,7 @@ fn topics_create_is_idempotent_and_sets_partitions_and_retention() {
         ("verdicts", 3, "3600000"),
         ("blocks", 1, "7200000"),
         ("dead-letter", 1, "3600000"),
+        ("templates", 1, "7200000"),
     ];
     let reader = env.reader(&env.topic("shares"));
     let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
@@ -307,6 +308,11 @@ fn topics_create_is_idempotent_and_sets_partitions_and_retention() {
             .and_then(|e| e.value.clone())
             .unwrap_or_default();
         assert_eq!(got, retention, "{topic} retention.ms");
+        if which == "templates" {
+            let value = |k: &str| resource.get(k).and_then(|e| e.value.clone());
+            assert_eq!(value("cleanup.policy").as_deref(), Some("compact,delete"));
+            assert_eq!(value("max.message.bytes").as_deref(), Some("16777216"));
+        }
     }
 }
 

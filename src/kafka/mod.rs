@@ -222,6 +222,9 @@ pub fn end_offsets<C: ConsumerContext>(
     Ok(ends)
 }
 
+/// The templates topic's `max.message.bytes`: a block template's transactions as hex.
+pub const TEMPLATE_MESSAGE_MAX: &str = "16777216";
+
 /// What `topics create` did with one topic.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TopicOutcome {
@@ -229,9 +232,7 @@ pub enum TopicOutcome {
     Existed,
 }
 
-/// Creates the five topics of the config through the Admin API. Topics that already exist
-/// are left as they are (their partition count and retention are not changed).
-/// Deletes the five topics of `k` (for tools that made topics of their own, such as
+/// Deletes the topics of `k` (for tools that made topics of their own, such as
 /// `bench-kafka`); topics that do not exist are not an error.
 pub async fn delete_topics(k: &KafkaConfig) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = base(k, "sharecheck-admin")
@@ -244,6 +245,7 @@ pub async fn delete_topics(k: &KafkaConfig) -> anyhow::Result<()> {
         t.verdicts.as_str(),
         t.blocks.as_str(),
         t.dead_letter.as_str(),
+        t.templates.as_str(),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = tokio::time::timeout(Duration::from_secs(60), admin.delete_topics(&names, &opts))
@@ -259,26 +261,37 @@ pub async fn delete_topics(k: &KafkaConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the topics of the config through the Admin API. Topics that already exist are
+/// left as they are (their partition count and retention are not changed).
 pub async fn create_topics(k: &KafkaConfig) -> anyhow::Result<Vec<(String, TopicOutcome)>> {
     let admin: AdminClient<DefaultClientContext> = base(k, "sharecheck-admin")
         .create()
         .map_err(|e| anyhow::anyhow!("cannot create a Kafka admin client: {e}"))?;
     let t = &k.topics;
     let big = t.partitions;
-    let plan: [(&str, i32, i64); 5] = [
+    let plan: [(&str, i32, i64); 6] = [
         (&t.shares, big, t.retention_ms),
         (&t.jobs, 1, t.jobs_retention_ms),
         (&t.verdicts, big, t.retention_ms),
         (&t.blocks, 1, t.jobs_retention_ms),
         (&t.dead_letter, 1, t.retention_ms),
+        (&t.templates, 1, t.jobs_retention_ms),
     ];
     let retention: Vec<String> = plan.iter().map(|p| p.2.to_string()).collect();
     let topics: Vec<NewTopic> = plan
         .iter()
         .zip(&retention)
         .map(|(&(name, parts, _), r)| {
-            NewTopic::new(name, parts, TopicReplication::Fixed(t.replication))
-                .set("retention.ms", r)
+            let topic = NewTopic::new(name, parts, TopicReplication::Fixed(t.replication))
+                .set("retention.ms", r);
+            if name != t.templates {
+                return topic;
+            }
+            // One template per job id is enough (the latest), and a template holds a whole
+            // block's transactions: up to 4 MB of weight, twice that as hex.
+            topic
+                .set("cleanup.policy", "compact,delete")
+                .set("max.message.bytes", TEMPLATE_MESSAGE_MAX)
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -326,6 +326,7 @@ jobs = "{name}.jobs"
 verdicts = "{name}.verdicts"
 blocks = "{name}.blocks"
 dead_letter = "{name}.dead-letter"
+templates = "{name}.templates"
 partitions = {partitions}
 [kafka.consumer]
 "session.timeout.ms" = "6000"
