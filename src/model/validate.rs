@@ -298,7 +298,8 @@ pub fn reference_hash(jobs: &[Arc<JobCtx>], task: &HashTask) -> State {
 struct JobEntry {
     ctx: Arc<JobCtx>,
     seq: u64,
-    seen: FingerprintSet,
+    /// The fingerprint of the job's work ([`work_of`]): the key of its duplicate set.
+    work: u128,
     /// Service mode: when the job was published (ms since the epoch).
     published_ms: Option<i64>,
     /// Service mode: shares stamped after this instant are stale (a clean job superseded this
@@ -318,10 +319,40 @@ const SUPERSEDED_SLACK_MS: i64 = 10_000;
 /// partitions.
 static NEXT_JOB_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// The duplicate set of one piece of work, shared by the live jobs that carry it.
+#[derive(Default)]
+struct WorkSet {
+    seen: FingerprintSet,
+    /// Live jobs with this work; the set goes with the last of them.
+    jobs: u32,
+}
+
+/// A fingerprint of what a job's shares hash besides their own fields: prevhash, nbits, the
+/// coinbase parts and the merkle branch. Two jobs with the same work (a job re-issued under
+/// a new id) make the same header from the same share fields, and one header is one proof
+/// of work, so they share one duplicate set: the copy of a share sent under the other job
+/// id is a duplicate.
+fn work_of(job: &Job, seed: u64) -> u128 {
+    let mut b =
+        Vec::with_capacity(64 + job.coinb1.len() + job.coinb2.len() + 32 * job.merkle_branch.len());
+    b.extend_from_slice(&job.prevhash);
+    b.extend_from_slice(&job.nbits.to_le_bytes());
+    b.extend_from_slice(&(job.coinb1.len() as u32).to_le_bytes());
+    b.extend_from_slice(&job.coinb1);
+    b.extend_from_slice(&(job.coinb2.len() as u32).to_le_bytes());
+    b.extend_from_slice(&job.coinb2);
+    for h in &job.merkle_branch {
+        b.extend_from_slice(h);
+    }
+    xxh3_128_with_seed(&b, seed)
+}
+
 /// Jobs seen so far and the duplicate sets: the state that checks 2–6 need.
 pub struct Validator {
     cfg: ValidationConfig,
     live: HashMap<String, JobEntry>,
+    /// Stratum shares' duplicate sets, by the work of their jobs.
+    work_sets: HashMap<u128, WorkSet>,
     /// Live job ids in arrival order, for eviction beyond `max_live_jobs`.
     live_order: VecDeque<(String, u64)>,
     stale: HashSet<String>,
@@ -345,6 +376,7 @@ impl Validator {
         Validator {
             cfg,
             live: HashMap::default(),
+            work_sets: HashMap::default(),
             live_order: VecDeque::new(),
             stale: HashSet::default(),
             stale_order: VecDeque::new(),
@@ -366,7 +398,7 @@ impl Validator {
 
     /// Duplicate-set entries held (for metrics and memory checks).
     pub fn seen_entries(&self) -> usize {
-        self.live.values().map(|e| e.seen.len()).sum::<usize>()
+        self.work_sets.values().map(|w| w.seen.len()).sum::<usize>()
             + self.headers_seen.iter().map(|s| s.1.len()).sum::<usize>()
     }
 
@@ -423,12 +455,16 @@ impl Validator {
         if let Some(t) = at {
             self.next_expiry_ms = self.next_expiry_ms.min(self.ttl_deadline(t));
         }
+        // A different job under a known id replaces it (and leaves its work's set).
+        self.remove_live(&id);
+        let work = work_of(&ctx.job, self.seed);
+        self.work_sets.entry(work).or_default().jobs += 1;
         self.live.insert(
             id.clone(),
             JobEntry {
                 ctx,
                 seq,
-                seen: FingerprintSet::default(),
+                work,
                 published_ms: at,
                 stale_after_ms: None,
             },
@@ -438,7 +474,7 @@ impl Validator {
             match self.live_order.pop_front() {
                 Some((old, s)) => {
                     if self.live.get(&old).is_some_and(|e| e.seq == s) {
-                        self.live.remove(&old);
+                        self.remove_live(&old);
                     }
                 }
                 None => break,
@@ -498,7 +534,7 @@ impl Validator {
             return;
         }
         for id in retire {
-            self.live.remove(&id);
+            self.remove_live(&id);
             if self.stale.insert(id.clone()) {
                 self.stale_order.push_back(id);
             }
@@ -507,6 +543,19 @@ impl Validator {
         self.live_order
             .retain(|(id, s)| live.get(id).is_some_and(|e| e.seq == *s));
         self.trim_stale();
+    }
+
+    /// Takes a job out of the live ones; its work's duplicate set goes with the last job
+    /// that carries it.
+    fn remove_live(&mut self, id: &str) -> Option<JobEntry> {
+        let e = self.live.remove(id)?;
+        if let Some(w) = self.work_sets.get_mut(&e.work) {
+            w.jobs -= 1;
+            if w.jobs == 0 {
+                self.work_sets.remove(&e.work);
+            }
+        }
+        Some(e)
     }
 
     fn trim_stale(&mut self) {
@@ -523,7 +572,7 @@ impl Validator {
     fn make_others_stale(&mut self, keep: &str) {
         let ids: Vec<String> = self.live.keys().filter(|k| *k != keep).cloned().collect();
         for id in ids {
-            self.live.remove(&id);
+            self.remove_live(&id);
             if self.stale.insert(id.clone()) {
                 self.stale_order.push_back(id);
             }
@@ -677,7 +726,8 @@ impl Validator {
         if ntime < lo || ntime > hi {
             return Err(Verdict::rejected(id, Status::BadNtime));
         }
-        // 6. duplicate, on decoded bytes (the job is implied by the per-job set).
+        // 6. duplicate, on decoded bytes (the work is implied by the set: one per work,
+        // shared by the jobs that carry it).
         let version = ctx.rolled_version(version_bits);
         let mut key = [0u8; 46];
         key[0] = extranonce1.len() as u8;
@@ -689,7 +739,8 @@ impl Validator {
         let e2 = 14 + extranonce1.len();
         key[e2..e2 + extranonce2.len()].copy_from_slice(extranonce2);
         let fp = xxh3_128_with_seed(&key[..e2 + extranonce2.len()], self.seed);
-        if !entry.seen.insert(fp) {
+        let seen = &mut self.work_sets.entry(entry.work).or_default().seen;
+        if !seen.insert(fp) {
             return Err(Verdict::rejected(id, Status::Duplicate));
         }
         let Some(batch) = batch else {
@@ -723,11 +774,12 @@ mod tests {
     use crate::model::job::DEFAULT_VERSION_MASK;
     use crate::model::share::ShareTarget;
 
+    /// A job whose coinbase differs with its id, as real jobs' do.
     fn job(id: &str, clean: bool) -> Job {
         Job {
             job_id: id.into(),
             prevhash: [1; 32],
-            coinb1: vec![1; 40],
+            coinb1: [vec![1; 40], id.as_bytes().to_vec()].concat(),
             coinb2: vec![2; 60],
             merkle_branch: vec![[3; 32]; 2],
             version: 0x2000_0000,
@@ -749,6 +801,46 @@ mod tests {
             None,
             ShareTarget::Difficulty(1.0),
         )
+    }
+
+    /// One header is one proof of work: the same share under another job id whose coinbase
+    /// and merkle branch are the same (a re-issued job) is a duplicate, and the set lives on
+    /// while any job with that work does. Jobs with other work keep their own sets.
+    #[test]
+    fn duplicates_are_found_by_the_work_across_job_ids() {
+        let mut v = Validator::new(ValidationConfig::default());
+        let mut b = Batch::new();
+        let mut again = job("a", true);
+        again.job_id = "a2".into();
+        again.clean_jobs = false;
+        v.add_job(job("a", true)).unwrap();
+        v.add_job(again).unwrap();
+        v.add_job(job("other", false)).unwrap();
+        assert!(matches!(
+            v.check(&share(1, "a", 7), &mut b),
+            Prepared::Queued
+        ));
+        assert!(matches!(
+            v.check(&share(2, "a2", 7), &mut b),
+            Prepared::Done(Status::Duplicate)
+        ));
+        assert!(matches!(
+            v.check(&share(3, "other", 7), &mut b),
+            Prepared::Queued
+        ));
+        assert_eq!(v.seen_entries(), 2);
+        // "a" replaced by other work under the same id: the set stays with "a2".
+        let mut changed = job("a", false);
+        changed.coinb2 = vec![5; 60];
+        v.add_job(changed).unwrap();
+        assert!(matches!(
+            v.check(&share(4, "a2", 7), &mut b),
+            Prepared::Done(Status::Duplicate)
+        ));
+        assert!(matches!(
+            v.check(&share(5, "a", 7), &mut b),
+            Prepared::Queued
+        ));
     }
 
     #[test]
