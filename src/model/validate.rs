@@ -59,6 +59,13 @@ use xxhash_rust::xxh3::xxh3_128_with_seed;
 pub struct ValidationConfig {
     /// A share's ntime may be at most this many seconds after its job's ntime. Default 7200.
     pub max_ntime_offset_s: u32,
+    /// A share's ntime may be at most this many seconds after now: the share's Kafka
+    /// timestamp in the node, the clock in `verify`. Consensus refuses a block whose time is
+    /// more than 2 h past the receiving node's clock, and a job's own ntime may already be
+    /// ahead of it, so the bound against the job alone let through blocks the network
+    /// refuses; the margin below 2 h (as ckpool's 7000 s) leaves room for clocks that differ.
+    /// Default 7000.
+    pub max_ntime_future_s: u32,
     /// Live (not stale) jobs kept; beyond this the oldest is forgotten and its shares become
     /// unknown_job. Default 1024.
     pub max_live_jobs: usize,
@@ -79,6 +86,7 @@ impl Default for ValidationConfig {
     fn default() -> Self {
         ValidationConfig {
             max_ntime_offset_s: 7200,
+            max_ntime_future_s: 7000,
             max_live_jobs: 1024,
             max_stale_jobs: 65536,
             header_prevhash_window: 16,
@@ -545,6 +553,19 @@ impl Validator {
         self.trim_stale();
     }
 
+    /// The latest ntime a share stamped `ts` (ms; None: now by the clock) may carry.
+    fn latest_ntime(&self, ts: Option<i64>) -> u32 {
+        let now_s = match ts {
+            Some(t) => t.div_euclid(1000),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        };
+        now_s
+            .saturating_add(self.cfg.max_ntime_future_s as i64)
+            .clamp(0, u32::MAX as i64) as u32
+    }
+
     /// Takes a job out of the live ones; its work's duplicate set goes with the last job
     /// that carries it.
     fn remove_live(&mut self, id: &str) -> Option<JobEntry> {
@@ -699,6 +720,7 @@ impl Validator {
         else {
             return Ok(());
         };
+        let latest = self.latest_ntime(ts);
         // 2. unknown_job, 3. stale
         let Some(entry) = self.live.get_mut(job_id) else {
             let status = if self.stale.contains(job_id) {
@@ -720,9 +742,9 @@ impl Validator {
                 return Err(Verdict::rejected(id, Status::BadVersion));
             }
         }
-        // 5. bad_ntime
+        // 5. bad_ntime: not before the job, not long after it, not too far in the future.
         let lo = ctx.job.ntime;
-        let hi = lo.saturating_add(self.cfg.max_ntime_offset_s);
+        let hi = lo.saturating_add(self.cfg.max_ntime_offset_s).min(latest);
         if ntime < lo || ntime > hi {
             return Err(Verdict::rejected(id, Status::BadNtime));
         }
@@ -839,6 +861,61 @@ mod tests {
         ));
         assert!(matches!(
             v.check(&share(5, "a", 7), &mut b),
+            Prepared::Queued
+        ));
+    }
+
+    /// A share's ntime is bounded by now + max_ntime_future_s as well as by its job's ntime:
+    /// with a job ntime 89 s ahead of the clock, ntime = job + 7200 would be a block the
+    /// network refuses (more than 2 h ahead of its clock).
+    #[test]
+    fn ntime_is_bounded_by_now_too() {
+        let now_s = 1_796_000_000u32;
+        let mut v = Validator::new(ValidationConfig::default());
+        let mut j = job("t", true);
+        j.ntime = now_s + 89;
+        v.add_job_at(j, now_s as i64 * 1000).unwrap();
+        let at = |ntime: u32, id: u64| {
+            ShareRecord::stratum(
+                id,
+                "t",
+                &[9; 4],
+                &[0, 0, 0, 1],
+                ntime,
+                id as u32,
+                None,
+                ShareTarget::Difficulty(1.0),
+            )
+        };
+        let mut b = Batch::new();
+        let ts = now_s as i64 * 1000;
+        assert!(matches!(
+            v.check_at(&at(now_s + 89 + 7200, 1), ts, &mut b),
+            Prepared::Done(Status::BadNtime)
+        ));
+        assert!(matches!(
+            v.check_at(&at(now_s + 7001, 2), ts, &mut b),
+            Prepared::Done(Status::BadNtime)
+        ));
+        assert!(matches!(
+            v.check_at(&at(now_s + 7000, 3), ts, &mut b),
+            Prepared::Queued
+        ));
+        // Without a timestamp (verify), now is the clock: a job of today is bounded too.
+        let mut v = Validator::new(ValidationConfig::default());
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as u32;
+        let mut j = job("t", true);
+        j.ntime = clock;
+        v.add_job(j).unwrap();
+        assert!(matches!(
+            v.check(&at(clock + 7190, 4), &mut b),
+            Prepared::Done(Status::BadNtime)
+        ));
+        assert!(matches!(
+            v.check(&at(clock + 60, 5), &mut b),
             Prepared::Queued
         ));
     }
