@@ -413,13 +413,8 @@ cmd_up() {
 }
 
 cmd_down() {
-    local purge=0 arg
-    for arg in "$@"; do
-        case "$arg" in
-        --purge) purge=1 ;;
-        *) svc_die "unknown option for down: $arg" ;;
-        esac
-    done
+    local purge
+    purge="$(svc_purge_flag "$@")"
     mkdir -p "$STATE_DIR"
     svc_lock "$STATE_DIR/.lock"
     svc_stop kafka "$PID_FILE" "$PID_MARKER" "$KAFKA_STOP_TIMEOUT"
@@ -443,14 +438,6 @@ cmd_status() {
     svc_log "kafka: not running (state: $STATE_DIR)"
     # LSB convention: 3 = program is not running.
     return 3
-}
-
-cmd_logs() {
-    [[ -f "$SERVER_LOG" ]] || svc_die "no log yet at $SERVER_LOG"
-    if [[ "${1:-}" == -f ]]; then
-        exec tail -n 100 -F "$SERVER_LOG"
-    fi
-    tail -n "${LOG_LINES:-200}" "$SERVER_LOG"
 }
 
 cmd_selftest() {
@@ -487,18 +474,13 @@ cmd_tool() {
     kafka_tool "$@"
 }
 
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
-    exit 2
-}
-
 case "${1:-}" in
 up) cmd_up ;;
 down) shift && cmd_down "$@" ;;
 reset) cmd_down --purge ;;
 status) cmd_status ;;
-logs) shift && cmd_logs "$@" ;;
+logs) shift && svc_show_log "$SERVER_LOG" "$@" ;;
 selftest) cmd_selftest ;;
 tool) shift && cmd_tool "$@" ;;
-*) usage ;;
+*) svc_usage "$0" ;;
 esac

@@ -174,3 +174,32 @@ svc_tail_hint() {
         fi
     done
 }
+
+# `logs [-f]` of a service script: the last LOG_LINES (default 200) lines of <file>, or with
+# -f, follow it.
+svc_show_log() {
+    local file="$1"
+    [[ -f "$file" ]] || svc_die "no log yet at $file"
+    if [[ "${2:-}" == -f ]]; then
+        exec tail -n 100 -F "$file"
+    fi
+    tail -n "${LOG_LINES:-200}" "$file"
+}
+
+# The options of `down`: prints 1 for --purge, else 0; anything else is an error.
+svc_purge_flag() {
+    local purge=0 arg
+    for arg in "$@"; do
+        case "$arg" in
+        --purge) purge=1 ;;
+        *) svc_die "unknown option for down: $arg" ;;
+        esac
+    done
+    printf '%s\n' "$purge"
+}
+
+# Prints the header comment of <script> (its usage) and exits 2.
+svc_usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$1" >&2
+    exit 2
+}

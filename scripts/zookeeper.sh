@@ -146,13 +146,8 @@ cmd_up() {
 }
 
 cmd_down() {
-    local purge=0 arg
-    for arg in "$@"; do
-        case "$arg" in
-        --purge) purge=1 ;;
-        *) svc_die "unknown option for down: $arg" ;;
-        esac
-    done
+    local purge
+    purge="$(svc_purge_flag "$@")"
     mkdir -p "$STATE_DIR"
     svc_lock "$STATE_DIR/.lock"
     svc_stop zookeeper "$PID_FILE" "$PID_MARKER" "$ZK_STOP_TIMEOUT"
@@ -177,24 +172,11 @@ cmd_status() {
     return 3
 }
 
-cmd_logs() {
-    [[ -f "$LOG_FILE" ]] || svc_die "no log yet at $LOG_FILE"
-    if [[ "${1:-}" == -f ]]; then
-        exec tail -n 100 -F "$LOG_FILE"
-    fi
-    tail -n "${LOG_LINES:-200}" "$LOG_FILE"
-}
-
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
-    exit 2
-}
-
 case "${1:-}" in
 up) cmd_up ;;
 down) shift && cmd_down "$@" ;;
 reset) cmd_down --purge ;;
 status) cmd_status ;;
-logs) shift && cmd_logs "$@" ;;
-*) usage ;;
+logs) shift && svc_show_log "$LOG_FILE" "$@" ;;
+*) svc_usage "$0" ;;
 esac
