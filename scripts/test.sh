@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 pkgs="mesa-vulkan-drivers pocl-opencl-icd ocl-icd-libopencl1 verilator libzookeeper-java libslf4j-java"
 command -v java >/dev/null 2>&1 || pkgs="$pkgs openjdk-17-jre-headless"
 command -v mvn >/dev/null 2>&1 || pkgs="$pkgs maven"
+command -v go >/dev/null 2>&1 || pkgs="$pkgs golang-go"
 missing=""
 for p in $pkgs; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -29,6 +30,9 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 # The Kafka and ZooKeeper tests start the services themselves; starting them here keeps the
 # broker's first download (Maven) out of any test's time limit.
 scripts/services.sh up
+# The btcd tests each start a node of their own on free ports; building btcd here (go install,
+# once per machine, about 30 s) keeps the build out of any test's time limit.
+scripts/btcd.sh install
 
 # Figures the tests measure (verdicts repeated after a kill -9, shutdown times, ...) are
 # appended here by the tests and printed after the run, passed or failed.
