@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+mod bitcoind;
 mod choice;
 mod fpga;
 mod jobs;
+pub use bitcoind::BitcoindConfig;
 pub use choice::{BackendKind, BalanceMode, Delivery, LogFormat, UnknownWord};
 pub use fpga::FpgaConfig;
 pub use jobs::JobsConfig;
@@ -24,6 +26,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub balance: BalanceConfig,
     pub jobs: JobsConfig,
+    pub bitcoind: BitcoindConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -372,7 +375,7 @@ impl Config {
                 "balance.capacity must be a positive number of shares/s"
             );
         }
-        Ok(())
+        self.bitcoind.check()
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`sha256`]: SHA-256 engines (scalar reference, SHA-NI, AVX2, AVX-512).
 //! - [`backend`]: the hashing backends behind one trait.
 //! - [`verify`]: the JSONL → verdicts driver behind `sharecheck verify`.
+//! - [`chain`]: the Bitcoin node's JSON-RPC (templates in, blocks out).
 
 pub mod backend;
 pub mod balance;
