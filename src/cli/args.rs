@@ -79,6 +79,12 @@ pub enum Cmd {
     /// List every backend and device, available or not (and why), with its self-test result
     /// and measured shares/s at the configured batch size.
     Backends(BackendsArgs),
+    /// The job maker: block templates from the Bitcoin node ([bitcoind]) into stratum jobs
+    /// on the jobs topic ([jobs]), until SIGINT or SIGTERM. Several may run; one publishes.
+    Jobs,
+    /// The block submitter: every block candidate on the blocks topic rebuilt into its block
+    /// and submitted to the Bitcoin node(s), until SIGINT or SIGTERM.
+    Blocks,
 }
 
 #[derive(Subcommand)]

@@ -6,6 +6,7 @@ pub mod args;
 mod backends;
 mod bench;
 mod bench_kafka;
+mod chain;
 mod cluster;
 mod gen;
 mod receive;
@@ -38,6 +39,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => cluster::status(&cfg, json),
         Cmd::BenchKafka(a) => bench_kafka::run(&cfg, a),
         Cmd::Backends(a) => backends::run(&cfg, a),
+        Cmd::Jobs => chain::jobs(&cfg),
+        Cmd::Blocks => chain::blocks(&cfg),
     }
 }
 

@@ -34,7 +34,8 @@ pub struct JobsConfig {
     pub refresh_s: u64,
     /// Several job makers may run; one publishes. How long a job maker that stopped
     /// answering (killed, host lost) keeps that role before another takes it over (the
-    /// session timeout of their Kafka group). Default 6000.
+    /// session timeout of their Kafka group; the brokers refuse one below their
+    /// `group.min.session.timeout.ms`, 6000 by default). Default 6000.
     pub failover_ms: u64,
 }
 
