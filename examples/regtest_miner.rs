@@ -45,8 +45,17 @@ fn job_on(jobs: &BaseConsumer, tip: &str, last: &mut Option<Job>) -> anyhow::Res
     }
 }
 
-/// A share of `job` that is a block: (extranonce1, extranonce2, nonce, block hash).
-fn mine(job: &Job, session: u32) -> anyhow::Result<([u8; 4], [u8; 4], u32, [u8; 32])> {
+/// A share that is a block.
+struct Found {
+    en1: [u8; 4],
+    en2: [u8; 4],
+    nonce: u32,
+    /// The block hash, display order.
+    hash: [u8; 32],
+}
+
+/// A share of `job` that is a block.
+fn mine(job: &Job, session: u32) -> anyhow::Result<Found> {
     let (en1, en2) = (session.to_be_bytes(), [0u8, 0, 0, 1]);
     let coinbase = [&job.coinb1[..], &en1, &en2, &job.coinb2[..]].concat();
     let mut root = sha256d(&coinbase);
@@ -67,7 +76,12 @@ fn mine(job: &Job, session: u32) -> anyhow::Result<([u8; 4], [u8; 4], u32, [u8; 
         let mut be = h;
         be.reverse();
         if U256::from_be_bytes(&be) <= target {
-            return Ok((en1, en2, nonce, be));
+            return Ok(Found {
+                en1,
+                en2,
+                nonce,
+                hash: be,
+            });
         }
     }
     anyhow::bail!("no nonce meets the target (not a regtest job?)")
@@ -95,7 +109,12 @@ fn main() -> anyhow::Result<()> {
     for i in 0..n {
         let tip = rpc.best_block_hash()?;
         let job = job_on(&jobs, &tip, &mut last)?;
-        let (en1, en2, nonce, hash) = mine(&job, 0x0100_0000 + i)?;
+        let Found {
+            en1,
+            en2,
+            nonce,
+            hash,
+        } = mine(&job, 0x0100_0000 + i)?;
         let rec = ShareRecord::stratum(
             u64::from(i) + 1,
             &job.job_id,
