@@ -163,6 +163,11 @@ pub struct KafkaConfig {
     /// outputs not acknowledged) before the partition is reported stalled: a log line,
     /// `sharecheck_partition_stalled`, and `/healthz` 503 with the reason. Default 60.
     pub stall_timeout_s: u64,
+    /// The most the node's job log holds of coinbase parts, merkle branches and job ids;
+    /// beyond it the oldest jobs go (a new validator then does not get them; validators
+    /// that have them keep them until they expire). It also keeps at most
+    /// `validation.max_live_jobs` jobs. Default 67108864 (64 MiB).
+    pub max_job_log_bytes: usize,
 }
 
 impl Default for KafkaConfig {
@@ -176,6 +181,7 @@ impl Default for KafkaConfig {
             delivery: Delivery::AtLeastOnce,
             max_unacked_batches: 8,
             stall_timeout_s: 60,
+            max_job_log_bytes: 64 << 20,
         }
     }
 }

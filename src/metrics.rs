@@ -26,6 +26,7 @@ pub struct Metrics {
     /// ([`crate::backend::fallback::FALLBACK_BATCHES`], read at each scrape).
     pub fallback_batches: IntCounter,
     pub jobs: IntGauge,
+    pub job_log_bytes: IntGauge,
     pub inflight: IntGauge,
     pub consumer_lag: IntGaugeVec,
     /// 1 for each partition the node holds that stopped moving on (see `stalls`).
@@ -112,6 +113,11 @@ impl Metrics {
             rebuilt_shares: counter(&r, "sharecheck_rebuilt_shares_total", "Shares replayed into the duplicate sets of gained partitions"),
             fallback_batches: counter(&r, "sharecheck_backend_fallback_batches_total", "Batches the configured backend failed and the CPU redid (the backend is then out of service)"),
             jobs: gauge(&r, "sharecheck_jobs_cached", "Jobs held from the jobs topic"),
+            job_log_bytes: gauge(
+                &r,
+                "sharecheck_job_log_bytes",
+                "Bytes of coinbase parts, merkle branches and ids the jobs held hold",
+            ),
             inflight: gauge(&r, "sharecheck_inflight_batches", "Batches between fetch and acknowledgement"),
             consumer_lag: partition_gauges(&r, "sharecheck_consumer_lag", "Messages behind the end of each share partition (librdkafka statistics)"),
             partition_stalled: partition_gauges(&r, "sharecheck_partition_stalled", "1 while a held share partition does not move on: halted, or its \

@@ -28,16 +28,46 @@ pub struct JobState {
     pub jobs: VecDeque<(Arc<JobCtx>, i64)>,
     /// Next offset to read, per jobs partition.
     position: HashMap<i32, i64>,
+    /// Bytes the jobs hold (coinbase parts, merkle branches, ids).
+    pub bytes: usize,
+}
+
+/// What the job log keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct LogLimits {
+    /// Jobs older than this before the newest are expired in every validator.
+    pub ttl_ms: i64,
+    /// A validator keeps at most this many live jobs (`validation.max_live_jobs`), so a new
+    /// one needs no more.
+    pub max_jobs: usize,
+    /// `kafka.max_job_log_bytes`: a flood of large jobs holds at most this much.
+    pub max_bytes: usize,
+}
+
+/// The memory a job holds beyond its fixed part.
+fn job_bytes(j: &JobCtx) -> usize {
+    j.job.coinb1.len() + j.job.coinb2.len() + 32 * j.job.merkle_branch.len() + j.job.job_id.len()
 }
 
 impl JobState {
-    /// Appends a job; jobs older than `ttl_ms` before the newest are dropped (they are
-    /// expired in every validator, and new validators need not see them).
-    pub fn push(&mut self, job: Arc<JobCtx>, ts: i64, ttl_ms: i64) {
+    /// Appends a job, then drops the oldest jobs while the log holds jobs older than
+    /// `ttl_ms` before the newest, more than `max_jobs`, or more than `max_bytes`: a new
+    /// validator needs none of them (they are expired, or beyond what it keeps live).
+    pub fn push(&mut self, job: Arc<JobCtx>, ts: i64, limits: LogLimits) {
+        self.bytes += job_bytes(&job);
         self.jobs.push_back((job, ts));
         let newest = self.jobs.back().map_or(ts, |x| x.1);
-        while self.jobs.front().is_some_and(|f| f.1 + ttl_ms < newest) {
-            self.jobs.pop_front();
+        while self.jobs.len() > 1
+            && (self
+                .jobs
+                .front()
+                .is_some_and(|f| f.1 + limits.ttl_ms < newest)
+                || self.jobs.len() > limits.max_jobs
+                || self.bytes > limits.max_bytes)
+        {
+            if let Some((j, _)) = self.jobs.pop_front() {
+                self.bytes -= job_bytes(&j);
+            }
             self.base += 1;
         }
     }
@@ -86,12 +116,16 @@ impl JobsReader {
             dead,
         )?);
         let stop = Arc::new(AtomicBool::new(false));
-        let ttl_ms = (sh.cfg.validation.job_ttl_s as i64).saturating_mul(1000);
+        let limits = LogLimits {
+            ttl_ms: (sh.cfg.validation.job_ttl_s as i64).saturating_mul(1000),
+            max_jobs: sh.cfg.validation.max_live_jobs,
+            max_bytes: sh.cfg.kafka.max_job_log_bytes,
+        };
         let reader = {
             let (log, stop, m) = (log.clone(), stop.clone(), sh.metrics.clone());
             std::thread::Builder::new()
                 .name("jobs-reader".into())
-                .spawn(move || log.read(&stop, ttl_ms, &m))?
+                .spawn(move || log.read(&stop, limits, &m))?
         };
         let ends = {
             let (log, stop) = (log.clone(), stop.clone());
@@ -161,7 +195,7 @@ impl JobLog {
     }
 
     /// Reads the jobs topic until `stop`.
-    fn read(&self, stop: &AtomicBool, ttl_ms: i64, metrics: &Metrics) {
+    fn read(&self, stop: &AtomicBool, limits: LogLimits, metrics: &Metrics) {
         let mut last_err = Instant::now() - Duration::from_secs(60);
         while !stop.load(Ordering::Relaxed) {
             let Some(r) = self.consumer.poll(Duration::from_millis(100)) else {
@@ -192,8 +226,9 @@ impl JobLog {
                     };
                     let mut st = self.state();
                     if let Some(j) = job {
-                        st.push(j, ts, ttl_ms);
+                        st.push(j, ts, limits);
                         metrics.jobs.set(st.jobs.len() as i64);
+                        metrics.job_log_bytes.set(st.bytes as i64);
                     }
                     st.position.insert(m.partition(), m.offset() + 1);
                     self.changed.notify_all();
@@ -416,16 +451,58 @@ mod tests {
         )
     }
 
+    const LOOSE: LogLimits = LogLimits {
+        ttl_ms: 500,
+        max_jobs: 1000,
+        max_bytes: 1 << 30,
+    };
+
+    /// 100 000 distinct jobs (a flood on the jobs topic) leave at most max_jobs in the log,
+    /// and large ones at most max_bytes; the newest is always kept.
+    #[test]
+    fn the_log_is_bounded_by_count_and_bytes() {
+        let mut s = JobState::default();
+        let limits = LogLimits {
+            ttl_ms: i64::MAX / 2,
+            max_jobs: 1024,
+            max_bytes: 1 << 20,
+        };
+        for i in 0..100_000 {
+            s.push(job(&format!("{i}")), 1000, limits);
+        }
+        assert_eq!(s.jobs.len(), 1024);
+        assert_eq!(s.end(), 100_000);
+        let big = Arc::new(
+            JobCtx::new(Job {
+                coinb1: vec![0; 16 * 1024],
+                ..job("big").job.clone()
+            })
+            .unwrap(),
+        );
+        let mut s = JobState::default();
+        let limits = LogLimits {
+            max_bytes: 50_000,
+            ..limits
+        };
+        for _ in 0..10 {
+            s.push(big.clone(), 1000, limits);
+        }
+        assert!(s.bytes <= 50_000, "{} bytes", s.bytes);
+        assert_eq!(s.jobs.len(), 3);
+        assert_eq!(s.end(), 10);
+    }
+
     /// Jobs older than the ttl before the newest go, and the base index counts them.
     #[test]
     fn the_log_keeps_jobs_within_the_ttl_of_the_newest() {
         let mut s = JobState::default();
-        s.push(job("a"), 1000, 500);
-        s.push(job("b"), 1400, 500);
+        s.push(job("a"), 1000, LOOSE);
+        s.push(job("b"), 1400, LOOSE);
         assert_eq!((s.base, s.jobs.len(), s.end()), (0, 2, 2));
-        s.push(job("c"), 1600, 500);
+        s.push(job("c"), 1600, LOOSE);
         assert_eq!((s.base, s.jobs.len(), s.end()), (1, 2, 3));
         assert_eq!(s.jobs[0].1, 1400);
+        assert_eq!(s.bytes, 2 * (40 + 40 + 1));
         s.position.insert(0, 7);
         assert!(s.reached(&[(0, 7)]) && !s.reached(&[(0, 8)]) && !s.reached(&[(1, 1)]));
     }
