@@ -168,6 +168,12 @@ pub struct KafkaConfig {
     /// that have them keep them until they expire). It also keeps at most
     /// `validation.max_live_jobs` jobs. Default 67108864 (64 MiB).
     pub max_job_log_bytes: usize,
+    /// Staleness and job expiry are judged by the shares and jobs topics' message
+    /// timestamps. With `CreateTime` topics a producer chooses them (one share stamped in
+    /// the future expires every job of its partition); `topics create` makes both
+    /// `LogAppendTime`. The node checks at start: with false it warns about a `CreateTime`
+    /// topic, with true it refuses to start. Default false.
+    pub require_log_append_time: bool,
 }
 
 impl Default for KafkaConfig {
@@ -182,6 +188,7 @@ impl Default for KafkaConfig {
             max_unacked_batches: 8,
             stall_timeout_s: 60,
             max_job_log_bytes: 64 << 20,
+            require_log_append_time: false,
         }
     }
 }

@@ -308,6 +308,16 @@ fn topics_create_is_idempotent_and_sets_partitions_and_retention() {
             .and_then(|e| e.value.clone())
             .unwrap_or_default();
         assert_eq!(got, retention, "{topic} retention.ms");
+        let ts_type = resource
+            .get("message.timestamp.type")
+            .and_then(|e| e.value.clone())
+            .unwrap_or_default();
+        let want_ts = if which == "shares" || which == "jobs" {
+            "LogAppendTime"
+        } else {
+            "CreateTime"
+        };
+        assert_eq!(ts_type, want_ts, "{topic} message.timestamp.type");
         if which == "templates" {
             let value = |k: &str| resource.get(k).and_then(|e| e.value.clone());
             assert_eq!(value("cleanup.policy").as_deref(), Some("compact,delete"));
@@ -356,4 +366,111 @@ fn block_share_records(env: &Env, n: usize) -> Vec<(u64, u64)> {
     }
     assert_eq!(out.len(), n, "block messages read");
     out
+}
+
+/// A producer's timestamp cannot steer staleness: a share message stamped 50 minutes ahead
+/// on every partition, between two halves of a workload, leaves every verdict equal to
+/// verify's. `topics create` makes the shares and jobs topics LogAppendTime, so the broker's
+/// append time replaces the stamp; with the producer's stamp the partition's clock jumped
+/// and every job expired, and the second half's shares were stale.
+#[test]
+fn a_share_stamped_in_the_future_does_not_expire_the_jobs() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use sharecheck::wire::binary::{encode_shares, ShareRecord, ShareTarget};
+    let env = Env::new("future-stamp", "");
+    let file = env.gen("s.jsonl", &["--shares", "2000", "--seed", "31"]);
+    let expected = env.verify(&file);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let halves = [env.dir.join("first.jsonl"), env.dir.join("second.jsonl")];
+    std::fs::write(&halves[0], first.join("\n") + "\n").unwrap();
+    std::fs::write(&halves[1], second.join("\n") + "\n").unwrap();
+    env.send(&halves[0], &["--batch", "20"]);
+    let p: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &env.brokers)
+        .create()
+        .unwrap();
+    let future = sharecheck::kafka::now_ms() + 50 * 60 * 1000;
+    for part in 0..env.partitions {
+        let rec = ShareRecord::stratum(
+            1_000_000 + part as u64,
+            "nojob",
+            &[1, 2, 3, 4],
+            &[0, 0, 0, 1],
+            1000,
+            0,
+            None,
+            ShareTarget::Difficulty(1.0),
+        );
+        let payload = encode_shares(&[rec]);
+        p.send(
+            BaseRecord::<[u8], [u8]>::to(&env.topic("shares"))
+                .partition(part)
+                .timestamp(future)
+                .payload(&payload[..]),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    env.send(&halves[1], &["--batch", "20"]);
+    let mut node = env.node("node.log");
+    let n = expected.len() + env.partitions as usize;
+    let got = env.receive(n, 120, &[]);
+    let (got, _) = by_id(&got);
+    let (want, _) = by_id(&expected);
+    let differ: Vec<u64> = want
+        .iter()
+        .filter(|(id, w)| got.get(id).map(|g| &g["status"]) != Some(&w["status"]))
+        .map(|(id, _)| *id)
+        .collect();
+    report(&format!(
+        "future stamp: {} of {} verdicts differ from verify after share messages stamped 50 min ahead",
+        differ.len(),
+        want.len()
+    ));
+    assert!(
+        differ.is_empty(),
+        "e.g. share {}: {}",
+        differ[0],
+        got[&differ[0]]
+    );
+    node.signal("TERM");
+    assert!(node.wait_for(Duration::from_secs(10)).is_some());
+}
+
+/// A shares topic whose producers choose the timestamps: the node says so at start, and
+/// with `kafka.require_log_append_time` refuses to run.
+#[test]
+fn a_create_time_shares_topic_is_refused_when_log_append_time_is_required() {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let env = Env::new("create-time", "");
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &env.brokers)
+        .create()
+        .unwrap();
+    let topic = env.topic("shares");
+    let alter = AlterConfig::new(ResourceSpecifier::Topic(&topic))
+        .set("message.timestamp.type", "CreateTime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt
+        .block_on(admin.alter_configs(&[alter], &AdminOptions::new()))
+        .unwrap();
+    assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let strict = text.replacen("[kafka]\n", "[kafka]\nrequire_log_append_time = true\n", 1);
+    std::fs::write(&env.config, strict).unwrap();
+    let mut node = env.node("node.log");
+    let st = node.wait_for(Duration::from_secs(30));
+    let log = node.log_text();
+    assert!(st.is_some_and(|s| !s.success()), "the node ran: {log}");
+    assert!(
+        log.contains(&topic) && log.contains("message.timestamp.type=CreateTime"),
+        "{log}"
+    );
 }

@@ -284,6 +284,12 @@ pub async fn create_topics(k: &KafkaConfig) -> anyhow::Result<Vec<(String, Topic
         .map(|(&(name, parts, _), r)| {
             let topic = NewTopic::new(name, parts, TopicReplication::Fixed(t.replication))
                 .set("retention.ms", r);
+            if name == t.shares || name == t.jobs {
+                // Staleness and job expiry are judged by these topics' timestamps: the
+                // broker's append time, which no producer can steer (a share stamped 50
+                // minutes ahead once expired every job of its partition).
+                return topic.set("message.timestamp.type", "LogAppendTime");
+            }
             if name != t.templates {
                 return topic;
             }
@@ -313,6 +319,39 @@ pub async fn create_topics(k: &KafkaConfig) -> anyhow::Result<Vec<(String, Topic
                 out.push((name, TopicOutcome::Existed))
             }
             Err((name, code)) => anyhow::bail!("cannot create topic {name:?}: {code}"),
+        }
+    }
+    Ok(out)
+}
+
+/// Topics among `topics` whose `message.timestamp.type` is not `LogAppendTime`, with the
+/// type they have (an empty list when every one has it, or when the brokers do not say).
+pub async fn create_time_topics(
+    k: &KafkaConfig,
+    topics: &[&str],
+) -> anyhow::Result<Vec<(String, String)>> {
+    use rdkafka::admin::ResourceSpecifier;
+    let admin: AdminClient<DefaultClientContext> = base(k, "sharecheck-admin")
+        .create()
+        .map_err(|e| anyhow::anyhow!("cannot create a Kafka admin client: {e}"))?;
+    let specs: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let results = tokio::time::timeout(
+        Duration::from_secs(30),
+        admin.describe_configs(&specs, &opts),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer from Kafka at {} within 30 s", k.brokers))?
+    .map_err(|e| anyhow::anyhow!("describing topics at {} failed: {e}", k.brokers))?;
+    let mut out = Vec::new();
+    for (topic, r) in topics.iter().zip(results) {
+        let Ok(resource) = r else { continue };
+        let ts = resource
+            .get("message.timestamp.type")
+            .and_then(|e| e.value.clone());
+        if let Some(ts) = ts.filter(|t| t != "LogAppendTime") {
+            out.push((topic.to_string(), ts));
         }
     }
     Ok(out)

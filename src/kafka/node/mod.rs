@@ -69,6 +69,7 @@ pub async fn run(
 ) -> anyhow::Result<NodeSummary> {
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let ownership = Arc::new(Ownership::new());
+    check_timestamps(&cfg).await?;
     let sh = Arc::new(Shared::connect(
         &cfg,
         ownership,
@@ -167,6 +168,30 @@ async fn join_or_subscribe(
         .subscribe(&[topic])
         .map_err(|e| anyhow::anyhow!("cannot subscribe to {topic}: {e}"))?;
     Ok(None)
+}
+
+/// Warns about (or, with `kafka.require_log_append_time`, refuses) shares and jobs topics
+/// whose timestamps their producers choose.
+async fn check_timestamps(cfg: &Config) -> anyhow::Result<()> {
+    let t = &cfg.kafka.topics;
+    let found = crate::kafka::create_time_topics(&cfg.kafka, &[&t.shares, &t.jobs]).await;
+    let bad = match found {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!("cannot read the topics' timestamp type ({e:#})");
+            return Ok(());
+        }
+    };
+    for (topic, ts) in &bad {
+        let what = format!(
+            "topic {topic} has message.timestamp.type={ts}: its producers choose the timestamps \
+             that decide staleness and job expiry; set it to LogAppendTime (kafka-configs \
+             --alter --add-config message.timestamp.type=LogAppendTime)"
+        );
+        anyhow::ensure!(!cfg.kafka.require_log_append_time, "{what}");
+        tracing::warn!("{what}");
+    }
+    Ok(())
 }
 
 /// The next command of the ZooKeeper coordinator; never ready in Kafka mode.
