@@ -250,59 +250,127 @@ fn health(m: &Metrics) -> (&'static str, &'static str, String) {
 
 /// Serves `/metrics` and `/healthz` on an already bound listener until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    // A bounded number of connections at once: a client that opens many and says nothing
+    // holds at most this many tasks (each for at most the read deadline); beyond it new
+    // connections are closed at once.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
+        let Ok((sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            drop(sock);
             continue;
         };
         let m = metrics.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            // Read the request head (bounded, and with a deadline so a silent client cannot
-            // hold the task).
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while n < buf.len() {
-                    match sock.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => n += k,
-                    }
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
-            }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("");
-            let (code, ctype, body) = match path {
-                "/metrics" => (
-                    "200 OK",
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    m.render(),
-                ),
-                "/healthz" => health(&m),
-                _ => (
-                    "404 Not Found",
-                    "text/plain",
-                    "try /metrics or /healthz\n".to_string(),
-                ),
-            };
-            let resp = format!(
-                "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
+            answer(sock, &m).await;
+            drop(permit);
         });
     }
+}
+
+/// Connections the listener serves at once.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request head, and to take the answer.
+const IO_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One request: GET of `/metrics` or `/healthz`.
+async fn answer(mut sock: tokio::net::TcpStream, m: &Metrics) {
+    let mut buf = vec![0u8; 4096];
+    let mut n = 0;
+    // Read the request head (bounded, and with a deadline so a silent client cannot hold the
+    // task).
+    let read = tokio::time::timeout(IO_DEADLINE, async {
+        while n < buf.len() {
+            match sock.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    if read.is_err() {
+        return;
+    }
+    let head = String::from_utf8_lossy(&buf[..n]);
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (code, ctype, body) = match (method, path) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            m.render(),
+        ),
+        ("GET", "/healthz") => health(m),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /healthz\n".to_string(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_string(),
+        ),
+    };
+    let resp = format!(
+        "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // A client that does not read its answer is given up after the deadline.
+    let _ = tokio::time::timeout(IO_DEADLINE, async {
+        let _ = sock.write_all(resp.as_bytes()).await;
+        let _ = sock.shutdown().await;
+    })
+    .await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn request(addr: std::net::SocketAddr, text: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(text.as_bytes()).await;
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out
+    }
+
+    /// GET only; 50 clients that connect and say nothing do not keep a probe from its
+    /// answer; connections beyond the limit are closed at once instead of held.
+    #[tokio::test]
+    async fn the_listener_answers_get_only_and_bounds_its_connections() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(serve(l, Arc::new(Metrics::new())));
+        let mut idle = Vec::new();
+        for _ in 0..50 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let ok = request(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            ok.starts_with("HTTP/1.1 200") && ok.ends_with("ok\n"),
+            "{ok}"
+        );
+        let post = request(addr, "POST /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        for _ in 0..(MAX_CONNECTIONS - 50) {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // Every slot is held by a silent client now: the next one is closed unanswered.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let refused = request(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(refused, "", "beyond the limit");
+        drop(idle);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let again = request(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    }
 
     fn inflight(m: &Metrics) -> String {
         m.render()
