@@ -116,6 +116,9 @@ fn election_consumer(cfg: &Config) -> anyhow::Result<BaseConsumer<ElectionContex
     c.set("group.id", format!("{}.jobmaker", k.group_id))
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "latest")
+        // Sticky: a job maker joining or leaving does not move the role from the active
+        // one (each move costs a clean job that resets every miner's work).
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", cfg.jobs.failover_ms.to_string())
         .set(
             "heartbeat.interval.ms",
