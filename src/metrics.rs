@@ -27,6 +27,8 @@ pub struct Metrics {
     pub fallback_batches: IntCounter,
     pub jobs: IntGauge,
     pub job_log_bytes: IntGauge,
+    /// Entries of the duplicate sets, per validation lane.
+    pub duplicate_entries: IntGaugeVec,
     pub inflight: IntGauge,
     pub consumer_lag: IntGaugeVec,
     /// 1 for each partition the node holds that stopped moving on (see `stalls`).
@@ -113,6 +115,18 @@ impl Metrics {
             rebuilt_shares: counter(&r, "sharecheck_rebuilt_shares_total", "Shares replayed into the duplicate sets of gained partitions"),
             fallback_batches: counter(&r, "sharecheck_backend_fallback_batches_total", "Batches the configured backend failed and the CPU redid (the backend is then out of service)"),
             jobs: gauge(&r, "sharecheck_jobs_cached", "Jobs held from the jobs topic"),
+            duplicate_entries: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sharecheck_duplicate_entries",
+                        "Entries of the duplicate sets of a lane's partitions (about 80 bytes each; \
+                         capped per partition by validation.max_seen_entries)",
+                    ),
+                    &["lane"],
+                )
+                .expect("valid"),
+            ),
             job_log_bytes: gauge(
                 &r,
                 "sharecheck_job_log_bytes",

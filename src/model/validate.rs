@@ -80,6 +80,12 @@ pub struct ValidationConfig {
     /// Service mode: a job expires (with its duplicate set) this many seconds after it was
     /// published; later shares for it are stale. Default 600.
     pub job_ttl_s: u64,
+    /// Entries the stratum shares' duplicate sets of one validator (a share partition) may
+    /// hold together, about 80 bytes each. At the cap the oldest live job is retired early
+    /// (its shares are `stale` from then on, its set freed), so memory stays bounded and no
+    /// duplicate is ever accepted; a single job over the cap has its further shares `stale`.
+    /// Header shares' sets have the same cap of their own. Default 4194304.
+    pub max_seen_entries: usize,
 }
 
 impl Default for ValidationConfig {
@@ -92,6 +98,7 @@ impl Default for ValidationConfig {
             header_prevhash_window: 16,
             stale_grace_ms: 1000,
             job_ttl_s: 600,
+            max_seen_entries: 4 << 20,
         }
     }
 }
@@ -361,6 +368,11 @@ pub struct Validator {
     live: HashMap<String, JobEntry>,
     /// Stratum shares' duplicate sets, by the work of their jobs.
     work_sets: HashMap<u128, WorkSet>,
+    /// Entries in `work_sets`, all together (bounded by `max_seen_entries`).
+    stratum_seen: usize,
+    /// Entries in `headers_seen`, all together (bounded by `max_seen_entries`).
+    header_seen: usize,
+    jobs_retired_early: u64,
     /// Live job ids in arrival order, for eviction beyond `max_live_jobs`.
     live_order: VecDeque<(String, u64)>,
     stale: HashSet<String>,
@@ -385,6 +397,9 @@ impl Validator {
             cfg,
             live: HashMap::default(),
             work_sets: HashMap::default(),
+            stratum_seen: 0,
+            header_seen: 0,
+            jobs_retired_early: 0,
             live_order: VecDeque::new(),
             stale: HashSet::default(),
             stale_order: VecDeque::new(),
@@ -406,8 +421,7 @@ impl Validator {
 
     /// Duplicate-set entries held (for metrics and memory checks).
     pub fn seen_entries(&self) -> usize {
-        self.work_sets.values().map(|w| w.seen.len()).sum::<usize>()
-            + self.headers_seen.iter().map(|s| s.1.len()).sum::<usize>()
+        self.stratum_seen + self.header_seen
     }
 
     /// Adds a job. With clean_jobs, every other job becomes stale and its duplicate set is
@@ -573,10 +587,42 @@ impl Validator {
         if let Some(w) = self.work_sets.get_mut(&e.work) {
             w.jobs -= 1;
             if w.jobs == 0 {
-                self.work_sets.remove(&e.work);
+                if let Some(w) = self.work_sets.remove(&e.work) {
+                    self.stratum_seen -= w.seen.len();
+                }
             }
         }
         Some(e)
+    }
+
+    /// The stratum duplicate sets are at `max_seen_entries`: retires the oldest live jobs
+    /// (stale from now on) until there is room. False when `for_job` itself had to go, or
+    /// holds the whole cap alone: its share is then `stale`, never let through unchecked.
+    fn make_room(&mut self, for_job: &str) -> bool {
+        while self.stratum_seen >= self.cfg.max_seen_entries {
+            let Some((old, seq)) = self.live_order.pop_front() else {
+                return false;
+            };
+            if !self.live.get(&old).is_some_and(|e| e.seq == seq) {
+                continue;
+            }
+            if old == for_job && self.live.len() == 1 {
+                self.live_order.push_front((old, seq));
+                return false;
+            }
+            self.remove_live(&old);
+            if self.stale.insert(old.clone()) {
+                self.stale_order.push_back(old);
+            }
+            self.jobs_retired_early += 1;
+        }
+        self.trim_stale();
+        self.live.contains_key(for_job)
+    }
+
+    /// Jobs retired before their time because the duplicate sets were full.
+    pub fn jobs_retired_early(&self) -> u64 {
+        self.jobs_retired_early
     }
 
     fn trim_stale(&mut self) {
@@ -670,20 +716,35 @@ impl Validator {
         let prev: [u8; 32] = header[4..36].try_into().expect("32");
         let fp = xxh3_128_with_seed(header, self.seed);
         let seen = &mut self.headers_seen;
-        let at = match seen.iter().rposition(|s| s.0 == prev) {
+        let mut at = match seen.iter().rposition(|s| s.0 == prev) {
             Some(at) => at,
             None => {
                 let window = self.cfg.header_prevhash_window.max(1);
                 while seen.len() >= window {
-                    seen.pop_front();
+                    if let Some((_, old)) = seen.pop_front() {
+                        self.header_seen -= old.len();
+                    }
                 }
                 seen.push_back((prev, FingerprintSet::default()));
                 seen.len() - 1
             }
         };
-        if !seen[at].1.insert(fp) {
+        if seen[at].1.contains(&fp) {
             return Err(Verdict::rejected(id, Status::Duplicate));
         }
+        // At the cap the oldest prevhashes' sets go first (their shares are stale work);
+        // the share's own prevhash over the cap alone makes it stale.
+        while self.header_seen >= self.cfg.max_seen_entries {
+            if at == 0 {
+                return Err(Verdict::rejected(id, Status::Stale));
+            }
+            if let Some((_, old)) = seen.pop_front() {
+                self.header_seen -= old.len();
+            }
+            at -= 1;
+        }
+        seen[at].1.insert(fp);
+        self.header_seen += 1;
         let Some(batch) = batch else {
             return Ok(());
         };
@@ -761,10 +822,19 @@ impl Validator {
         let e2 = 14 + extranonce1.len();
         key[e2..e2 + extranonce2.len()].copy_from_slice(extranonce2);
         let fp = xxh3_128_with_seed(&key[..e2 + extranonce2.len()], self.seed);
-        let seen = &mut self.work_sets.entry(entry.work).or_default().seen;
-        if !seen.insert(fp) {
+        let work = entry.work;
+        let seen = &mut self.work_sets.entry(work).or_default().seen;
+        if seen.contains(&fp) {
             return Err(Verdict::rejected(id, Status::Duplicate));
         }
+        if self.stratum_seen >= self.cfg.max_seen_entries && !self.make_room(job_id) {
+            return Err(Verdict::rejected(id, Status::Stale));
+        }
+        let Some(entry) = self.live.get(job_id) else {
+            return Err(Verdict::rejected(id, Status::Stale));
+        };
+        self.work_sets.entry(work).or_default().seen.insert(fp);
+        self.stratum_seen += 1;
         let Some(batch) = batch else {
             return Ok(());
         };
@@ -917,6 +987,93 @@ mod tests {
         assert!(matches!(
             v.check(&at(clock + 60, 5), &mut b),
             Prepared::Queued
+        ));
+    }
+
+    /// The duplicate sets are capped: at the cap the oldest job is retired early (its shares
+    /// stale from then on), a job alone over the cap gets its further shares stale, and a
+    /// duplicate is never accepted on the way.
+    #[test]
+    fn the_duplicate_sets_are_capped_by_retiring_the_oldest_jobs() {
+        let mut v = Validator::new(ValidationConfig {
+            max_seen_entries: 100,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        v.add_job(job("a", true)).unwrap();
+        v.add_job(job("b", false)).unwrap();
+        for n in 0..60u32 {
+            assert!(matches!(
+                v.check(&share(n as u64, "a", n), &mut b),
+                Prepared::Queued
+            ));
+        }
+        for n in 0..40u32 {
+            assert!(matches!(
+                v.check(&share(n as u64, "b", n), &mut b),
+                Prepared::Queued
+            ));
+        }
+        assert_eq!(v.seen_entries(), 100);
+        // The cap: "a" goes, "b" goes on.
+        assert!(matches!(
+            v.check(&share(500, "b", 40), &mut b),
+            Prepared::Queued
+        ));
+        assert_eq!(v.jobs_retired_early(), 1);
+        assert_eq!(v.seen_entries(), 41);
+        assert!(matches!(
+            v.check(&share(501, "a", 70), &mut b),
+            Prepared::Done(Status::Stale)
+        ));
+        assert!(matches!(
+            v.check(&share(502, "b", 3), &mut b),
+            Prepared::Done(Status::Duplicate)
+        ));
+        for n in 41..100u32 {
+            assert!(matches!(
+                v.check(&share(n as u64, "b", n), &mut b),
+                Prepared::Queued
+            ));
+        }
+        // "b" alone holds the cap: its new shares are stale, its copies still duplicates.
+        assert!(matches!(
+            v.check(&share(600, "b", 100), &mut b),
+            Prepared::Done(Status::Stale)
+        ));
+        assert!(matches!(
+            v.check(&share(601, "b", 7), &mut b),
+            Prepared::Done(Status::Duplicate)
+        ));
+        assert_eq!(v.seen_entries(), 100);
+    }
+
+    /// Header shares' sets have the same cap: the oldest prevhash's set goes first.
+    #[test]
+    fn the_header_duplicate_sets_are_capped_too() {
+        let mut v = Validator::new(ValidationConfig {
+            max_seen_entries: 10,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        let header = |prev: u8, nonce: u32| {
+            let mut h = [0u8; 80];
+            h[4..36].copy_from_slice(&[prev; 32]);
+            h[76..].copy_from_slice(&nonce.to_le_bytes());
+            ShareRecord::header(nonce as u64, &h, ShareTarget::Difficulty(1.0))
+        };
+        for n in 0..10 {
+            assert!(matches!(v.check(&header(1, n), &mut b), Prepared::Queued));
+        }
+        assert!(matches!(
+            v.check(&header(1, 10), &mut b),
+            Prepared::Done(Status::Stale)
+        ));
+        assert!(matches!(v.check(&header(2, 0), &mut b), Prepared::Queued));
+        assert_eq!(v.seen_entries(), 1, "the old prevhash's set went");
+        assert!(matches!(
+            v.check(&header(2, 0), &mut b),
+            Prepared::Done(Status::Duplicate)
         ));
     }
 

@@ -61,7 +61,7 @@ pub fn start(
         threads.push(
             std::thread::Builder::new()
                 .name(name("prepare"))
-                .spawn(move || prepare_stage(work_rx, hash_tx, &jobs, &s))?,
+                .spawn(move || prepare_stage(work_rx, hash_tx, &jobs, &s, lane))?,
         );
         let (s, fatal, backend, done_tx) =
             (sh.clone(), fatal.clone(), backend.clone(), done_tx.clone());

@@ -41,6 +41,14 @@ impl Validators {
         }
     }
 
+    /// Entries of every duplicate set of the lane's validators.
+    fn seen_entries(&self) -> usize {
+        self.by_partition
+            .values()
+            .map(|v| v.validator.seen_entries())
+            .sum()
+    }
+
     /// Drops the validators (duplicate sets and all) of partitions whose holding ended.
     fn retain_current(&mut self, ownership: &Ownership) {
         self.by_partition
@@ -142,8 +150,13 @@ pub fn prepare_stage(
     tx: std::sync::mpsc::SyncSender<(Work, Batch)>,
     jobs: &JobLog,
     sh: &Shared,
+    lane: usize,
 ) {
     let mut validators = Validators::new(sh);
+    let entries = sh
+        .metrics
+        .duplicate_entries
+        .with_label_values(&[&lane.to_string()]);
     for mut work in rx {
         // Items of partitions taken away since they were fetched belong to the next owner,
         // and so do those partitions' state.
@@ -157,6 +170,7 @@ pub fn prepare_stage(
         validators.ensure(&work.items, jobs, sh);
         validators.apply_jobs(&work.items, jobs);
         let batch = validators.check(&work.items, work.shares);
+        entries.set(validators.seen_entries() as i64);
         if tx.send((work, batch)).is_err() {
             return;
         }
