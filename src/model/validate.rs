@@ -603,7 +603,7 @@ impl Validator {
             let Some((old, seq)) = self.live_order.pop_front() else {
                 return false;
             };
-            if !self.live.get(&old).is_some_and(|e| e.seq == seq) {
+            if self.live.get(&old).is_none_or(|e| e.seq != seq) {
                 continue;
             }
             if old == for_job && self.live.len() == 1 {
