@@ -165,9 +165,13 @@ impl Sender {
         Ok(())
     }
 
-    /// A job, acknowledged (with everything before it) before the next share is produced,
-    /// and the next share stamped after it (timestamps are in ms).
+    /// A job, produced once every share before it is acknowledged, and acknowledged before
+    /// the next share is produced, which is stamped after it (timestamps are in ms). With
+    /// LogAppendTime topics the broker's append order is the order of the timestamps: a
+    /// share still waiting in the producer (a broker away) must not be appended after the
+    /// job that follows it in the file, or it would be judged stale.
     async fn job(&mut self, topic: &str, job: &crate::model::Job) -> anyhow::Result<()> {
+        self.drain(0).await?;
         self.produce(topic, job.job_id.as_bytes(), &encode_job(job))
             .await?;
         let ts = self.drain(0).await?;
