@@ -21,6 +21,7 @@ pub struct Metrics {
     pub dead_letters: IntCounter,
     pub dead_letters_cut: IntCounter,
     pub delivery_retries: IntCounter,
+    pub jobs_reader_rebuilds: IntCounter,
     pub rebuilt_shares: IntCounter,
     /// Batches a GPU or FPGA backend failed and the CPU redid
     /// ([`crate::backend::fallback::FALLBACK_BATCHES`], read at each scrape).
@@ -112,6 +113,7 @@ impl Metrics {
             dead_letters_cut: counter(&r, "sharecheck_dead_letters_cut_total", "Dead letters whose payload was cut to fit the producer's and broker's \
                      size limits, or dropped for a reference when the broker refused it"),
             delivery_retries: counter(&r, "sharecheck_delivery_retries_total", "Verdict messages produced again after a failed delivery"),
+            jobs_reader_rebuilds: counter(&r, "sharecheck_jobs_reader_rebuilds_total", "Times the jobs reader's client was rebuilt after it stopped fetching while behind the jobs topic"),
             rebuilt_shares: counter(&r, "sharecheck_rebuilt_shares_total", "Shares replayed into the duplicate sets of gained partitions"),
             fallback_batches: counter(&r, "sharecheck_backend_fallback_batches_total", "Batches the configured backend failed and the CPU redid (the backend is then out of service)"),
             jobs: gauge(&r, "sharecheck_jobs_cached", "Jobs held from the jobs topic"),

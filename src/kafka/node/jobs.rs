@@ -85,6 +85,12 @@ impl JobState {
     }
 }
 
+/// A jobs reader that has read nothing for this long while the last end-offset query found
+/// the jobs topic past its position gets a new client. Every batch waits on this reader, and
+/// librdkafka's hand-assigned consumers have been seen to stop fetching for good after a
+/// broker restart (confluentinc/librdkafka#5153): the node then stopped validating.
+const READER_STALL: Duration = Duration::from_secs(10);
+
 /// The running jobs reader: the log, and its two threads (the reader, and the end-offset
 /// queries).
 pub struct JobsReader {
@@ -108,13 +114,8 @@ impl JobsReader {
             runtime: tokio::runtime::Handle::current(),
         };
         let ends = jobs_client(k, "sharecheck-jobs-end", "jobs end-offset client")?;
-        let log = Arc::new(JobLog::new(
-            consumer,
-            ends,
-            &k.topics.jobs,
-            partitions,
-            dead,
-        )?);
+        let log = Arc::new(JobLog::new(ends, &k.topics.jobs, partitions, dead));
+        log.assign(&consumer)?;
         let stop = Arc::new(AtomicBool::new(false));
         let limits = LogLimits {
             ttl_ms: (sh.cfg.validation.job_ttl_s as i64).saturating_mul(1000),
@@ -123,9 +124,11 @@ impl JobsReader {
         };
         let reader = {
             let (log, stop, m) = (log.clone(), stop.clone(), sh.metrics.clone());
+            let k = k.clone();
+            let rebuild = move || jobs_client(&k, "sharecheck-jobs", "jobs reader");
             std::thread::Builder::new()
                 .name("jobs-reader".into())
-                .spawn(move || log.read(&stop, limits, &m))?
+                .spawn(move || log.read(consumer, &rebuild, &stop, limits, &m))?
         };
         let ends = {
             let (log, stop) = (log.clone(), stop.clone());
@@ -152,7 +155,6 @@ impl JobsReader {
 pub struct JobLog {
     state: Mutex<JobState>,
     changed: Condvar,
-    consumer: BaseConsumer<ReaderContext>,
     /// A second client that only asks for end offsets. The broker answers the requests of one
     /// connection in order, so asking through the reader's own connection would wait behind
     /// its long-polling fetch (up to fetch.wait.max.ms, 500 ms by default).
@@ -164,29 +166,72 @@ pub struct JobLog {
 }
 
 impl JobLog {
-    /// A log reading every partition of `topic` from the beginning with `consumer`.
+    /// An empty log of every partition of `topic`.
     fn new(
-        consumer: BaseConsumer<ReaderContext>,
         ends: BaseConsumer<ReaderContext>,
         topic: &str,
         partitions: Vec<i32>,
         dead: JobDeadLetters,
-    ) -> anyhow::Result<JobLog> {
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in &partitions {
-            tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
-        }
-        consumer.assign(&tpl)?;
-        Ok(JobLog {
+    ) -> JobLog {
+        JobLog {
             state: Mutex::new(JobState::default()),
             changed: Condvar::new(),
-            consumer,
             ends,
             topic: topic.to_string(),
             partitions,
             dead,
             tickets: EndsTickets::default(),
-        })
+        }
+    }
+
+    /// Assigns every partition of the topic to `consumer`, each from where the log has read
+    /// it to (the beginning at first).
+    fn assign(&self, consumer: &BaseConsumer<ReaderContext>) -> anyhow::Result<()> {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        let st = self.state();
+        for p in &self.partitions {
+            let at = st
+                .position
+                .get(p)
+                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            tpl.add_partition_offset(&self.topic, *p, at)?;
+        }
+        consumer.assign(&tpl)?;
+        Ok(())
+    }
+
+    /// Whether the last end-offset query found the topic past what the log has read.
+    fn behind(&self) -> bool {
+        let highs = self.tickets.lock().highs.clone();
+        !self.state().reached(&highs)
+    }
+
+    /// After [`READER_STALL`] without a message while [`JobLog::behind`]: a new client from
+    /// `rebuild`, assigned where the log stands, in place of `consumer`.
+    fn unstick(
+        &self,
+        consumer: &mut BaseConsumer<ReaderContext>,
+        rebuild: &dyn Fn() -> anyhow::Result<BaseConsumer<ReaderContext>>,
+        moved: &mut Instant,
+        metrics: &Metrics,
+    ) {
+        if moved.elapsed() < READER_STALL || !self.behind() {
+            return;
+        }
+        *moved = Instant::now();
+        let fresh = rebuild().and_then(|c| self.assign(&c).map(|()| c));
+        match fresh {
+            Ok(c) => {
+                tracing::warn!(
+                    "jobs reader: nothing read for {} s while the jobs topic is ahead; \
+                     reading on with a new client",
+                    READER_STALL.as_secs()
+                );
+                *consumer = c;
+                metrics.jobs_reader_rebuilds.inc();
+            }
+            Err(e) => tracing::warn!("jobs reader: stuck, and cannot rebuild its client: {e:#}"),
+        }
     }
 
     /// The jobs read so far (keep the lock short: the reader and every lane use it).
@@ -194,15 +239,26 @@ impl JobLog {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads the jobs topic until `stop`.
-    fn read(&self, stop: &AtomicBool, limits: LogLimits, metrics: &Metrics) {
+    /// Reads the jobs topic with `consumer` until `stop`; a consumer that stops fetching is
+    /// replaced by one from `rebuild`.
+    fn read(
+        &self,
+        mut consumer: BaseConsumer<ReaderContext>,
+        rebuild: &dyn Fn() -> anyhow::Result<BaseConsumer<ReaderContext>>,
+        stop: &AtomicBool,
+        limits: LogLimits,
+        metrics: &Metrics,
+    ) {
         let mut last_err = Instant::now() - Duration::from_secs(60);
+        let mut moved = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            let Some(r) = self.consumer.poll(Duration::from_millis(100)) else {
+            self.unstick(&mut consumer, rebuild, &mut moved, metrics);
+            let Some(r) = consumer.poll(Duration::from_millis(100)) else {
                 continue;
             };
             match r {
                 Ok(m) => {
+                    moved = Instant::now();
                     let ts = m.timestamp().to_millis().unwrap_or_else(now_ms);
                     let job = decode_job(m.payload().unwrap_or(&[]))
                         .map_err(|e| e.to_string())
@@ -234,9 +290,10 @@ impl JobLog {
                     self.changed.notify_all();
                 }
                 Err(KafkaError::PartitionEOF(p)) => {
+                    moved = Instant::now();
                     // At the end: whatever the offsets (compaction or transaction markers can
                     // leave gaps), the reader is caught up to the current position.
-                    if let Ok(pos) = self.consumer.position() {
+                    if let Ok(pos) = consumer.position() {
                         let mut st = self.state();
                         for e in pos.elements_for_topic(&self.topic) {
                             if e.partition() == p {
@@ -507,3 +564,7 @@ mod tests {
         assert!(s.reached(&[(0, 7)]) && !s.reached(&[(0, 8)]) && !s.reached(&[(1, 1)]));
     }
 }
+
+#[cfg(test)]
+#[path = "jobs_stuck_test.rs"]
+mod stuck_test;
