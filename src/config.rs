@@ -280,6 +280,11 @@ pub struct BalanceConfig {
     /// This node's capacity in shares/s, the weight of its share of the partitions. Default:
     /// the backend's measured shares/s at start.
     pub capacity: Option<f64>,
+    /// A file holding `user:password` (ZooKeeper's digest scheme): every session
+    /// authenticates with it and the group's znodes are created readable and writable by
+    /// that identity only. `SHARECHECK_ZOOKEEPER_AUTH` in the environment takes its place.
+    /// Default: none, and the znodes are world-writable (docs/security.md).
+    pub zookeeper_auth_file: Option<std::path::PathBuf>,
 }
 
 impl Default for BalanceConfig {
@@ -291,6 +296,7 @@ impl Default for BalanceConfig {
             session_timeout_ms: 10_000,
             node_id: None,
             capacity: None,
+            zookeeper_auth_file: None,
         }
     }
 }

@@ -12,9 +12,11 @@
 //! - [`assign`]: the pure capacity-weighted sticky assignment.
 //! - [`zk`]: the coordinator a node runs: membership, election, the leader's assignment, and
 //!   ownership fencing; it tells the node which partitions to start and stop ([`Command`]).
+//! - [`auth`]: the credentials and the ACLs of the znodes.
 //! - [`status`]: what `sharecheck cluster status` reports.
 
 pub mod assign;
+pub mod auth;
 pub mod status;
 pub mod zk;
 
@@ -22,6 +24,9 @@ use crate::config::{valid_name, BalanceConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;
+
+/// The znode every group lives under.
+pub const PARENT: &str = "/sharecheck";
 
 /// The data of a member znode.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -69,7 +74,7 @@ pub struct Paths {
 impl Paths {
     pub fn new(group: &str) -> Paths {
         Paths {
-            root: format!("/sharecheck/{group}"),
+            root: format!("{PARENT}/{group}"),
         }
     }
     pub fn members(&self) -> String {
@@ -151,6 +156,7 @@ pub async fn join(
     let coordinator = zk::Coordinator::start(
         zk::Options {
             connect: b.zookeeper.clone(),
+            auth: auth::ZkAuth::from_config(b)?,
             group: b.group.clone(),
             session_timeout: Duration::from_millis(b.session_timeout_ms),
             member,

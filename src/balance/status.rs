@@ -51,9 +51,16 @@ pub struct ZkView {
     pub owners: BTreeMap<i32, String>,
 }
 
+use super::auth::hint;
+
 /// Reads the group's znodes. A group nobody has joined yet reads as empty.
-pub async fn read_zk(addr: &str, group: &str, timeout: Duration) -> anyhow::Result<ZkView> {
-    let c = super::zk::connect(addr, timeout).await?;
+pub async fn read_zk(
+    addr: &str,
+    group: &str,
+    timeout: Duration,
+    auth: Option<&super::auth::ZkAuth>,
+) -> anyhow::Result<ZkView> {
+    let c = super::zk::connect(addr, timeout, auth).await?;
     let paths = Paths::new(group);
     let list = |path: String| {
         let c = c.clone();
@@ -61,7 +68,7 @@ pub async fn read_zk(addr: &str, group: &str, timeout: Duration) -> anyhow::Resu
             match c.list_children(&path).await {
                 Ok(k) => Ok(k),
                 Err(ZkError::NoNode) => Ok(Vec::new()),
-                Err(e) => Err(anyhow::anyhow!("cannot list {path}: {e}")),
+                Err(e) => Err(anyhow::anyhow!("cannot list {path}: {e}{}", hint(&e))),
             }
         }
     };
@@ -71,7 +78,7 @@ pub async fn read_zk(addr: &str, group: &str, timeout: Duration) -> anyhow::Resu
             match c.get_data(&path).await {
                 Ok((d, _)) => Ok(Some(d)),
                 Err(ZkError::NoNode) => Ok(None),
-                Err(e) => Err(anyhow::anyhow!("cannot read {path}: {e}")),
+                Err(e) => Err(anyhow::anyhow!("cannot read {path}: {e}{}", hint(&e))),
             }
         }
     };

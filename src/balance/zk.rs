@@ -18,13 +18,14 @@
 //! is abandoned and a new one joins from scratch.
 
 use super::assign::{assign, Weighted};
+use super::auth::{self, ZkAuth};
 use super::{Assignment, Command, Member, Paths};
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState};
+use zookeeper_client::{Client, CreateMode, Error as ZkError, SessionState};
 
 /// Where the partitions of the shares topic come from (a Kafka metadata request); called on
 /// a blocking thread.
@@ -33,6 +34,8 @@ pub type PartitionSource = Arc<dyn Fn() -> anyhow::Result<Vec<i32>> + Send + Syn
 /// What the coordinator needs.
 pub struct Options {
     pub connect: String,
+    /// The group's credentials; None leaves the znodes world-writable.
+    pub auth: Option<ZkAuth>,
     pub group: String,
     pub session_timeout: Duration,
     pub member: Member,
@@ -42,19 +45,23 @@ pub struct Options {
     pub poll: Duration,
 }
 
-/// Connects to ZooKeeper with the group's session settings.
-pub async fn connect(addr: &str, session_timeout: Duration) -> anyhow::Result<Client> {
+/// Connects to ZooKeeper with the group's session settings, authenticated with `auth`.
+pub async fn connect(
+    addr: &str,
+    session_timeout: Duration,
+    auth: Option<&ZkAuth>,
+) -> anyhow::Result<Client> {
     let limit = session_timeout + Duration::from_secs(5);
-    let c = tokio::time::timeout(
-        limit,
-        Client::connector()
-            .with_session_timeout(session_timeout)
-            .with_connection_timeout(session_timeout / 4)
-            .connect(addr),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("no ZooKeeper session at {addr} within {limit:?}"))?
-    .with_context(|| format!("cannot connect to ZooKeeper at {addr}"))?;
+    let mut connector = Client::connector()
+        .with_session_timeout(session_timeout)
+        .with_connection_timeout(session_timeout / 4);
+    if let Some(a) = auth {
+        connector = connector.with_auth(a.scheme(), a.credentials());
+    }
+    let c = tokio::time::timeout(limit, connector.connect(addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("no ZooKeeper session at {addr} within {limit:?}"))?
+        .with_context(|| format!("cannot connect to ZooKeeper at {addr}"))?;
     Ok(c)
 }
 
@@ -71,7 +78,7 @@ impl Coordinator {
         opts: Options,
         cmds: mpsc::UnboundedSender<Command>,
     ) -> anyhow::Result<Coordinator> {
-        let first = connect(&opts.connect, opts.session_timeout)
+        let first = connect(&opts.connect, opts.session_timeout, opts.auth.as_ref())
             .await
             .context("is ZooKeeper up (scripts/zookeeper.sh up) and balance.zookeeper right?")?;
         tracing::info!(
@@ -127,7 +134,7 @@ async fn run(
             Some(c) => c,
             None => {
                 let r = tokio::select! {
-                    r = connect(&opts.connect, opts.session_timeout) => r,
+                    r = connect(&opts.connect, opts.session_timeout, opts.auth.as_ref()) => r,
                     _ = stop.changed() => return,
                 };
                 match r {
@@ -252,12 +259,12 @@ struct Session<'a> {
     events_rx: Option<mpsc::UnboundedReceiver<Event>>,
 }
 
-fn persistent() -> zookeeper_client::CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
+fn persistent(a: Option<&ZkAuth>) -> zookeeper_client::CreateOptions<'static> {
+    CreateMode::Persistent.with_acls(auth::acls(a))
 }
 
-fn ephemeral() -> zookeeper_client::CreateOptions<'static> {
-    CreateMode::Ephemeral.with_acls(Acls::anyone_all())
+fn ephemeral(a: Option<&ZkAuth>) -> zookeeper_client::CreateOptions<'static> {
+    CreateMode::Ephemeral.with_acls(auth::acls(a))
 }
 
 /// The sequence number at the end of an election znode's name.
@@ -295,16 +302,20 @@ impl<'a> Session<'a> {
     /// Runs until `stop` (Ok) or until the session fails (Err).
     async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut events = self.events_rx.take().expect("run once per session");
-        for dir in [
+        let dirs = [
+            self.paths.root.clone(),
             self.paths.members(),
             self.paths.election(),
             self.paths.owners(),
-        ] {
+        ];
+        auth::ensure_parent(&self.c, super::PARENT, self.opts.auth.as_ref()).await?;
+        for dir in &dirs[1..] {
             self.c
-                .mkdir(&dir, &persistent())
+                .mkdir(dir, &persistent(self.opts.auth.as_ref()))
                 .await
-                .with_context(|| format!("cannot create {dir}"))?;
+                .map_err(|e| anyhow::anyhow!("cannot create {dir}: {e}{}", auth::hint(&e)))?;
         }
+        auth::warn_if_open(&self.c, &dirs, self.opts.auth.as_ref()).await;
         self.register(stop).await?;
         if *stop.borrow() {
             return Ok(());
@@ -314,7 +325,7 @@ impl<'a> Session<'a> {
             .create(
                 &format!("{}/n_", self.paths.election()),
                 self.me.as_bytes(),
-                &CreateMode::EphemeralSequential.with_acls(Acls::anyone_all()),
+                &CreateMode::EphemeralSequential.with_acls(auth::acls(self.opts.auth.as_ref())),
             )
             .await
             .context("cannot join the leader election")?;
@@ -355,7 +366,11 @@ impl<'a> Session<'a> {
         let data = serde_json::to_vec(&self.opts.member)?;
         let mut warned = false;
         loop {
-            match self.c.create(&path, &data, &ephemeral()).await {
+            match self
+                .c
+                .create(&path, &data, &ephemeral(self.opts.auth.as_ref()))
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(ZkError::NodeExists) => {
                     let (stat, w) = self.c.check_and_watch_stat(&path).await?;
@@ -376,7 +391,7 @@ impl<'a> Session<'a> {
                         _ = stop.changed() => return Ok(()),
                     }
                 }
-                Err(e) => return Err(e).with_context(|| format!("cannot create {path}")),
+                Err(e) => anyhow::bail!("cannot create {path}: {e}{}", auth::hint(&e)),
             }
         }
     }
@@ -533,7 +548,11 @@ impl<'a> Session<'a> {
         let path = self.paths.assignment();
         let r = match version {
             Some(v) => self.c.set_data(&path, &data, Some(v)).await.map(|_| ()),
-            None => self.c.create(&path, &data, &persistent()).await.map(|_| ()),
+            None => self
+                .c
+                .create(&path, &data, &persistent(self.opts.auth.as_ref()))
+                .await
+                .map(|_| ()),
         };
         match r {
             Ok(()) => {
@@ -589,7 +608,15 @@ impl<'a> Session<'a> {
     async fn acquire(&mut self, p: i32) -> anyhow::Result<()> {
         let path = self.paths.owner(p);
         loop {
-            match self.c.create(&path, self.me.as_bytes(), &ephemeral()).await {
+            match self
+                .c
+                .create(
+                    &path,
+                    self.me.as_bytes(),
+                    &ephemeral(self.opts.auth.as_ref()),
+                )
+                .await
+            {
                 Ok(_) => break,
                 Err(ZkError::NodeExists) => {
                     if self.watching_owner.contains(&p) {

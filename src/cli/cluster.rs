@@ -10,6 +10,7 @@ pub fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
         &b.zookeeper,
         &b.group,
         std::time::Duration::from_millis(b.session_timeout_ms),
+        sharecheck::balance::auth::ZkAuth::from_config(b)?.as_ref(),
     ))?;
     let kafka = sharecheck::kafka::group::offsets(&cfg.kafka)?;
     let s = status::combine(cfg, zk, kafka);

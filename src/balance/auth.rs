@@ -1,0 +1,175 @@
+//! Who may read and change a group's znodes. Without credentials every znode is created
+//! world-writable, and anyone who reaches ZooKeeper can register a ghost member with an
+//! absurd capacity, squat the election, or rewrite owners so that two nodes validate one
+//! partition. With `balance.zookeeper_auth_file` (or `SHARECHECK_ZOOKEEPER_AUTH`) every
+//! session authenticates with ZooKeeper's digest scheme and every znode it creates gets the
+//! ACL "all rights to the creator's identity, none to anyone else": the nodes of a group
+//! share one identity, and a client without it can neither read nor change the group.
+
+use crate::config::BalanceConfig;
+use zookeeper_client::{Acl, Acls, AuthId, Client, CreateMode, Error as ZkError, Permission};
+
+/// The environment variable that gives the credentials (`user:password`) instead of the
+/// file, e.g. from a systemd credential or a secrets manager.
+pub const AUTH_ENV: &str = "SHARECHECK_ZOOKEEPER_AUTH";
+
+/// Digest credentials, `user:password`. Debug shows the user only.
+#[derive(Clone)]
+pub struct ZkAuth {
+    user: String,
+    credentials: Vec<u8>,
+}
+
+impl std::fmt::Debug for ZkAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ZkAuth({}:***)", self.user)
+    }
+}
+
+impl ZkAuth {
+    /// `user:password`, both non-empty.
+    pub fn parse(text: &str) -> anyhow::Result<ZkAuth> {
+        let text = text.trim_end_matches(['\n', '\r']);
+        match text.split_once(':') {
+            Some((user, pass)) if !user.is_empty() && !pass.is_empty() => Ok(ZkAuth {
+                user: user.to_string(),
+                credentials: text.as_bytes().to_vec(),
+            }),
+            _ => anyhow::bail!("ZooKeeper credentials must be `user:password`, both non-empty"),
+        }
+    }
+
+    /// The credentials `b` names: the environment variable if set, else the file, else none.
+    pub fn from_config(b: &BalanceConfig) -> anyhow::Result<Option<ZkAuth>> {
+        if let Some(v) = std::env::var_os(AUTH_ENV).filter(|v| !v.is_empty()) {
+            let v = v
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("{AUTH_ENV} is not UTF-8"))?;
+            return ZkAuth::parse(&v).map(Some).map_err(|e| e.context(AUTH_ENV));
+        }
+        let Some(path) = &b.zookeeper_auth_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read balance.zookeeper_auth_file {}: {e}",
+                path.display()
+            )
+        })?;
+        warn_if_readable_by_others(path);
+        ZkAuth::parse(&text)
+            .map(Some)
+            .map_err(|e| e.context(format!("balance.zookeeper_auth_file {}", path.display())))
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        "digest"
+    }
+
+    pub fn credentials(&self) -> &[u8] {
+        &self.credentials
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "balance.zookeeper_auth_file {} can be read by other users (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &std::path::Path) {}
+
+/// The ACL of every znode a session creates: its own identity's with credentials, anyone's
+/// without.
+pub fn acls(auth: Option<&ZkAuth>) -> Acls<'static> {
+    match auth {
+        Some(_) => Acls::creator_all(),
+        None => Acls::anyone_all(),
+    }
+}
+
+/// Creates `/sharecheck`, the parent every group shares, unless it exists. With credentials
+/// anyone may list it and create a group of their own under it (groups with other
+/// identities share it), and only this identity may do more; without, anyone may do all.
+pub async fn ensure_parent(c: &Client, parent: &str, auth: Option<&ZkAuth>) -> anyhow::Result<()> {
+    let shared = [
+        Acl::new(Permission::ALL, AuthId::authed()),
+        Acl::new(Permission::READ | Permission::CREATE, AuthId::anyone()),
+    ];
+    let acls = match auth {
+        Some(_) => Acls::new(&shared),
+        None => Acls::anyone_all(),
+    };
+    match c
+        .create(parent, b"", &CreateMode::Persistent.with_acls(acls))
+        .await
+    {
+        Ok(_) | Err(ZkError::NodeExists) => Ok(()),
+        Err(e) => anyhow::bail!("cannot create {parent}: {e}{}", hint(&e)),
+    }
+}
+
+/// Says once per session, as a warning, when the group's znodes can be changed by anyone:
+/// no credentials configured, or (with them) znodes created by an earlier run without.
+pub async fn warn_if_open(c: &Client, dirs: &[String], auth: Option<&ZkAuth>) {
+    if auth.is_none() {
+        tracing::warn!(
+            "ZooKeeper without authentication: anyone who reaches it can rewrite this group's \
+             members, election and owners (set balance.zookeeper_auth_file, docs/security.md)"
+        );
+        return;
+    }
+    let writable = Permission::WRITE | Permission::CREATE | Permission::DELETE;
+    for dir in dirs {
+        match c.get_acl(dir).await {
+            Ok((list, _)) => {
+                let open = list.iter().any(|a| {
+                    a.scheme() == "world" && (a.permission() & writable) != Permission::NONE
+                });
+                if open {
+                    tracing::warn!(
+                        "ZooKeeper: {dir} can be changed by anyone (created without \
+                         credentials); delete the group's znodes (zkCli.sh deleteall) while no \
+                         node runs, or set their ACL, so that only the nodes' identity can"
+                    );
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!("ZooKeeper: cannot read the ACL of {dir}: {e}"),
+        }
+    }
+}
+
+/// A hint for a ZooKeeper error: NoAuth means the credentials are not the group's.
+pub fn hint(e: &ZkError) -> &'static str {
+    match e {
+        ZkError::NoAuth => {
+            " (not allowed: this client's credentials are not the identity that created the \
+             group's znodes; check balance.zookeeper_auth_file or SHARECHECK_ZOOKEEPER_AUTH)"
+        }
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_user_colon_password() {
+        let a = ZkAuth::parse("pool:s3cret:x\n").unwrap();
+        assert_eq!(a.credentials(), b"pool:s3cret:x");
+        assert_eq!(format!("{a:?}"), "ZkAuth(pool:***)");
+        for bad in ["", "pool", "pool:", ":pw", "\n"] {
+            assert!(ZkAuth::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! ZooKeeper with credentials, against a real ZooKeeper (scripts/zookeeper.sh) and a real
+//! Kafka broker: the nodes of a group authenticate with the digest scheme and their znodes
+//! are theirs alone. A client without the group's credentials, or with a wrong password,
+//! can neither read nor change them (no ghost member, no squatted election, no rewritten
+//! owner), and a node with wrong credentials takes no partition.
+
+mod kafka_support;
+use kafka_support::*;
+use serde_json::Value;
+use std::time::{Duration, Instant, SystemTime};
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
+
+fn status(env: &Env, envs: &[(&str, &str)]) -> Result<Value, String> {
+    let mut c = env.cmd(&["cluster", "status", "--json"]);
+    c.env_remove("SHARECHECK_ZOOKEEPER_AUTH");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).expect("one JSON object"))
+}
+
+/// How many partitions the status shows owned by `node`.
+fn owned_by(s: &Value, node: &str) -> usize {
+    s["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["owner"] == node)
+        .count()
+}
+
+async fn client(auth: Option<&str>) -> Client {
+    let mut c = Client::connector().with_session_timeout(Duration::from_secs(6));
+    if let Some(a) = auth {
+        c = c.with_auth("digest", a.as_bytes());
+    }
+    c.connect(zookeeper()).await.expect("connect to ZooKeeper")
+}
+
+/// Everything an intruder would try on the group's znodes: each must be refused.
+async fn refused_everything(c: &Client, root: &str, who: &str) {
+    let open = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+    let seq = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+    let ghost = br#"{"host":"x","node_id":"ghost","backends":["cpu"],"capacity":1e12}"#;
+    let tries: Vec<(&str, Result<(), ZkError>)> = vec![
+        (
+            "read a member",
+            c.get_data(&format!("{root}/members/a")).await.map(|_| ()),
+        ),
+        (
+            "list the members",
+            c.list_children(&format!("{root}/members"))
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "register a ghost member",
+            c.create(&format!("{root}/members/ghost"), ghost, &open)
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "join the election",
+            c.create(&format!("{root}/election/n_"), b"ghost", &seq)
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "rewrite the assignment",
+            c.set_data(&format!("{root}/assignment"), b"{}", None)
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "delete an owner",
+            c.delete(&format!("{root}/owners/0"), None).await,
+        ),
+        (
+            "take a partition",
+            c.create(&format!("{root}/owners/99"), b"ghost", &open)
+                .await
+                .map(|_| ()),
+        ),
+    ];
+    for (what, r) in tries {
+        assert!(
+            matches!(r, Err(ZkError::NoAuth)),
+            "{who} could {what}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn a_group_with_credentials_is_closed_to_everyone_else() {
+    ensure_zookeeper();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let group = format!("t{}-auth-{:x}", std::process::id(), nanos & 0xffff_ffff);
+    let secret = std::env::temp_dir().join(format!("sharecheck-{group}.secret"));
+    std::fs::write(&secret, "pool:s3cret\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let extra = format!(
+        "[balance]\nmode = \"zookeeper\"\nzookeeper = \"{}\"\ngroup = \"{group}\"\n\
+         session_timeout_ms = 6000\nzookeeper_auth_file = \"{}\"\n",
+        zookeeper(),
+        secret.display()
+    );
+    let env = Env::with_partitions("auth", &extra, 4);
+    let mut a = env.cmd(&["run", "--node-id", "a", "--capacity", "1000"]);
+    a.env_remove("SHARECHECK_ZOOKEEPER_AUTH");
+    let log_a = env.dir.join("a.log");
+    a.stderr(std::fs::File::create(&log_a).unwrap());
+    // A Proc kills the node when dropped, also when an assertion fails.
+    let _node_a = Proc {
+        child: a.spawn().unwrap(),
+        log: log_a.clone(),
+    };
+
+    // The node joins with its credentials and owns every partition.
+    let t0 = Instant::now();
+    let mut last = String::new();
+    while t0.elapsed() < Duration::from_secs(60) {
+        match status(&env, &[]) {
+            Ok(s) if owned_by(&s, "a") == 4 => break,
+            Ok(s) => last = s.to_string(),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let log = || std::fs::read_to_string(&log_a).unwrap_or_default();
+    let s = status(&env, &[]).unwrap_or_else(|e| panic!("{e}\n{}", log()));
+    assert_eq!(owned_by(&s, "a"), 4, "{last}\n{}", log());
+
+    // The node shares verdicts as always.
+    let file = env.gen("s.jsonl", &["--shares", "300", "--seed", "5"]);
+    env.send(&file, &[]);
+    let got = env.receive(300, 60, &[]);
+    assert_eq!(got.len(), 300);
+
+    let root = format!("/sharecheck/{group}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        refused_everything(&client(None).await, &root, "a client without credentials").await;
+        refused_everything(
+            &client(Some("pool:wrong")).await,
+            &root,
+            "a client with a wrong password",
+        )
+        .await;
+        // The right identity reads it (what `cluster status` does).
+        let c = client(Some("pool:s3cret")).await;
+        assert!(c.get_data(&format!("{root}/members/a")).await.is_ok());
+    });
+
+    // `cluster status` without the credentials says why it cannot read the group.
+    let e = status(&env, &[("SHARECHECK_ZOOKEEPER_AUTH", "pool:wrong")]).unwrap_err();
+    assert!(e.contains("credentials"), "{e}");
+
+    // A node with a wrong password takes nothing, and says why.
+    let b_log = env.dir.join("b.log");
+    let mut b = env.cmd(&["run", "--node-id", "b", "--capacity", "1000000"]);
+    b.env("SHARECHECK_ZOOKEEPER_AUTH", "pool:wrong")
+        .stderr(std::fs::File::create(&b_log).unwrap());
+    let _node_b = Proc {
+        child: b.spawn().unwrap(),
+        log: b_log.clone(),
+    };
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30)
+        && !std::fs::read_to_string(&b_log)
+            .unwrap_or_default()
+            .contains("not allowed")
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let b_text = std::fs::read_to_string(&b_log).unwrap_or_default();
+    assert!(b_text.contains("not allowed"), "{b_text}");
+    let s = status(&env, &[]).unwrap();
+    assert_eq!(owned_by(&s, "a"), 4, "{s}");
+    assert_eq!(s["members"].as_array().unwrap().len(), 1, "{s}");
+    assert!(
+        !log().contains("without authentication"),
+        "a node with credentials warned it had none:\n{}",
+        log()
+    );
+    let _ = std::fs::remove_file(&secret);
+    report(
+        "zookeeper auth: 7 of 7 intrusions refused without credentials and with a wrong \
+         password; a node with wrong credentials took 0 of 4 partitions",
+    );
+}
