@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 # libzookeeper-java: the server's jars only; scripts/zookeeper.sh runs it itself (the
 # zookeeper package would also start a system service on port 2181).
 pkgs="mesa-vulkan-drivers pocl-opencl-icd ocl-icd-libopencl1 verilator libzookeeper-java libslf4j-java"
+# librdkafka is built with TLS (OpenSSL, found with pkg-config); openssl makes the test CA.
+pkgs="$pkgs libssl-dev pkg-config openssl"
 command -v java >/dev/null 2>&1 || pkgs="$pkgs openjdk-17-jre-headless"
 command -v mvn >/dev/null 2>&1 || pkgs="$pkgs maven"
 command -v go >/dev/null 2>&1 || pkgs="$pkgs golang-go"

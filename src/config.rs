@@ -11,6 +11,7 @@ mod bitcoind;
 mod choice;
 mod fpga;
 mod jobs;
+pub mod secrets;
 pub use bitcoind::BitcoindConfig;
 pub use choice::{BackendKind, BalanceMode, Delivery, LogFormat, UnknownWord};
 pub use fpga::FpgaConfig;
@@ -147,6 +148,20 @@ pub struct KafkaConfig {
     pub consumer: BTreeMap<String, String>,
     /// librdkafka options for every producer (e.g. `"linger.ms" = "2"`). Default empty.
     pub producer: BTreeMap<String, String>,
+    /// librdkafka options for every client sharecheck makes (the node's consumers and
+    /// producers, the admin client of `topics create`, `send`, `receive`, the job maker, the
+    /// block submitter, `bench-kafka`): where TLS and SASL go, e.g. `"security.protocol" =
+    /// "sasl_ssl"`, `"ssl.ca.location"`, `"sasl.mechanism" = "SCRAM-SHA-512"`,
+    /// `"sasl.username"`. Set before `consumer` and `producer`. Default empty.
+    pub client: BTreeMap<String, String>,
+    /// librdkafka options of every client whose values are secret, each read from a file
+    /// when the config is loaded (e.g. `"sasl.password" = "/etc/sharecheck/kafka.password"`);
+    /// `SHARECHECK_KAFKA_SASL_PASSWORD` in the environment gives `sasl.password` instead.
+    /// Default empty.
+    pub secret_files: BTreeMap<String, std::path::PathBuf>,
+    /// The values of `secret_files`, once loaded (never written back or printed).
+    #[serde(skip)]
+    pub secrets: secrets::Secrets,
     /// `at_least_once`: an offset is stored only after the verdicts of its message are
     /// acknowledged; after a crash the uncommitted tail is validated again, and readers drop
     /// the repeats by source partition and offset. `exactly_once`: the verdicts of a batch
@@ -184,6 +199,9 @@ impl Default for KafkaConfig {
             topics: TopicsConfig::default(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
+            client: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
+            secrets: secrets::Secrets::default(),
             delivery: Delivery::AtLeastOnce,
             max_unacked_batches: 8,
             stall_timeout_s: 60,
@@ -324,7 +342,11 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+        let mut c =
+            Self::parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        c.kafka.secrets = secrets::Secrets::resolve(&c.kafka.secret_files)
+            .map_err(|e| anyhow::anyhow!("config {}: {e:#}", path.display()))?;
+        Ok(c)
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {

@@ -50,13 +50,8 @@ impl ZkAuth {
         let Some(path) = &b.zookeeper_auth_file else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read balance.zookeeper_auth_file {}: {e}",
-                path.display()
-            )
-        })?;
-        warn_if_readable_by_others(path);
+        let text = crate::config::secrets::read_secret(path)
+            .map_err(|e| e.context("balance.zookeeper_auth_file"))?;
         ZkAuth::parse(&text)
             .map(Some)
             .map_err(|e| e.context(format!("balance.zookeeper_auth_file {}", path.display())))
@@ -70,22 +65,6 @@ impl ZkAuth {
         &self.credentials
     }
 }
-
-#[cfg(unix)]
-fn warn_if_readable_by_others(path: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(m) = std::fs::metadata(path) {
-        if m.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(
-                "balance.zookeeper_auth_file {} can be read by other users (chmod 600 it)",
-                path.display()
-            );
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_readable_by_others(_: &std::path::Path) {}
 
 /// The ACL of every znode a session creates: its own identity's with credentials, anyone's
 /// without.

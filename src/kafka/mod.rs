@@ -42,12 +42,18 @@ pub const H_ORIGINAL_KEY_SIZE: &str = "original_key_size";
 /// its reason. The source headers say where the message is.
 pub const H_PAYLOAD_DROPPED: &str = "payload_dropped";
 
-/// Settings every client gets: the brokers, and a client id that names the tool in broker
-/// logs.
+/// Settings every client gets: the brokers, a client id that names the tool in broker
+/// logs, and `kafka.client` with the secrets (TLS, SASL).
 fn base(k: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers)
         .set("client.id", client_id);
+    for (key, v) in &k.client {
+        c.set(key, v);
+    }
+    for (key, v) in k.secrets.iter() {
+        c.set(key, v);
+    }
     c
 }
 

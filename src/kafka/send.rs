@@ -139,7 +139,20 @@ impl Sender {
                 .map(|_| ())
         })
         .await?
-        .map_err(|e| anyhow::anyhow!("cannot reach the brokers {}: {e}", k.brokers))?;
+        .map_err(|e| {
+            let secured = k
+                .client
+                .get("security.protocol")
+                .filter(|p| !p.eq_ignore_ascii_case("plaintext"));
+            let hint = match secured {
+                Some(p) => format!(
+                    " (security.protocol {p}: a refused TLS handshake or SASL login ends this \
+                     way too; librdkafka's lines above say which)"
+                ),
+                None => String::new(),
+            };
+            anyhow::anyhow!("cannot reach the brokers {}: {e}{hint}", k.brokers)
+        })?;
         Ok(Sender {
             producer,
             topic: k.topics.shares.clone(),
