@@ -106,10 +106,17 @@ pub fn ensure_broker() {
 pub struct OwnBroker {
     pub port: u16,
     pub dir: PathBuf,
+    /// More environment for scripts/kafka.sh (a SASL_SSL listener, ...).
+    env: Vec<(String, String)>,
 }
 
 impl OwnBroker {
     pub fn start(name: &str) -> OwnBroker {
+        OwnBroker::start_with(name, &[])
+    }
+
+    /// [`OwnBroker::start`] with more environment for scripts/kafka.sh.
+    pub fn start_with(name: &str, env: &[(&str, &str)]) -> OwnBroker {
         // The shared broker resolves the distribution once (under its lock); this one reuses
         // that cache instead of resolving it again.
         ensure_broker();
@@ -119,7 +126,11 @@ impl OwnBroker {
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let b = OwnBroker { port, dir };
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let b = OwnBroker { port, dir, env };
         b.run("up");
         b
     }
@@ -145,6 +156,9 @@ impl OwnBroker {
                     .map(PathBuf::from)
                     .unwrap_or_else(|| shared.join("kafka-dist")),
             );
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
         c
     }
 
