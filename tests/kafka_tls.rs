@@ -173,14 +173,63 @@ fn every_client_goes_through_tls_and_scram_and_others_are_refused() {
         assert_eq!(v["status"].to_string(), want[id], "share {id}");
     }
 
-    // A wrong password (from the environment, which takes the file's place) is refused.
+    // A wrong password (from the environment, which takes the file's place) is refused in
+    // one line that says why, within seconds.
     let mut wrong = env.cmd(&["send", file.to_str().unwrap()]);
     wrong.env("SHARECHECK_KAFKA_SASL_PASSWORD", "wrong");
     let t0 = Instant::now();
     let (ok, err) = run_limited(wrong, Duration::from_secs(90));
     let wrong_s = t0.elapsed().as_secs_f64();
     assert!(!ok, "send with a wrong password succeeded");
-    assert!(err.contains("uthentication"), "{err}");
+    assert!(
+        err.contains("refused this client") && err.contains("uthentication"),
+        "{err}"
+    );
+    assert!(err.lines().count() <= 2, "more than the one line:\n{err}");
+    assert!(wrong_s < 15.0, "refused only after {wrong_s:.1} s");
+
+    // A broker certificate the client's CA did not sign: the same, for the handshake.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    openssl(
+        &other,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=another CA",
+            "-days",
+            "2",
+        ],
+    );
+    let untrusted = env.dir.join("untrusted.toml");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &untrusted,
+        text.replace(ca.to_str().unwrap(), other.join("ca.pem").to_str().unwrap()),
+    )
+    .unwrap();
+    let mut c = Command::new(bin());
+    c.arg("--config")
+        .arg(&untrusted)
+        .args(["receive", "--count", "1", "--timeout", "20"])
+        .env_remove("RUST_LOG");
+    let t0 = Instant::now();
+    let (ok, cert_err) = run_limited(c, Duration::from_secs(90));
+    let cert_s = t0.elapsed().as_secs_f64();
+    assert!(!ok, "a client trusting another CA was served");
+    assert!(
+        cert_err.contains("refused this client") && cert_err.contains("certificate"),
+        "{cert_err}"
+    );
+    assert!(cert_s < 15.0, "refused only after {cert_s:.1} s");
 
     // A client that does not speak TLS to the TLS listener gets nothing.
     let plain = env.dir.join("plain.toml");
@@ -204,8 +253,10 @@ fn every_client_goes_through_tls_and_scram_and_others_are_refused() {
     let last = |t: &str| t.lines().last().unwrap_or("").to_string();
     report(&format!(
         "kafka tls: {n} of {n} verdicts over SASL_SSL (SCRAM-SHA-512) equal to verify; a \
-         wrong password refused after {wrong_s:.1} s ({}), plaintext after {plain_s:.1} s ({})",
+         wrong password refused after {wrong_s:.1} s ({}), an untrusted certificate after {cert_s:.1} s \
+         ({}), plaintext after {plain_s:.1} s ({})",
         last(&err),
+        last(&cert_err),
         last(&plain_err)
     ));
 }

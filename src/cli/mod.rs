@@ -24,6 +24,20 @@ use std::path::Path;
 /// Runs the command of `cli`.
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let cfg = config(&cli)?;
+    let kafka = matches!(
+        cli.cmd,
+        Cmd::Topics { .. }
+            | Cmd::Send(_)
+            | Cmd::Receive(_)
+            | Cmd::Run(_)
+            | Cmd::Cluster { .. }
+            | Cmd::BenchKafka(_)
+            | Cmd::Jobs
+            | Cmd::Blocks
+    );
+    if kafka {
+        sharecheck::kafka::access::check_access(&cfg.kafka)?;
+    }
     match cli.cmd {
         Cmd::Verify(a) => verify::run(&cfg, a),
         Cmd::Gen(a) => gen::run(cfg, &a, cli.brokers_on_command_line),

@@ -3,6 +3,7 @@
 //! config's `[kafka.consumer]` and `[kafka.producer]` tables pass through under their
 //! librdkafka names.
 
+pub mod access;
 pub mod bench;
 pub mod group;
 pub mod node;

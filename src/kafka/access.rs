@@ -1,0 +1,111 @@
+//! A first contact with the brokers for clients configured for TLS or SASL. A refused
+//! handshake or login otherwise shows as a flood of librdkafka lines (every client retries
+//! every broker) and, tens of seconds later, "cannot reach the brokers". The probe asks for
+//! metadata with its own logs kept to itself and turns the brokers' refusal into one line.
+
+use super::base;
+use crate::config::KafkaConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long the probe waits for the brokers' answer or refusal.
+const PROBE_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Probe {
+    refused: Mutex<Option<String>>,
+}
+
+impl Probe {
+    fn note(&self, line: &str) {
+        let l = line.to_ascii_lowercase();
+        // Phrases of librdkafka's refusals (not "ssl" or "sasl" alone: they are in every
+        // broker's name, sasl_ssl://host:port).
+        let security = [
+            "authentication",
+            "ssl handshake",
+            "certificate",
+            "security.protocol",
+        ]
+        .iter()
+        .any(|w| l.contains(w));
+        if security {
+            let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+            r.get_or_insert_with(|| line.trim().to_string());
+        }
+    }
+}
+
+impl ClientContext for Probe {
+    fn log(&self, _: RDKafkaLogLevel, _: &str, msg: &str) {
+        self.note(msg);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        if matches!(
+            code,
+            Some(RDKafkaErrorCode::Authentication) | Some(RDKafkaErrorCode::SSL)
+        ) {
+            let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+            r.get_or_insert_with(|| reason.trim().to_string());
+        } else {
+            self.note(reason);
+        }
+    }
+}
+
+impl ConsumerContext for Probe {}
+
+/// Whether `k` asks for TLS or SASL (`kafka.client`'s `security.protocol`).
+fn secured(k: &KafkaConfig) -> bool {
+    k.client
+        .get("security.protocol")
+        .is_some_and(|p| !p.eq_ignore_ascii_case("plaintext"))
+}
+
+/// With TLS or SASL configured: an error naming the brokers' reason when they refuse the
+/// handshake or the login, within [`PROBE_WAIT`]. Brokers that answer, or that cannot be
+/// reached for another reason (the command's own wait reports that), pass.
+pub fn check_access(k: &KafkaConfig) -> anyhow::Result<()> {
+    if !secured(k) {
+        return Ok(());
+    }
+    let probe: BaseConsumer<Probe> = base(k, "sharecheck-probe")
+        .create_with_context(Probe::default())
+        .map_err(|e| anyhow::anyhow!("cannot create a Kafka client: {e}"))?;
+    let probe = std::sync::Arc::new(probe);
+    // The metadata request in a thread of its own: librdkafka can hold it past its timeout
+    // while it waits for a usable broker, and the refusal is what this is waiting for.
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let probe = probe.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(probe.fetch_metadata(None, PROBE_WAIT).is_ok());
+        });
+    }
+    let t0 = Instant::now();
+    while t0.elapsed() < PROBE_WAIT {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(true) => return Ok(()),
+            Ok(false) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        // Error events reach the context only when the client is polled.
+        let _ = probe.poll(Duration::ZERO);
+        let refused = probe.context().refused.lock().map(|r| r.clone());
+        if let Ok(Some(reason)) = refused {
+            anyhow::bail!(
+                "the brokers {} refused this client: {reason} (check kafka.client and \
+                 kafka.secret_files, docs/security.md)",
+                k.brokers
+            );
+        }
+    }
+    Ok(())
+}
