@@ -26,7 +26,14 @@
 #                            set to "" for the JVM's/distribution's defaults)
 #   KAFKA_START_TIMEOUT      seconds to wait for readiness (default 90)
 #   KAFKA_STOP_TIMEOUT       seconds before SIGKILL on down (default 30)
-#   KAFKA_SASL_SSL_PORT      also listen with TLS + SCRAM-SHA-512 on this port, with
+#   KAFKA_SECURITY=sasl_ssl  also listen with TLS + SCRAM-SHA-512 on KAFKA_SASL_SSL_PORT
+#                            (default KAFKA_PORT + 2): makes a CA, the broker's
+#                            certificate and a SCRAM user `sharecheck` with a random
+#                            password under $STATE_DIR/tls (openssl), and writes the
+#                            matching client settings to $STATE_DIR/client.toml
+#                            (paste into a config). SCRAM users are added when the
+#                            storage is formatted: `reset` a broker first used without.
+#   KAFKA_SASL_SSL_PORT      the same listener with a keystore of your own:
 #   KAFKA_SSL_KEYSTORE       the broker's PKCS12 keystore and
 #   KAFKA_SSL_PASSWORD       its password; KAFKA_SCRAM_USERS (user:password,...) are
 #                            the SCRAM users, added when the storage is first formatted
@@ -243,6 +250,53 @@ kafka_tool() {
 
 # --- configuration ----------------------------------------------------------
 
+# KAFKA_SECURITY=sasl_ssl: a CA, the broker's certificate (for 127.0.0.1 and localhost)
+# and a SCRAM user, made once under $STATE_DIR/tls, and the client settings that match.
+make_security() {
+    [[ "${KAFKA_SECURITY:-}" == sasl_ssl ]] || {
+        [[ -z "${KAFKA_SECURITY:-}" ]] || svc_die "KAFKA_SECURITY must be sasl_ssl (or unset)"
+        return 0
+    }
+    command -v openssl >/dev/null 2>&1 || svc_die "KAFKA_SECURITY=sasl_ssl needs openssl"
+    local tls="$STATE_DIR/tls"
+    mkdir -p "$tls"
+    chmod 700 "$tls"
+    if [[ ! -f "$tls/broker.p12" ]]; then
+        svc_log "kafka: making a CA and the broker's certificate in $tls"
+        (
+            cd "$tls"
+            umask 077
+            openssl rand -hex 16 >keystore.password
+            openssl rand -hex 16 >client.password
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
+                -subj "/CN=sharecheck local CA" 2>/dev/null
+            openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr \
+                -subj "/CN=127.0.0.1" 2>/dev/null
+            echo "subjectAltName=IP:127.0.0.1,DNS:localhost" >san.cnf
+            openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+                -out broker.pem -days 3650 -extfile san.cnf 2>/dev/null
+            openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem \
+                -out broker.p12 -passout "pass:$(<keystore.password)"
+        ) || svc_die "making the certificates in $tls failed"
+    fi
+    KAFKA_SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-$((KAFKA_PORT + 2))}"
+    KAFKA_SSL_KEYSTORE="$tls/broker.p12"
+    KAFKA_SSL_PASSWORD="$(<"$tls/keystore.password")"
+    KAFKA_SCRAM_USERS="sharecheck:$(<"$tls/client.password")${KAFKA_SCRAM_USERS:+,$KAFKA_SCRAM_USERS}"
+    cat >"$STATE_DIR/client.toml" <<EOF
+# Written by scripts/kafka.sh (KAFKA_SECURITY=sasl_ssl): the client settings of its
+# SASL_SSL listener, to paste into a sharecheck config, with
+#   [kafka] brokers = "127.0.0.1:$KAFKA_SASL_SSL_PORT"
+[kafka.client]
+"security.protocol" = "sasl_ssl"
+"ssl.ca.location" = "$tls/ca.pem"
+"sasl.mechanism" = "SCRAM-SHA-512"
+"sasl.username" = "sharecheck"
+[kafka.secret_files]
+"sasl.password" = "$tls/client.password"
+EOF
+}
+
 write_configs() {
     mkdir -p "$DATA_DIR" "$LOG_DIR"
     # Rewritten on every start so port changes via env take effect.
@@ -433,6 +487,7 @@ cmd_up() {
     svc_fail_if_port_taken "$KAFKA_CONTROLLER_PORT" "Kafka controller" KAFKA_CONTROLLER_PORT
     JAVA_BIN="$(svc_java 17)"
     resolve_dist
+    make_security
     write_configs
     format_storage
     svc_rotate_log "$SERVER_LOG" "$OUT_LOG"
@@ -444,6 +499,12 @@ cmd_up() {
     wait_ready "$pid" 1
     svc_log "kafka: ready after $((SECONDS - start))s"
     print_where "$pid"
+    if [[ -n "${KAFKA_SASL_SSL_PORT:-}" ]]; then
+        svc_log "kafka: SASL_SSL (SCRAM-SHA-512) on 127.0.0.1:$KAFKA_SASL_SSL_PORT"
+    fi
+    if [[ "${KAFKA_SECURITY:-}" == sasl_ssl ]]; then
+        svc_log "kafka: client settings for it: $STATE_DIR/client.toml"
+    fi
 }
 
 cmd_down() {

@@ -16,6 +16,10 @@
 #   ZK_HEAP_OPTS             heap (default -Xmx256m)
 #   ZK_START_TIMEOUT         seconds to wait for readiness (default 60)
 #   ZK_STOP_TIMEOUT          seconds before SIGKILL on down (default 20)
+#   ZK_AUTH=digest           the server refuses clients that do not authenticate with the
+#                            digest scheme; a user `sharecheck` with a random password is
+#                            written to $STATE_DIR/zookeeper.secret (chmod 600) and the
+#                            matching settings to $STATE_DIR/client.toml
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -72,6 +76,27 @@ clientPortAddress=127.0.0.1
 maxClientCnxns=0
 admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,stat
+EOF
+    case "${ZK_AUTH:-}" in
+        "") return 0 ;;
+        digest) ;;
+        *) svc_die "ZK_AUTH must be digest (or unset)" ;;
+    esac
+    cat >>"$CONFIG" <<EOF
+# ZK_AUTH=digest: sessions that do not authenticate with the digest scheme are refused.
+enforce.auth.enabled=true
+enforce.auth.schemes=digest
+EOF
+    local secret="$STATE_DIR/zookeeper.secret"
+    if [[ ! -s "$secret" ]]; then
+        (umask 077 && printf 'sharecheck:%s\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$secret")
+    fi
+    cat >"$STATE_DIR/client.toml" <<EOF
+# Written by scripts/zookeeper.sh (ZK_AUTH=digest): the settings of a node of this server,
+# to paste into the [balance] table of a sharecheck config, with
+#   mode = "zookeeper"
+#   zookeeper = "127.0.0.1:$ZK_PORT"
+zookeeper_auth_file = "$secret"
 EOF
 }
 

@@ -1,5 +1,6 @@
-//! Kafka over TLS with SCRAM-SHA-512 authentication, on a broker of the test's own with a
-//! SASL_SSL listener whose certificate comes from a CA made here (openssl). Every client
+//! Kafka over TLS with SCRAM-SHA-512 authentication, on a broker of the test's own started
+//! with `KAFKA_SECURITY=sasl_ssl` (scripts/kafka.sh makes the CA, the certificate and the
+//! user, and writes the client settings the test uses as they are). Every client
 //! sharecheck makes goes through it: the admin client of `topics create`, `send`, the node's
 //! consumers and producers, `receive`. The password comes from a secret file. A wrong
 //! password and a plaintext client are refused.
@@ -7,7 +8,7 @@
 mod kafka_support;
 use kafka_support::*;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,86 +23,6 @@ fn openssl(dir: &Path, args: &[&str]) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A CA, and the broker's certificate for 127.0.0.1 signed by it in a PKCS12 keystore:
-/// (the CA's PEM, the keystore).
-fn certificates(dir: &Path) -> (PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let days = ["-days", "2"];
-    openssl(
-        dir,
-        &[
-            &[
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-            ][..],
-            &["-out", "ca.pem", "-subj", "/CN=sharecheck test CA"],
-            &days,
-        ]
-        .concat(),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "broker.key",
-            "-out",
-            "broker.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("san.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "broker.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-            ][..],
-            &[
-                "-CAcreateserial",
-                "-out",
-                "broker.pem",
-                "-extfile",
-                "san.cnf",
-            ],
-            &days,
-        ]
-        .concat(),
-    );
-    openssl(
-        dir,
-        &[
-            "pkcs12",
-            "-export",
-            "-in",
-            "broker.pem",
-            "-inkey",
-            "broker.key",
-            "-certfile",
-            "ca.pem",
-            "-out",
-            "broker.p12",
-            "-passout",
-            "pass:changeit",
-        ],
-    );
-    (dir.join("ca.pem"), dir.join("broker.p12"))
 }
 
 /// `sharecheck ARGS` under a time limit: (success, stderr).
@@ -129,31 +50,28 @@ fn run_limited(mut c: Command, limit: Duration) -> (bool, String) {
 
 #[test]
 fn every_client_goes_through_tls_and_scram_and_others_are_refused() {
-    let dir = std::env::temp_dir().join(format!("sharecheck-tls-certs-{}", std::process::id()));
-    let (ca, keystore) = certificates(&dir);
     let tls_port = free_port().to_string();
+    // scripts/kafka.sh makes the CA, the broker's certificate and a SCRAM user, and writes
+    // the client settings that match.
     let broker = OwnBroker::start_with(
         "tls",
         &[
+            ("KAFKA_SECURITY", "sasl_ssl"),
             ("KAFKA_SASL_SSL_PORT", &tls_port),
-            ("KAFKA_SSL_KEYSTORE", keystore.to_str().unwrap()),
-            ("KAFKA_SSL_PASSWORD", "changeit"),
-            ("KAFKA_SCRAM_USERS", "validator:v-secret"),
         ],
     );
-    let password = dir.join("kafka.password");
-    std::fs::write(&password, "v-secret\n").unwrap();
+    let state = broker.dir.join("kafka");
+    let extra = std::fs::read_to_string(state.join("client.toml"))
+        .expect("scripts/kafka.sh writes client.toml with KAFKA_SECURITY=sasl_ssl");
+    let ca = state.join("tls/ca.pem");
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mode = std::fs::metadata(state.join("tls/client.password"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the password file is readable by others");
     }
-    let extra = format!(
-        "[kafka.client]\n\"security.protocol\" = \"sasl_ssl\"\n\"ssl.ca.location\" = \"{}\"\n\
-         \"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"validator\"\n\
-         [kafka.secret_files]\n\"sasl.password\" = \"{}\"\n",
-        ca.display(),
-        password.display()
-    );
     // `topics create` runs here, through the TLS listener.
     let env = Env::with_brokers("tls", &format!("127.0.0.1:{tls_port}"), &extra);
     let _node = env.node("node.log");
@@ -189,7 +107,7 @@ fn every_client_goes_through_tls_and_scram_and_others_are_refused() {
     assert!(wrong_s < 15.0, "refused only after {wrong_s:.1} s");
 
     // A broker certificate the client's CA did not sign: the same, for the handshake.
-    let other = dir.join("other");
+    let other = env.dir.join("other-ca");
     std::fs::create_dir_all(&other).unwrap();
     openssl(
         &other,
@@ -249,7 +167,6 @@ fn every_client_goes_through_tls_and_scram_and_others_are_refused() {
     let plain_s = t0.elapsed().as_secs_f64();
     assert!(!ok, "a plaintext client was served by the TLS listener");
     drop(broker);
-    let _ = std::fs::remove_dir_all(&dir);
     let last = |t: &str| t.lines().last().unwrap_or("").to_string();
     report(&format!(
         "kafka tls: {n} of {n} verdicts over SASL_SSL (SCRAM-SHA-512) equal to verify; a \

@@ -201,3 +201,107 @@ fn a_group_with_credentials_is_closed_to_everyone_else() {
          password; a node with wrong credentials took 0 of 4 partitions",
     );
 }
+
+/// A ZooKeeper server of the test's own, started by scripts/zookeeper.sh with `ZK_AUTH`;
+/// stopped and deleted when dropped.
+struct OwnZookeeper {
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl OwnZookeeper {
+    fn start(auth: &str) -> OwnZookeeper {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("sharecheck-zk-{}-{port}", std::process::id()));
+        let z = OwnZookeeper { port, dir };
+        let out = z.script("up").env("ZK_AUTH", auth).output().unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/zookeeper.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        z
+    }
+
+    fn script(&self, arg: &str) -> std::process::Command {
+        let mut c = std::process::Command::new(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/zookeeper.sh"),
+        );
+        c.arg(arg)
+            .env("SHARECHECK_SERVICES_DIR", &self.dir)
+            .env("ZK_PORT", self.port.to_string());
+        c
+    }
+}
+
+impl Drop for OwnZookeeper {
+    fn drop(&mut self) {
+        let _ = self.script("down").arg("--purge").output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_zookeeper_that_requires_authentication_serves_nodes_with_its_credentials() {
+    ensure_zookeeper();
+    let zk = OwnZookeeper::start("digest");
+    let fragment = std::fs::read_to_string(zk.dir.join("zookeeper/client.toml"))
+        .expect("scripts/zookeeper.sh writes client.toml with ZK_AUTH=digest");
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let group = format!("t{}-enforced-{:x}", std::process::id(), nanos & 0xffff_ffff);
+    let extra = format!(
+        "[balance]\nmode = \"zookeeper\"\nzookeeper = \"127.0.0.1:{}\"\ngroup = \"{group}\"\n\
+         session_timeout_ms = 6000\n{fragment}",
+        zk.port
+    );
+    let env = Env::with_partitions("enforced", &extra, 2);
+    let mut a = env.cmd(&["run", "--node-id", "a", "--capacity", "1000"]);
+    a.env_remove("SHARECHECK_ZOOKEEPER_AUTH");
+    let log_a = env.dir.join("a.log");
+    a.stderr(std::fs::File::create(&log_a).unwrap());
+    let _node = Proc {
+        child: a.spawn().unwrap(),
+        log: log_a.clone(),
+    };
+    let t0 = Instant::now();
+    let mut owned = 0;
+    while t0.elapsed() < Duration::from_secs(60) && owned < 2 {
+        if let Ok(s) = status(&env, &[]) {
+            owned = owned_by(&s, "a");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        owned,
+        2,
+        "{}",
+        std::fs::read_to_string(&log_a).unwrap_or_default()
+    );
+
+    // A client without credentials gets nothing from this server, not even the root.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", zk.port);
+    let anonymous = rt.block_on(async {
+        let c = Client::connector()
+            .with_session_timeout(Duration::from_secs(6))
+            .connect(&addr)
+            .await;
+        match c {
+            Ok(c) => c.list_children("/").await.map(|_| ()),
+            Err(e) => Err(e),
+        }
+    });
+    assert!(anonymous.is_err(), "an anonymous client listed the root");
+    report(&format!(
+        "zookeeper ZK_AUTH=digest: the node owned 2 of 2 partitions in {:.1} s with the \
+         server's credentials; an anonymous client refused ({:?})",
+        t0.elapsed().as_secs_f64(),
+        anonymous.err()
+    ));
+}
