@@ -2,11 +2,14 @@
 //! with `KAFKA_SECURITY=sasl_ssl` (scripts/kafka.sh makes the CA, the certificate and the
 //! user, and writes the client settings the test uses as they are). Every client
 //! sharecheck makes goes through it: the admin client of `topics create`, `send`, the node's
-//! consumers and producers, `receive`. The password comes from a secret file. A wrong
-//! password and a plaintext client are refused.
+//! consumers and producers (across a kill -9, with dead letters), `receive`. The password
+//! comes from a secret file. A wrong password, an untrusted certificate and a plaintext
+//! client are refused.
 
 mod kafka_support;
 use kafka_support::*;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -72,24 +75,89 @@ fn every_client_goes_through_tls_and_scram_and_others_are_refused() {
             .mode();
         assert_eq!(mode & 0o077, 0, "the password file is readable by others");
     }
-    // `topics create` runs here, through the TLS listener.
-    let env = Env::with_brokers("tls", &format!("127.0.0.1:{tls_port}"), &extra);
-    let _node = env.node("node.log");
+    // `topics create` runs here, through the TLS listener. Small batches and one in flight
+    // keep the node busy long enough to be killed mid-run.
+    let mut env = Env::with_brokers(
+        "tls",
+        &format!("127.0.0.1:{tls_port}"),
+        &format!(
+            "[backend]\ninflight = 1\n[backend.batch]\nmax_shares = 64\nmax_wait_ms = 1\n{extra}"
+        ),
+    );
+    let password = std::fs::read_to_string(state.join("tls/client.password")).unwrap();
+    env.client = [
+        ("security.protocol", "sasl_ssl"),
+        ("ssl.ca.location", ca.to_str().unwrap()),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "sharecheck"),
+        ("sasl.password", password.trim()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
 
-    let n = 400;
+    // Shares through `send`, and two undecodable messages for the dead-letter topic.
+    let n = 3000;
     let file = env.gen("s.jsonl", &["--shares", &n.to_string(), "--seed", "3"]);
     let want: HashMap<u64, String> = env
         .verify(&file)
         .iter()
         .map(|v| (v["id"].as_u64().unwrap(), v["status"].to_string()))
         .collect();
-    env.send(&file, &[]);
-    let got = env.receive(n, 90, &[]);
-    let (by_id, _) = by_id(&got);
-    assert_eq!(by_id.len(), n);
-    for (id, v) in &by_id {
-        assert_eq!(v["status"].to_string(), want[id], "share {id}");
+    env.send(&file, &["--batch", "20"]);
+    let garbage: [&[u8]; 2] = [b"not a batch at all", b"SCHX and then nothing"];
+    {
+        let p: BaseProducer = env.client_config().create().unwrap();
+        for g in garbage {
+            p.send(BaseRecord::to(&env.topic("shares")).key("g").payload(g))
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        p.flush(Duration::from_secs(30)).unwrap();
     }
+
+    // kill -9 once the first verdicts are out, then a second node: every share gets a
+    // verdict, the first of each equal to verify's.
+    let mut node = env.node("node1.log");
+    let reader = env.reader(&env.topic("verdicts"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    while seen < 5 && Instant::now() < deadline {
+        if let Some(Ok(_)) = reader.poll(Duration::from_millis(50)) {
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 5, "no verdicts over TLS: {}", node.log_text());
+    node.signal("KILL");
+    node.wait_for(Duration::from_secs(10)).expect("killed");
+    let node2 = env.node("node2.log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut first: HashMap<u64, String> = HashMap::new();
+    let mut verdicts = 0;
+    while first.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
+            for v in sharecheck::wire::binary::decode_verdicts(m.payload().unwrap()).unwrap() {
+                verdicts += 1;
+                first
+                    .entry(v.id.expect("id"))
+                    .or_insert_with(|| format!("\"{}\"", v.status));
+            }
+        }
+    }
+    assert_eq!(first.len(), n, "after kill -9: {}", node2.log_text());
+    for (id, status) in &first {
+        assert_eq!(status, &want[id], "share {id}");
+    }
+    let dead = env.read_messages(&env.topic("dead-letter"), 2, Duration::from_secs(30));
+    for g in garbage {
+        assert!(
+            dead.iter().any(|(_, payload, _)| payload == g),
+            "{:?} is not in the dead-letter topic",
+            String::from_utf8_lossy(g)
+        );
+    }
+    // `receive` reads them over TLS too.
+    assert_eq!(env.receive(n, 60, &[]).len(), n);
 
     // A wrong password (from the environment, which takes the file's place) is refused in
     // one line that says why, within seconds.
@@ -169,9 +237,11 @@ fn every_client_goes_through_tls_and_scram_and_others_are_refused() {
     drop(broker);
     let last = |t: &str| t.lines().last().unwrap_or("").to_string();
     report(&format!(
-        "kafka tls: {n} of {n} verdicts over SASL_SSL (SCRAM-SHA-512) equal to verify; a \
+        "kafka tls: {n} of {n} shares with a verdict over SASL_SSL (SCRAM-SHA-512) across a \
+         kill -9 ({verdicts} verdicts), first verdicts equal to verify, {} dead letters; a \
          wrong password refused after {wrong_s:.1} s ({}), an untrusted certificate after {cert_s:.1} s \
          ({}), plaintext after {plain_s:.1} s ({})",
+        dead.len(),
         last(&err),
         last(&cert_err),
         last(&plain_err)

@@ -290,9 +290,22 @@ pub struct Env {
     pub config: PathBuf,
     pub group: String,
     pub partitions: i32,
+    /// librdkafka settings of the test's own clients (readers, raw producers): TLS and SASL
+    /// for a secured broker.
+    pub client: Vec<(String, String)>,
 }
 
 impl Env {
+    /// A client config for this env's broker with [`Env::client`].
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.client {
+            c.set(k, v);
+        }
+        c
+    }
+
     /// `extra` is appended to the config file (TOML).
     pub fn new(test: &str, extra: &str) -> Env {
         Env::with_partitions(test, extra, 4)
@@ -357,6 +370,7 @@ partitions = {partitions}
             config,
             group,
             partitions,
+            client: Vec::new(),
         };
         let out = env.cmd(&["topics", "create"]).output().unwrap();
         assert!(
@@ -461,8 +475,8 @@ partitions = {partitions}
 
     /// A plain reader of every partition of `topic` from the beginning.
     pub fn reader(&self, topic: &str) -> BaseConsumer {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        let c: BaseConsumer = self
+            .client_config()
             .set("group.id", format!("{}.reader", self.name))
             .set("enable.auto.commit", "false")
             .create()
@@ -590,8 +604,8 @@ pub fn committed_verdicts(env: &Env, quiet: Duration) -> HashMap<u64, (usize, Va
 pub fn committed_now(env: &Env) -> (Vec<i64>, Vec<i64>) {
     use rdkafka::consumer::BaseConsumer;
     use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &env.brokers)
+    let c: BaseConsumer = env
+        .client_config()
         .set("group.id", &env.group)
         .set("isolation.level", "read_uncommitted")
         .set("enable.auto.commit", "false")
