@@ -44,6 +44,8 @@ pub enum JobError {
     Branch(usize),
     #[error("nbits {0:08x} is not a valid compact target ({1:?})")]
     Nbits(u32, CompactError),
+    #[error("nbits {0:08x} is a zero network target: no header can meet it")]
+    ZeroTarget(u32),
 }
 
 /// Swaps the bytes within each 4-byte word: stratum's prevhash ↔ header byte order.
@@ -91,6 +93,11 @@ impl JobCtx {
         }
         let network_target =
             target_from_compact(job.nbits).map_err(|e| JobError::Nbits(job.nbits, e))?;
+        // A zero target (nbits 0, or a mantissa shifted out) would make every share's
+        // check 7 meaningless; no network issues one.
+        if network_target.is_zero() {
+            return Err(JobError::ZeroTarget(job.nbits));
+        }
         let full = job.coinb1.len() / 64 * 64;
         let mut mid = IV;
         for c in job.coinb1[..full].chunks_exact(64) {
@@ -262,6 +269,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_zero_network_target_makes_a_job_unusable() {
+        for nbits in [0, 0x0100_0000, 0x0200_00ff, 0x2000_0000] {
+            let j = Job {
+                nbits,
+                ..job(0, 0).job
+            };
+            assert!(
+                matches!(JobCtx::new(j), Err(JobError::ZeroTarget(n)) if n == nbits),
+                "{nbits:08x}"
+            );
+        }
+        let j = Job {
+            nbits: 0x0101_0000,
+            ..job(0, 0).job
+        };
+        assert!(JobCtx::new(j).is_ok(), "the smallest non-zero target is usable");
     }
 
     #[test]
