@@ -287,7 +287,10 @@ mod tests {
             nbits: 0x0101_0000,
             ..job(0, 0).job
         };
-        assert!(JobCtx::new(j).is_ok(), "the smallest non-zero target is usable");
+        assert!(
+            JobCtx::new(j).is_ok(),
+            "the smallest non-zero target is usable"
+        );
     }
 
     #[test]
