@@ -65,20 +65,27 @@ pub fn run(
         }
         anyhow::Ok(())
     };
-    for (n, line) in input.lines().enumerate() {
-        let line = line?;
+    for line in jsonl::numbered_lines(input) {
+        let (n, line) = line?;
+        let line = match line {
+            Ok(l) => l,
+            Err(v) => {
+                batch.push_verdict(v);
+                continue;
+            }
+        };
         match jsonl::parse_line(&line) {
             Line::Blank => {}
             Line::Job(Ok(job)) => match validator.add_job(job) {
                 Ok(()) => summary.jobs += 1,
                 Err(e) => {
                     summary.bad_jobs += 1;
-                    on_bad_job(n as u64 + 1, &e.to_string());
+                    on_bad_job(n, &e.to_string());
                 }
             },
             Line::Job(Err(e)) => {
                 summary.bad_jobs += 1;
-                on_bad_job(n as u64 + 1, &e);
+                on_bad_job(n, &e);
             }
             Line::Share(Err(v)) => batch.push_verdict(v),
             Line::Share(Ok(rec)) => {

@@ -201,3 +201,42 @@ fn bench_json_lines() {
         assert!(f["batch"].as_u64().unwrap() > 0 && f["threads"].as_u64().unwrap() == 1);
     }
 }
+
+#[test]
+fn a_line_that_is_not_utf8_is_a_malformed_verdict_and_the_rest_is_judged() {
+    let (code, input, _) = sharecheck(&["gen", "--shares", "50", "--seed", "9"], b"");
+    assert_eq!(code, 0);
+    let (_, want, _) = sharecheck(&["verify"], input.as_bytes());
+    let mut lines: Vec<Vec<u8>> = input.lines().map(|l| l.as_bytes().to_vec()).collect();
+    // Line 4: a share line with two bytes that are not UTF-8 in it.
+    lines.insert(3, b"{\"share\": {\"id\": 1\xff\xfe}}".to_vec());
+    let mut bad = lines.join(&b"\n"[..]);
+    bad.push(b'\n');
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sharecheck"))
+        .arg("verify")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bad).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = String::from_utf8(out.stdout).unwrap();
+    let mut got: Vec<&str> = got.lines().collect();
+    let at = got
+        .iter()
+        .position(|l| l.contains("line 4 is not UTF-8"))
+        .unwrap_or_else(|| panic!("no verdict names line 4:\n{}", got.join("\n")));
+    assert!(got[at].contains("\"malformed\""), "{}", got[at]);
+    got.remove(at);
+    assert_eq!(
+        got,
+        want.lines().collect::<Vec<_>>(),
+        "the other lines as without it"
+    );
+}

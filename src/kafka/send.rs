@@ -211,8 +211,13 @@ pub async fn run(
     let start = Instant::now();
     let mut last_progress = Instant::now();
     let mut last_flush = Instant::now();
-    for (n, line) in input.lines().enumerate() {
-        let line = line?;
+    for line in jsonl::numbered_lines(input) {
+        let (n, line) = line?;
+        let Ok(line) = line else {
+            eprintln!("sharecheck: line {n}: not UTF-8, skipped");
+            sum.skipped += 1;
+            continue;
+        };
         let rec = match jsonl::parse_line(&line) {
             jsonl::Line::Blank => continue,
             jsonl::Line::Job(Ok(job)) => {
@@ -222,7 +227,7 @@ pub async fn run(
                 continue;
             }
             jsonl::Line::Job(Err(e)) => {
-                eprintln!("sharecheck: line {}: job skipped: {e}", n + 1);
+                eprintln!("sharecheck: line {n}: job skipped: {e}");
                 sum.bad_jobs += 1;
                 continue;
             }
@@ -230,10 +235,7 @@ pub async fn run(
             jsonl::Line::Share(Err(v)) => match malformed_record(&v) {
                 Some(r) => r,
                 None => {
-                    eprintln!(
-                        "sharecheck: line {}: share without a usable id skipped",
-                        n + 1
-                    );
+                    eprintln!("sharecheck: line {n}: share without a usable id skipped");
                     sum.skipped += 1;
                     continue;
                 }

@@ -21,6 +21,38 @@ pub enum Line {
     Share(Result<ShareRecord, Verdict>),
 }
 
+/// The lines of a JSON Lines input, numbered from 1, each as its text or, when it is not
+/// UTF-8, as a malformed verdict saying so: a line that is not text does not end the input.
+/// Only an I/O error does.
+pub fn numbered_lines(
+    mut input: impl std::io::BufRead,
+) -> impl Iterator<Item = std::io::Result<(u64, Result<String, Verdict>)>> {
+    let mut n = 0u64;
+    let mut buf = Vec::new();
+    std::iter::from_fn(move || {
+        buf.clear();
+        match input.read_until(b'\n', &mut buf) {
+            Ok(0) => None,
+            Ok(_) => {
+                n += 1;
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                    if buf.last() == Some(&b'\r') {
+                        buf.pop();
+                    }
+                }
+                let text = String::from_utf8(std::mem::take(&mut buf)).map_err(|e| {
+                    let at = e.utf8_error().valid_up_to() + 1;
+                    let msg = format!("line {n} is not UTF-8 (byte {at})");
+                    Verdict::malformed(None, Malformed::Text(msg))
+                });
+                Some(Ok((n, text)))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    })
+}
+
 /// Reads one line.
 pub fn parse_line(line: &str) -> Line {
     let line = line.trim();
