@@ -175,7 +175,10 @@ pub fn partitions_of<C: ConsumerContext>(
                     Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
                         return Ok(t.partitions().iter().map(|p| p.id()).collect());
                     }
-                    Some(t) => format!("{:?}", t.error()),
+                    Some(t) => match t.error() {
+                        Some(e) => RDKafkaErrorCode::from(e).to_string(),
+                        None => "no partitions".into(),
+                    },
                     None => "not in metadata".into(),
                 }
             }
