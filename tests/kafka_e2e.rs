@@ -474,3 +474,40 @@ fn a_create_time_shares_topic_is_refused_when_log_append_time_is_required() {
         "{log}"
     );
 }
+
+#[test]
+fn send_refuses_a_topic_that_does_not_exist_and_creates_none() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let env = Env::new("missing", "");
+    let file = env.gen("s.jsonl", &["--shares", "10"]);
+    let missing = env.topic("nope");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let from = format!("shares = \"{}\"", env.topic("shares"));
+    assert!(text.contains(&from), "{text}");
+    let alt = env.dir.join("missing.toml");
+    std::fs::write(
+        &alt,
+        text.replace(&from, &format!("shares = \"{missing}\"")),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&alt)
+        .arg("send")
+        .arg(&file)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "send to a missing topic succeeded");
+    assert!(
+        err.contains("does not exist") && err.contains(&missing) && err.contains("topics create"),
+        "{err}"
+    );
+    let c: BaseConsumer = env.client_config().create().unwrap();
+    let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    assert!(
+        !md.topics().iter().any(|t| t.name() == missing),
+        "send created {missing}"
+    );
+}

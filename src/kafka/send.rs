@@ -133,10 +133,25 @@ impl Sender {
             .create()
             .map_err(|e| anyhow::anyhow!("cannot create a Kafka producer: {e}"))?;
         let (p, topic) = (producer.clone(), k.topics.shares.clone());
+        let wanted = [k.topics.shares.clone(), k.topics.jobs.clone()];
         tokio::task::spawn_blocking(move || {
+            // Every topic first: asking for one by name lets a broker with
+            // auto.create.topics.enable make it, with one partition, and shares sent there
+            // would reach no node. send never creates topics.
+            let all = p.client().fetch_metadata(None, Duration::from_secs(30))?;
+            let missing: Vec<&String> = wanted
+                .iter()
+                .filter(|w| !all.topics().iter().any(|t| t.name() == w.as_str()))
+                .collect();
+            if !missing.is_empty() {
+                return Ok(Err(missing
+                    .iter()
+                    .map(|m| format!("{m:?}"))
+                    .collect::<Vec<_>>()));
+            }
             p.client()
                 .fetch_metadata(Some(&topic), Duration::from_secs(30))
-                .map(|_| ())
+                .map(|_| Ok(()))
         })
         .await?
         .map_err(|e| {
@@ -152,6 +167,14 @@ impl Sender {
                 None => String::new(),
             };
             anyhow::anyhow!("cannot reach the brokers {}: {e}{hint}", k.brokers)
+        })?
+        .map_err(|missing| {
+            anyhow::anyhow!(
+                "topic {} does not exist on {}: create the topics with `sharecheck topics \
+                 create` (send does not create them)",
+                missing.join(" and "),
+                k.brokers
+            )
         })?;
         Ok(Sender {
             producer,
