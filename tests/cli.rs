@@ -126,6 +126,10 @@ fn clear_errors() {
     let (code, _, err) = sharecheck(&["verify", "--batch", "0"], b"");
     assert_eq!(code, 2);
     assert!(err.contains("max_shares"), "{err}");
+    // The default config balances with Kafka: no broker or ZooKeeper is asked.
+    let (code, _, err) = sharecheck(&["cluster", "status"], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("balance.mode = \"zookeeper\""), "{err}");
 }
 
 #[test]

@@ -6,6 +6,14 @@ use sharecheck::config::Config;
 pub fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
     super::init_logging(cfg)?;
     let b = &cfg.balance;
+    anyhow::ensure!(
+        b.is_zookeeper(),
+        "cluster status shows a ZooKeeper group: it needs balance.mode = \"zookeeper\" (with \
+         balance.mode = \"kafka\" the nodes are members of Kafka's consumer group {:?}; \
+         kafka-consumer-groups.sh --describe --group {} shows it)",
+        cfg.kafka.group_id,
+        cfg.kafka.group_id
+    );
     let zk = super::runtime()?.block_on(status::read_zk(
         &b.zookeeper,
         &b.group,
