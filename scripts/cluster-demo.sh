@@ -16,9 +16,26 @@ kafka="127.0.0.1:${KAFKA_PORT:-9092}"
 
 # SHARECHECK_BIN: an already built sharecheck instead of building the release one.
 bin="${SHARECHECK_BIN:-}"
+
+# Everything the demo needs, checked before the build (the first build takes minutes).
+missing=()
 if [ -z "$bin" ]; then
-    echo "== building sharecheck (release)"
-    cargo build --release --quiet
+    command -v cargo >/dev/null 2>&1 || missing+=("Rust's cargo (https://rustup.rs)")
+    command -v cc >/dev/null 2>&1 || missing+=("a C compiler (Debian: build-essential)")
+    pkg-config --exists openssl 2>/dev/null || missing+=("pkg-config and OpenSSL's headers (Debian: pkg-config libssl-dev)")
+fi
+command -v java >/dev/null 2>&1 || missing+=("Java 17+ (Debian: openjdk-17-jre-headless)")
+[[ -n "${KAFKA_HOME:-}" ]] || command -v mvn >/dev/null 2>&1 || missing+=("Maven, to fetch Kafka (Debian: maven), or KAFKA_HOME")
+[[ -f "${ZK_JAVA_DIR:-/usr/share/java}/zookeeper.jar" ]] || missing+=("ZooKeeper's jars (Debian: libzookeeper-java libslf4j-java)")
+if ((${#missing[@]})); then
+    echo "scripts/cluster-demo.sh needs:" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    exit 1
+fi
+
+if [ -z "$bin" ]; then
+    echo "== building sharecheck (release; the first build takes several minutes)"
+    cargo build --release
     bin="$root/target/release/sharecheck"
 fi
 
@@ -75,6 +92,10 @@ echo "== sending the shares through Kafka and reading the verdicts back"
 sc send "$work/shares.jsonl"
 sc receive --count "$shares" --timeout 300 >"$work/verdicts.jsonl"
 
+# The nodes store an offset once its verdicts are acknowledged and librdkafka commits the
+# stored offsets every auto.commit.interval.ms (5 s): wait for that commit, so that the
+# table shows the drained group rather than the lag of a moment ago.
+sleep 6
 echo
 echo "== sharecheck cluster status"
 sc cluster status
