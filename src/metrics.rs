@@ -38,6 +38,8 @@ pub struct Metrics {
     pub stalls: std::sync::Mutex<Vec<String>>,
     /// False once shutdown has begun (`/healthz` then answers 503).
     pub healthy: AtomicBool,
+    /// Why the node is not validating now, for `/readyz` (empty when it is).
+    pub not_ready: std::sync::Mutex<Vec<String>>,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -140,6 +142,7 @@ impl Metrics {
                          committable offset held back longer than kafka.stall_timeout_s"),
             stalls: std::sync::Mutex::new(Vec::new()),
             healthy: AtomicBool::new(true),
+            not_ready: std::sync::Mutex::new(vec!["starting".into()]),
             registry: r,
         }
     }
@@ -264,7 +267,29 @@ fn health(m: &Metrics) -> (&'static str, &'static str, String) {
     ("503 Service Unavailable", "text/plain", body)
 }
 
-/// Serves `/metrics` and `/healthz` on an already bound listener until the task is dropped.
+/// `/readyz`: 200 while the node validates (it holds share partitions, its jobs reader has
+/// caught up with the jobs topic, its backend is in service, and `/healthz` is 200); 503
+/// with each reason otherwise. `/healthz` stays liveness: a node that is merely waiting for
+/// partitions is alive, not ready.
+fn ready(m: &Metrics) -> (&'static str, &'static str, String) {
+    let (code, ctype, body) = health(m);
+    if !code.starts_with("200") {
+        return (code, ctype, body);
+    }
+    let why = m.not_ready.lock().unwrap_or_else(|e| e.into_inner());
+    if why.is_empty() {
+        return ("200 OK", "text/plain", "ready\n".into());
+    }
+    let mut body = String::from("not ready\n");
+    for w in why.iter() {
+        body.push_str(w);
+        body.push('\n');
+    }
+    ("503 Service Unavailable", "text/plain", body)
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on an already bound listener until the task
+/// is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
     // A bounded number of connections at once: a client that opens many and says nothing
     // holds at most this many tasks (each for at most the read deadline); beyond it new
@@ -322,10 +347,11 @@ async fn answer(mut sock: tokio::net::TcpStream, m: &Metrics) {
             m.render(),
         ),
         ("GET", "/healthz") => health(m),
+        ("GET", "/readyz") => ready(m),
         ("GET", _) => (
             "404 Not Found",
             "text/plain",
-            "try /metrics or /healthz\n".to_string(),
+            "try /metrics, /healthz or /readyz\n".to_string(),
         ),
         _ => (
             "405 Method Not Allowed",
@@ -394,6 +420,32 @@ mod tests {
             .find(|l| l.starts_with("sharecheck_inflight_batches "))
             .unwrap_or_default()
             .to_string()
+    }
+
+    #[test]
+    fn readiness_needs_health_and_no_reason() {
+        let m = Metrics::new();
+        let (code, _, body) = ready(&m);
+        assert!(
+            code.starts_with("503") && body == "not ready\nstarting\n",
+            "{body}"
+        );
+        *m.not_ready.lock().unwrap() = vec!["no share partition held".into(), "x".into()];
+        let (code, _, body) = ready(&m);
+        assert!(code.starts_with("503"));
+        assert_eq!(body, "not ready\nno share partition held\nx\n");
+        m.not_ready.lock().unwrap().clear();
+        assert_eq!(ready(&m).2, "ready\n");
+        assert!(ready(&m).0.starts_with("200"));
+        m.set_stalls(&[(3, "offset 7 has waited 61 s".into())]);
+        let (code, _, body) = ready(&m);
+        assert!(
+            code.starts_with("503") && body.starts_with("stalled"),
+            "{body}"
+        );
+        m.set_stalls(&[]);
+        m.healthy.store(false, Ordering::Relaxed);
+        assert_eq!(ready(&m).2, "shutting down\n");
     }
 
     #[test]

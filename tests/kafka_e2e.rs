@@ -104,6 +104,15 @@ fn verdicts_match_verify(test: &str, extra: &str, partitions: i32) -> String {
     );
     check_metrics(port, &text, &by_status, env.partitions);
     assert_eq!(http_get(port, "/healthz"), "ok\n");
+    // Ready: partitions held, jobs read, backend in service (the answer is refreshed every
+    // second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut ready = http_get(port, "/readyz");
+    while ready != "ready\n" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        ready = http_get(port, "/readyz");
+    }
+    assert_eq!(ready, "ready\n", "/readyz of a drained node");
     node.signal("TERM");
     let st = node.wait_for(Duration::from_secs(10));
     assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());

@@ -200,6 +200,16 @@ impl JobLog {
         Ok(())
     }
 
+    /// Whether an end-offset query has been answered and the log has read up to what the
+    /// last one found (for readiness; [`JobLog::request_ends`] keeps it fresh).
+    pub fn caught_up(&self) -> bool {
+        let (answered, highs) = {
+            let t = self.tickets.lock();
+            (t.answered, t.highs.clone())
+        };
+        answered > 0 && self.state().reached(&highs)
+    }
+
     /// Whether the last end-offset query found the topic past what the log has read.
     fn behind(&self) -> bool {
         let highs = self.tickets.lock().highs.clone();

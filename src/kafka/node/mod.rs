@@ -87,7 +87,7 @@ pub async fn run(
     let (mut stages, hashed) = lanes::start(&sh, &jobs.log, Arc::from(backend))?;
     let delivery = deliver::start(&sh, hashed);
     let progress = tokio::spawn(log_progress(metrics.clone()));
-    let watchdog = tokio::spawn(ownership::watch_stalls(sh.clone()));
+    let watchdog = tokio::spawn(ownership::watch_stalls(sh.clone(), jobs.log.clone()));
 
     let mut gather = Gatherer::new(&sh);
     let mut last_err = Instant::now() - Duration::from_secs(60);

@@ -14,10 +14,12 @@
 //! callback returns, call the same [`Ownership`] methods directly (see `clients`).
 
 use super::clients::Shared;
+use super::jobs::JobLog;
 use super::offsets::OffsetTracker;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -403,10 +405,30 @@ fn halt(sh: &Shared, epoch: Epoch, why: String) {
     }
 }
 
+/// Why the node is not validating now (for `/readyz`): no partition held, the jobs reader
+/// not caught up, the backend out of service. Asks for the jobs topic's end again, so that
+/// the next call sees it as it is then.
+fn not_ready(sh: &Shared, jobs: &JobLog) -> Vec<String> {
+    let mut why = Vec::new();
+    if sh.ownership.held().is_empty() {
+        why.push("no share partition held".to_string());
+    }
+    if !jobs.caught_up() {
+        why.push("the jobs reader has not caught up with the jobs topic".to_string());
+    }
+    // The fallback wrapper counts in a static (the metric follows it when scraped).
+    let fallen_back = crate::backend::fallback::FALLBACK_BATCHES.load(Ordering::Relaxed);
+    if fallen_back > 0 {
+        why.push("the backend is out of service: its batches are redone on the CPU".to_string());
+    }
+    jobs.request_ends();
+    why
+}
+
 /// Reports stalled partitions ([`Ownership::stalls`]) every second until the node stops: a
-/// warning when a partition stalls, a line when it moves on again, and the metrics and
-/// `/healthz` always up to date.
-pub async fn watch_stalls(sh: Arc<Shared>) {
+/// warning when a partition stalls, a line when it moves on again, and the metrics,
+/// `/healthz` and `/readyz` always up to date.
+pub async fn watch_stalls(sh: Arc<Shared>, jobs: Arc<JobLog>) {
     let after = Duration::from_secs(sh.cfg.kafka.stall_timeout_s);
     let mut known: HashMap<i32, String> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -429,6 +451,11 @@ pub async fn watch_stalls(sh: Arc<Shared>) {
             .collect();
         let list: Vec<(i32, String)> = now.into_iter().map(|s| (s.partition, s.reason)).collect();
         sh.metrics.set_stalls(&list);
+        let why = not_ready(&sh, &jobs);
+        *sh.metrics
+            .not_ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = why;
     }
 }
 
