@@ -67,6 +67,25 @@ fn partition_gauges(r: &Registry, name: &str, help: &str) -> IntGaugeVec {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
+        // What Prometheus' conventions expect of every exporter: the build, and the process
+        // (CPU seconds, resident memory, open file descriptors, start time; Linux only).
+        let build = reg(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "sharecheck_build_info",
+                    "The running build: always 1, with its version",
+                ),
+                &["version"],
+            )
+            .expect("valid"),
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("the process collector registers once per registry");
         let shares = reg(
             &r,
             IntCounterVec::new(

@@ -143,6 +143,23 @@ fn check_metrics(
     );
     assert!(metric(text, "sharecheck_backend_busy_seconds_total").is_some_and(|s| s > 0.0));
     assert_eq!(metric(text, "sharecheck_dead_letters_total"), Some(0.0));
+    // The conventions: the build, and the process itself.
+    let build = format!(
+        "sharecheck_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(metric(text, &build), Some(1.0), "{build} in:\n{text}");
+    // (process_cpu_seconds_total counts whole seconds: present, maybe still 0.)
+    assert!(
+        metric(text, "process_cpu_seconds_total").is_some(),
+        "{text}"
+    );
+    for name in ["process_resident_memory_bytes", "process_open_fds"] {
+        assert!(
+            metric(text, name).is_some_and(|v| v > 0.0),
+            "{name} in:\n{text}"
+        );
+    }
     assert!(
         metric(text, "sharecheck_jobs_cached").is_some_and(|j| j > 0.0),
         "jobs cached in:\n{text}"
