@@ -18,19 +18,12 @@ kafka="127.0.0.1:${KAFKA_PORT:-9092}"
 bin="${SHARECHECK_BIN:-}"
 
 # Everything the demo needs, checked before the build (the first build takes minutes).
-missing=()
+# shellcheck source=lib.sh
+. "$root/scripts/lib.sh"
 if [ -z "$bin" ]; then
-    command -v cargo >/dev/null 2>&1 || missing+=("Rust's cargo (https://rustup.rs)")
-    command -v cc >/dev/null 2>&1 || missing+=("a C compiler (Debian: build-essential)")
-    pkg-config --exists openssl 2>/dev/null || missing+=("pkg-config and OpenSSL's headers (Debian: pkg-config libssl-dev)")
-fi
-command -v java >/dev/null 2>&1 || missing+=("Java 17+ (Debian: openjdk-17-jre-headless)")
-[[ -n "${KAFKA_HOME:-}" ]] || command -v mvn >/dev/null 2>&1 || missing+=("Maven, to fetch Kafka (Debian: maven), or KAFKA_HOME")
-[[ -f "${ZK_JAVA_DIR:-/usr/share/java}/zookeeper.jar" ]] || missing+=("ZooKeeper's jars (Debian: libzookeeper-java libslf4j-java)")
-if ((${#missing[@]})); then
-    echo "scripts/cluster-demo.sh needs:" >&2
-    printf '  - %s\n' "${missing[@]}" >&2
-    exit 1
+    svc_need scripts/cluster-demo.sh build zookeeper
+else
+    svc_need scripts/cluster-demo.sh zookeeper
 fi
 
 if [ -z "$bin" ]; then

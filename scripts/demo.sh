@@ -12,17 +12,9 @@ shares="${1:-200000}"
 port="${KAFKA_PORT:-9092}"
 
 # Everything the demo needs, checked before the build (the first build takes minutes).
-missing=()
-command -v cargo >/dev/null 2>&1 || missing+=("Rust's cargo (https://rustup.rs)")
-command -v cc >/dev/null 2>&1 || missing+=("a C compiler (Debian: build-essential)")
-pkg-config --exists openssl 2>/dev/null || missing+=("pkg-config and OpenSSL's headers (Debian: pkg-config libssl-dev)")
-command -v java >/dev/null 2>&1 || missing+=("Java 17+ (Debian: openjdk-17-jre-headless)")
-[[ -n "${KAFKA_HOME:-}" ]] || command -v mvn >/dev/null 2>&1 || missing+=("Maven, to fetch Kafka (Debian: maven), or KAFKA_HOME")
-if ((${#missing[@]})); then
-    echo "scripts/demo.sh needs:" >&2
-    printf '  - %s\n' "${missing[@]}" >&2
-    exit 1
-fi
+# shellcheck source=lib.sh
+. "$root/scripts/lib.sh"
+svc_need scripts/demo.sh build
 
 echo "== building sharecheck (release; the first build takes several minutes)"
 cargo build --release

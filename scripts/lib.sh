@@ -203,3 +203,34 @@ svc_usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$1" >&2
     exit 2
 }
+
+# For the demos: exits listing every prerequisite missing before anything is built or
+# started (the first build takes minutes). Arguments name the extras: `build` (cargo, a C
+# compiler, pkg-config and OpenSSL's headers), `zookeeper` (ZooKeeper's jars); Java and
+# Maven (or KAFKA_HOME) are always needed.
+svc_need() {
+    local who="$1" missing=() what
+    shift
+    for what in "$@"; do
+        case "$what" in
+        build)
+            command -v cargo >/dev/null 2>&1 || missing+=("Rust's cargo (https://rustup.rs)")
+            command -v cc >/dev/null 2>&1 || missing+=("a C compiler (Debian: build-essential)")
+            pkg-config --exists openssl 2>/dev/null ||
+                missing+=("pkg-config and OpenSSL's headers (Debian: pkg-config libssl-dev)")
+            ;;
+        zookeeper)
+            [[ -f "${ZK_JAVA_DIR:-/usr/share/java}/zookeeper.jar" ]] ||
+                missing+=("ZooKeeper's jars (Debian: libzookeeper-java libslf4j-java)")
+            ;;
+        esac
+    done
+    command -v java >/dev/null 2>&1 || missing+=("Java 17+ (Debian: openjdk-17-jre-headless)")
+    [[ -n "${KAFKA_HOME:-}" ]] || command -v mvn >/dev/null 2>&1 ||
+        missing+=("Maven, to fetch Kafka (Debian: maven), or KAFKA_HOME")
+    if ((${#missing[@]})); then
+        echo "$who needs:" >&2
+        printf '  - %s\n' "${missing[@]}" >&2
+        exit 1
+    fi
+}
