@@ -62,18 +62,19 @@ impl ClientContext for Probe {
 
 impl ConsumerContext for Probe {}
 
-/// Whether `k` asks for TLS or SASL (`kafka.client`'s `security.protocol`).
-fn secured(k: &KafkaConfig) -> bool {
+/// The TLS or SASL protocol `k` asks for (`kafka.client`'s `security.protocol`), if any.
+pub fn secured_protocol(k: &KafkaConfig) -> Option<&str> {
     k.client
         .get("security.protocol")
-        .is_some_and(|p| !p.eq_ignore_ascii_case("plaintext"))
+        .map(String::as_str)
+        .filter(|p| !p.eq_ignore_ascii_case("plaintext"))
 }
 
 /// With TLS or SASL configured: an error naming the brokers' reason when they refuse the
 /// handshake or the login, within [`PROBE_WAIT`]. Brokers that answer, or that cannot be
 /// reached for another reason (the command's own wait reports that), pass.
 pub fn check_access(k: &KafkaConfig) -> anyhow::Result<()> {
-    if !secured(k) {
+    if secured_protocol(k).is_none() {
         return Ok(());
     }
     let probe: BaseConsumer<Probe> = base(k, "sharecheck-probe")

@@ -155,11 +155,7 @@ impl Sender {
         })
         .await?
         .map_err(|e| {
-            let secured = k
-                .client
-                .get("security.protocol")
-                .filter(|p| !p.eq_ignore_ascii_case("plaintext"));
-            let hint = match secured {
+            let hint = match super::access::secured_protocol(k) {
                 Some(p) => format!(
                     " (security.protocol {p}: a refused TLS handshake or SASL login ends this \
                      way too; librdkafka's lines above say which)"
