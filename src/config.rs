@@ -12,10 +12,12 @@ mod choice;
 mod fpga;
 mod jobs;
 pub mod secrets;
+mod stratum;
 pub use bitcoind::BitcoindConfig;
 pub use choice::{BackendKind, BalanceMode, Delivery, LogFormat, UnknownWord};
 pub use fpga::FpgaConfig;
 pub use jobs::JobsConfig;
+pub use stratum::StratumConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -28,6 +30,7 @@ pub struct Config {
     pub balance: BalanceConfig,
     pub jobs: JobsConfig,
     pub bitcoind: BitcoindConfig,
+    pub stratum: StratumConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -231,6 +234,18 @@ pub struct TopicsConfig {
     /// transactions), written by the job maker with each job, keyed by job id; compacted.
     /// Default `sharecheck.templates`.
     pub templates: String,
+    /// Where verdicts go when a share message names no reply target of its own
+    /// (`reply_to` header) is `verdicts`; a share message may name this topic, or any topic
+    /// whose name starts with it and a dot (`sharecheck.replies.gw1`), and nothing else, so
+    /// that no producer can make the node write into another topic. Default
+    /// `sharecheck.replies`.
+    pub replies: String,
+    /// Partitions of the replies topic `topics create` makes: one per stratum server that
+    /// reads its verdicts from a partition of its own. Default 16.
+    pub reply_partitions: i32,
+    /// The stratum gateways' share log: one JSON line per submit, keyed by worker. Default
+    /// `sharecheck.sharelog`.
+    pub sharelog: String,
     /// Partitions of the shares and verdicts topics (the others get 1). Default 8.
     pub partitions: i32,
     /// Replication factor of every topic. Default 1.
@@ -251,6 +266,9 @@ impl Default for TopicsConfig {
             blocks: "sharecheck.blocks".into(),
             dead_letter: "sharecheck.dead-letter".into(),
             templates: "sharecheck.templates".into(),
+            replies: "sharecheck.replies".into(),
+            reply_partitions: 16,
+            sharelog: "sharecheck.sharelog".into(),
             partitions: 8,
             replication: 1,
             retention_ms: 86_400_000,
@@ -358,6 +376,7 @@ impl Config {
     /// Values serde cannot rule out (a one-word key is an enum, refused while reading).
     pub fn check(&self) -> anyhow::Result<()> {
         self.jobs.check()?;
+        self.stratum.check()?;
         anyhow::ensure!(
             self.backend.batch.max_shares > 0,
             "backend.batch.max_shares must be at least 1"
@@ -385,6 +404,10 @@ impl Config {
         anyhow::ensure!(
             self.kafka.topics.partitions > 0 && self.kafka.topics.replication > 0,
             "kafka.topics.partitions and kafka.topics.replication must be at least 1"
+        );
+        anyhow::ensure!(
+            self.kafka.topics.reply_partitions > 0,
+            "kafka.topics.reply_partitions must be at least 1"
         );
         anyhow::ensure!(
             self.validation.max_live_jobs > 0,

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub backend_busy: Counter,
     pub dead_letters: IntCounter,
     pub dead_letters_cut: IntCounter,
+    pub replies_refused: IntCounter,
     pub delivery_retries: IntCounter,
     pub jobs_reader_rebuilds: IntCounter,
     pub rebuilt_shares: IntCounter,
@@ -133,6 +134,7 @@ impl Metrics {
             dead_letters: counter(&r, "sharecheck_dead_letters_total", "Messages sent to the dead-letter topic"),
             dead_letters_cut: counter(&r, "sharecheck_dead_letters_cut_total", "Dead letters whose payload was cut to fit the producer's and broker's \
                      size limits, or dropped for a reference when the broker refused it"),
+            replies_refused: counter(&r, "sharecheck_replies_refused_total", "Share messages whose reply_to route the node refused (not allowed, missing topic or partition); their verdicts went to the verdicts topic"),
             delivery_retries: counter(&r, "sharecheck_delivery_retries_total", "Verdict messages produced again after a failed delivery"),
             jobs_reader_rebuilds: counter(&r, "sharecheck_jobs_reader_rebuilds_total", "Times the jobs reader's client was rebuilt after it stopped fetching while behind the jobs topic"),
             rebuilt_shares: counter(&r, "sharecheck_rebuilt_shares_total", "Shares replayed into the duplicate sets of gained partitions"),

@@ -293,10 +293,10 @@ fn topics_create_is_idempotent_and_sets_partitions_and_retention() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let first = create();
-    assert_eq!(first.lines().count(), 6, "{first}");
+    assert_eq!(first.lines().count(), 8, "{first}");
     assert!(first.lines().all(|l| l.ends_with(": created")), "{first}");
     let second = create();
-    assert_eq!(second.lines().count(), 6, "{second}");
+    assert_eq!(second.lines().count(), 8, "{second}");
     assert!(second.lines().all(|l| l.ends_with(": exists")), "{second}");
 
     let want = [
@@ -306,6 +306,8 @@ fn topics_create_is_idempotent_and_sets_partitions_and_retention() {
         ("blocks", 1, "7200000"),
         ("dead-letter", 1, "3600000"),
         ("templates", 1, "7200000"),
+        ("replies", 4, "3600000"),
+        ("sharelog", 3, "7200000"),
     ];
     let reader = env.reader(&env.topic("shares"));
     let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()

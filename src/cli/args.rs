@@ -85,11 +85,50 @@ pub enum Cmd {
     /// The block submitter: every block candidate on the blocks topic rebuilt into its block
     /// and submitted to the Bitcoin node(s), until SIGINT or SIGTERM.
     Blocks,
+    /// A Stratum V1 gateway ([stratum]): miners connect, their submits are validated by the
+    /// nodes through Kafka and answered with the verdict, until SIGINT or SIGTERM.
+    Stratum(StratumArgs),
+    /// A load test of a stratum gateway: sessions that really mine at the gateway's
+    /// difficulty, submitting at a total rate; prints replies by code and latency.
+    Mine(MineArgs),
+}
+
+#[derive(clap::Args)]
+pub struct StratumArgs {
+    /// Address to listen on (overrides stratum.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// This gateway's number, 0-255 (overrides stratum.instance).
+    #[arg(long)]
+    pub instance: Option<u8>,
+}
+
+#[derive(clap::Args)]
+pub struct MineArgs {
+    /// The gateway, HOST:PORT; default stratum.listen.
+    #[arg(long)]
+    pub stratum: Option<String>,
+    /// Sessions (connections).
+    #[arg(long, default_value_t = 10)]
+    pub sessions: usize,
+    /// Submits a second over all sessions.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Worker name each session authorizes.
+    #[arg(long, default_value = "sharecheck-mine")]
+    pub worker: String,
+    /// Difficulty to suggest (mining.suggest_difficulty); the gateway keeps it within its
+    /// bounds.
+    #[arg(long)]
+    pub difficulty: Option<f64>,
 }
 
 #[derive(Subcommand)]
 pub enum TopicsCmd {
-    /// Create the shares, jobs, verdicts, blocks and dead-letter topics (existing ones are
+    /// Create every topic of [kafka.topics] (existing ones are
     /// left as they are).
     Create,
 }

@@ -12,6 +12,7 @@ mod gen;
 mod receive;
 mod run;
 mod send;
+mod stratum;
 mod topics;
 mod verify;
 
@@ -34,6 +35,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
             | Cmd::BenchKafka(_)
             | Cmd::Jobs
             | Cmd::Blocks
+            | Cmd::Stratum(_)
     );
     if kafka {
         sharecheck::kafka::access::check_access(&cfg.kafka)?;
@@ -55,6 +57,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Backends(a) => backends::run(&cfg, a),
         Cmd::Jobs => chain::jobs(&cfg),
         Cmd::Blocks => chain::blocks(&cfg),
+        Cmd::Stratum(_) => stratum::gateway(&cfg),
+        Cmd::Mine(a) => stratum::mine(&cfg, a),
     }
 }
 
@@ -83,6 +87,10 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
             if a.capacity.is_some() {
                 cfg.balance.capacity = a.capacity;
             }
+        }
+        Cmd::Stratum(a) => {
+            set(&mut cfg.stratum.listen, &a.listen);
+            set(&mut cfg.stratum.instance, &a.instance);
         }
         Cmd::Gen(a) => {
             set(&mut cfg.kafka.topics.shares, &a.shares_topic);

@@ -9,6 +9,7 @@ pub mod group;
 pub mod node;
 pub mod rebuild;
 pub mod receive;
+pub mod reply;
 pub mod send;
 pub mod txn;
 
@@ -256,6 +257,8 @@ pub async fn delete_topics(k: &KafkaConfig) -> anyhow::Result<()> {
         t.blocks.as_str(),
         t.dead_letter.as_str(),
         t.templates.as_str(),
+        t.replies.as_str(),
+        t.sharelog.as_str(),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = tokio::time::timeout(Duration::from_secs(60), admin.delete_topics(&names, &opts))
@@ -279,13 +282,15 @@ pub async fn create_topics(k: &KafkaConfig) -> anyhow::Result<Vec<(String, Topic
         .map_err(|e| anyhow::anyhow!("cannot create a Kafka admin client: {e}"))?;
     let t = &k.topics;
     let big = t.partitions;
-    let plan: [(&str, i32, i64); 6] = [
+    let plan: [(&str, i32, i64); 8] = [
         (&t.shares, big, t.retention_ms),
         (&t.jobs, 1, t.jobs_retention_ms),
         (&t.verdicts, big, t.retention_ms),
         (&t.blocks, 1, t.jobs_retention_ms),
         (&t.dead_letter, 1, t.retention_ms),
         (&t.templates, 1, t.jobs_retention_ms),
+        (&t.replies, t.reply_partitions, t.retention_ms),
+        (&t.sharelog, big, t.jobs_retention_ms),
     ];
     let retention: Vec<String> = plan.iter().map(|p| p.2.to_string()).collect();
     let topics: Vec<NewTopic> = plan

@@ -354,6 +354,9 @@ verdicts = "{name}.verdicts"
 blocks = "{name}.blocks"
 dead_letter = "{name}.dead-letter"
 templates = "{name}.templates"
+replies = "{name}.replies"
+sharelog = "{name}.sharelog"
+reply_partitions = 4
 partitions = {partitions}
 [kafka.consumer]
 "session.timeout.ms" = "6000"

@@ -2,6 +2,7 @@
 
 use super::ownership::{Ownership, OwnershipEvent};
 use crate::config::{Config, KafkaConfig};
+use crate::kafka::reply::Routes;
 use crate::kafka::txn::TxRegistry;
 use crate::kafka::{log_librdkafka, producer_config, reader_config, ReaderContext};
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ pub struct Shared {
     pub events: tokio::sync::mpsc::UnboundedSender<OwnershipEvent>,
     /// at_least_once: permits for batches produced and not yet acknowledged.
     pub unacked: Arc<Semaphore>,
+    /// The reply routes share messages may name.
+    pub routes: Routes,
 }
 
 impl Shared {
@@ -61,6 +64,7 @@ impl Shared {
             tx,
             events,
             unacked: Arc::new(Semaphore::new(k.max_unacked_batches.max(1) * lanes)),
+            routes: Routes::new(&k.topics.replies),
         })
     }
 }

@@ -9,6 +9,7 @@ use super::lanes::Lanes;
 use super::ownership::Epoch;
 use super::NodeSummary;
 use crate::kafka::now_ms;
+use crate::kafka::reply::{Route, H_REPLY_TO};
 use crate::wire::binary::{decode_shares, ShareRecord};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -32,6 +33,9 @@ pub struct Item {
     pub records: Vec<ShareRecord>,
     /// A message that is not a share batch: its dead letter, delivered in its place.
     pub dead: Option<DeadLetter>,
+    /// Where the message's `reply_to` header sends its verdicts (checked by the prepare
+    /// stage), or why the node will not send them there; None: the verdicts topic.
+    pub reply: Option<Result<Route, String>>,
 }
 
 /// A batch of share messages on its way; holds an in-flight permit until acknowledged.
@@ -237,5 +241,14 @@ fn take_message(sh: &Shared, m: &BorrowedMessage<'_>, dead_letter_limit: usize) 
         ts,
         records,
         dead,
+        reply: reply_header(m),
     }
+}
+
+/// The `reply_to` header, read (not yet checked against the config and the broker).
+fn reply_header(m: &BorrowedMessage<'_>) -> Option<Result<Route, String>> {
+    use rdkafka::message::Headers;
+    let h = m.headers()?;
+    let v = h.iter().find(|h| h.key == H_REPLY_TO)?;
+    Some(Route::parse(v.value.unwrap_or(&[])))
 }

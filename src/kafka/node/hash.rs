@@ -4,6 +4,7 @@
 use super::clients::Shared;
 use super::gather::Work;
 use crate::backend::Backend;
+use crate::kafka::reply::{Route, H_REPLY_REFUSED};
 use crate::kafka::H_SHARE_RECORD;
 use crate::model::{Batch, Status};
 use crate::sha256::State;
@@ -34,41 +35,74 @@ pub struct Encoded {
 /// One message of a share message's output.
 pub struct Output {
     pub topic: String,
+    /// None: placed by the key.
+    pub partition: Option<i32>,
     pub payload: Vec<u8>,
     /// Block messages: the share's own record, carried in the `share_record` header, so
     /// that a block submitter can rebuild the block (the coinbase needs the share's
     /// extranonce and job).
     pub share: Option<ShareRecord>,
+    /// A verdict message whose share message named a reply route the node refused: why
+    /// (the `reply_refused` header).
+    pub reply_refused: Option<String>,
 }
 
 impl Output {
-    /// `base` (the source headers, or a dead letter's), and the share's record if any.
+    /// A message to `topic`, placed by its key.
+    pub fn to(topic: &str, payload: Vec<u8>) -> Output {
+        Output {
+            topic: topic.to_string(),
+            partition: None,
+            payload,
+            share: None,
+            reply_refused: None,
+        }
+    }
+
+    /// `base` (the source headers, or a dead letter's), and the share's record and the
+    /// refused route's reason if any.
     pub fn headers(&self, base: OwnedHeaders) -> OwnedHeaders {
-        match &self.share {
+        let h = match &self.share {
             Some(r) => base.insert(Header {
                 key: H_SHARE_RECORD,
                 value: Some(bytemuck::bytes_of(r)),
             }),
             None => base,
+        };
+        match &self.reply_refused {
+            Some(why) => h.insert(Header {
+                key: H_REPLY_REFUSED,
+                value: Some(why.as_bytes()),
+            }),
+            None => h,
         }
     }
 }
 
 impl Encoded {
-    /// The messages of this output: the verdict message, then the block messages.
-    pub fn messages(self, topics: &crate::config::TopicsConfig) -> Vec<Output> {
+    /// The messages of this output: the verdict message (to the share message's reply
+    /// route when it named one the node accepted, else to the verdicts topic), then the
+    /// block messages (always to the blocks topic).
+    pub fn messages(
+        self,
+        topics: &crate::config::TopicsConfig,
+        reply: Option<&Result<Route, String>>,
+    ) -> Vec<Output> {
         let mut msgs = Vec::with_capacity(1 + self.blocks.len());
-        msgs.push(Output {
-            topic: topics.verdicts.clone(),
-            payload: self.verdicts,
-            share: None,
-        });
+        let mut verdicts = Output::to(&topics.verdicts, self.verdicts);
+        match reply {
+            Some(Ok(route)) => {
+                verdicts.topic.clone_from(&route.topic);
+                verdicts.partition = route.partition;
+            }
+            Some(Err(why)) => verdicts.reply_refused = Some(why.clone()),
+            None => {}
+        }
+        msgs.push(verdicts);
         for (b, rec) in self.blocks {
-            msgs.push(Output {
-                topic: topics.blocks.clone(),
-                payload: b,
-                share: Some(rec),
-            });
+            let mut block = Output::to(&topics.blocks, b);
+            block.share = Some(rec);
+            msgs.push(block);
         }
         msgs
     }

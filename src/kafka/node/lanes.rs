@@ -149,6 +149,7 @@ mod tests {
             ts: 0,
             records: vec![bytemuck::Zeroable::zeroed(); shares],
             dead: None,
+            reply: None,
         }
     }
 

@@ -162,6 +162,7 @@ pub fn prepare_stage(
         // and so do those partitions' state.
         work.items.retain(|it| sh.ownership.is_current(it.epoch));
         validators.retain_current(&sh.ownership);
+        check_routes(&mut work, sh);
         let t0 = Instant::now();
         if !jobs.catch_up(work.jobs_ticket, &sh.abort) {
             return;
@@ -174,5 +175,36 @@ pub fn prepare_stage(
         if tx.send((work, batch)).is_err() {
             return;
         }
+    }
+}
+
+/// Checks the reply route each share message names (config and broker metadata, cached):
+/// an item keeps its route or gets the reason it is refused, counted and logged (once per
+/// batch, at most), and its verdicts go to the verdicts topic.
+fn check_routes(work: &mut Work, sh: &Shared) {
+    let mut first_refusal = None;
+    for item in &mut work.items {
+        let Some(r) = item.reply.take() else { continue };
+        let r = r.and_then(|route| sh.routes.check(route, &sh.consumer));
+        if let Err(why) = &r {
+            sh.metrics.replies_refused.inc();
+            first_refusal.get_or_insert((item.epoch.partition, item.offset, why.clone()));
+        }
+        item.reply = Some(r);
+    }
+    static LAST_LOG: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let Some((partition, offset, why)) = first_refusal else {
+        return;
+    };
+    // One line per 10 s: a producer naming a bad route on every message must not flood
+    // the log; the counter has the number.
+    let mut last = LAST_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10)) {
+        *last = Some(Instant::now());
+        tracing::warn!(
+            partition,
+            offset,
+            "reply route refused ({why}); its verdicts go to the verdicts topic"
+        );
     }
 }

@@ -64,7 +64,7 @@ impl Pending {
             let headers = m.headers(self.headers(&sh.cfg.kafka.topics.shares));
             match produce(
                 &sh.producer,
-                &m.topic,
+                (&m.topic, m.partition),
                 self.key.as_deref(),
                 &m.payload,
                 headers,
@@ -113,11 +113,7 @@ impl Pending {
         );
         sh.metrics.dead_letters_cut.inc();
         let r = d.reference(why);
-        self.msgs = vec![Output {
-            topic: sh.cfg.kafka.topics.dead_letter.clone(),
-            payload: Vec::new(),
-            share: None,
-        }];
+        self.msgs = vec![Output::to(&sh.cfg.kafka.topics.dead_letter, Vec::new())];
         self.dead = Some(r);
         true
     }
@@ -153,17 +149,13 @@ impl Delivery for AtLeastOnce {
             let (key, msgs) = match &item.dead {
                 Some(d) => (
                     d.key.clone(),
-                    vec![Output {
-                        topic: topics.dead_letter.clone(),
-                        payload: d.payload.clone(),
-                        share: None,
-                    }],
+                    vec![Output::to(&topics.dead_letter, d.payload.clone())],
                 ),
                 None => {
                     for (c, n) in counts.iter_mut().zip(enc.counts) {
                         *c += n;
                     }
-                    (item.key, enc.messages(topics))
+                    (item.key, enc.messages(topics, item.reply.as_ref()))
                 }
             };
             let mut o = Pending {

@@ -169,7 +169,7 @@ impl JobDeadLetters {
             for attempt in 0..2 {
                 let r = match produce_blocking(
                     &producer,
-                    &topic,
+                    (&topic, None),
                     dl.key.as_deref(),
                     &dl.payload,
                     dl.headers(),

@@ -98,11 +98,7 @@ fn dispatch(sh: &Arc<Shared>, h: Hashed, workers: &mut TxWorkers) {
                 offset: item.offset,
                 key: d.key.clone(),
                 headers: d.headers(),
-                out: vec![Output {
-                    topic: topics.dead_letter.clone(),
-                    payload: d.payload.clone(),
-                    share: None,
-                }],
+                out: vec![Output::to(&topics.dead_letter, d.payload.clone())],
                 counts: StatusCounts::default(),
             },
             None => TxMessage {
@@ -110,7 +106,7 @@ fn dispatch(sh: &Arc<Shared>, h: Hashed, workers: &mut TxWorkers) {
                 key: item.key.clone(),
                 headers: source_headers(&topics.shares, item.epoch.partition, item.offset),
                 counts: enc.counts,
-                out: enc.messages(topics),
+                out: enc.messages(topics, item.reply.as_ref()),
             },
         };
         match parts.iter_mut().find(|x| x.0 == item.epoch) {
@@ -245,7 +241,8 @@ fn write_transaction(
             // The delivery is checked by commit_transaction, which fails if any message of
             // the transaction failed.
             let headers = o.headers(m.headers.clone());
-            produce_blocking(producer, &o.topic, m.key.as_deref(), &o.payload, headers)?;
+            let to = (o.topic.as_str(), o.partition);
+            produce_blocking(producer, to, m.key.as_deref(), &o.payload, headers)?;
         }
     }
     let last = job.messages[job.messages.len() - 1].offset;

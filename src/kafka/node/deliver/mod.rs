@@ -54,7 +54,7 @@ async fn run<D: Delivery>(mut d: D, mut hashed: tokio::sync::mpsc::UnboundedRece
 /// Enqueues a message, waiting (without reordering) while librdkafka's queue is full.
 pub async fn produce(
     producer: &FutureProducer,
-    topic: &str,
+    topic: (&str, Option<i32>),
     key: Option<&[u8]>,
     payload: &[u8],
     headers: OwnedHeaders,
@@ -73,7 +73,7 @@ pub async fn produce(
 /// reader).
 pub fn produce_blocking(
     producer: &FutureProducer,
-    topic: &str,
+    topic: (&str, Option<i32>),
     key: Option<&[u8]>,
     payload: &[u8],
     headers: OwnedHeaders,
@@ -93,13 +93,17 @@ const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
 type Record<'a> = FutureRecord<'a, [u8], [u8]>;
 
+/// A record to `topic`: (name, partition; None places it by the key).
 fn record<'a>(
-    topic: &'a str,
+    (topic, partition): (&'a str, Option<i32>),
     key: Option<&'a [u8]>,
     payload: &'a [u8],
     headers: OwnedHeaders,
 ) -> Record<'a> {
-    let rec = FutureRecord::to(topic).payload(payload).headers(headers);
+    let mut rec = FutureRecord::to(topic).payload(payload).headers(headers);
+    if let Some(p) = partition {
+        rec = rec.partition(p);
+    }
     match key {
         Some(k) => rec.key(k),
         None => rec,

@@ -1,0 +1,283 @@
+//! The client library of a stratum server: publish shares to the shares topic and get each
+//! share's verdict back, from a reply route of the server's own (docs/kafka.md, "Verdict
+//! routing").
+//!
+//! ```no_run
+//! # async fn f(cfg: sharecheck::config::Config, share: sharecheck::wire::binary::ShareRecord) -> anyhow::Result<()> {
+//! use sharecheck::client::{Client, ClientOptions};
+//! use sharecheck::kafka::reply::Route;
+//! let route = Route { topic: cfg.kafka.topics.replies.clone(), partition: Some(0) };
+//! let client = Client::connect(&cfg.kafka, ClientOptions::new(route))?;
+//! let verdict = client.submit(share).await?;
+//! println!("{:?}", verdict.status);
+//! # Ok(()) }
+//! ```
+//!
+//! Each share travels as a share batch of one record with a `reply_to` header; the client
+//! gives it an id of its own (unique among the shares it has in flight), so the caller's id
+//! is overwritten. The verdicts of the route are read by one thread, which hands each to the
+//! share waiting for it; a verdict that nobody waits for (a repeat after a node's crash, or
+//! one that came after its share timed out) is dropped and counted. Every route must have one
+//! reader only: two clients on one route would each see half of the other's verdicts as
+//! unknown.
+
+use crate::config::KafkaConfig;
+use crate::kafka::reply::{Route, H_REPLY_TO};
+use crate::kafka::send::share_key;
+use crate::kafka::{producer_config, reader_config, ReaderContext};
+use crate::model::Verdict;
+use crate::wire::binary::{decode_verdicts, encode_job, encode_shares, ShareRecord};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{oneshot, Semaphore};
+
+/// How a client publishes and waits.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Where the node sends the verdicts of this client's shares.
+    pub reply: Route,
+    /// How long a share waits for its verdict. Default 5 s.
+    pub timeout: Duration,
+    /// Shares waiting for a verdict at once; `submit` waits for a place beyond that.
+    /// Default 65 536.
+    pub max_in_flight: usize,
+}
+
+impl ClientOptions {
+    pub fn new(reply: Route) -> ClientOptions {
+        ClientOptions {
+            reply,
+            timeout: Duration::from_secs(5),
+            max_in_flight: 65_536,
+        }
+    }
+}
+
+/// Why a share got no verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no verdict within {0:?}")]
+    Timeout(Duration),
+    #[error("the broker did not take the share: {0}")]
+    Kafka(String),
+    #[error("the client is closed")]
+    Closed,
+}
+
+type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Verdict>>>>;
+
+/// Counters of a client's life.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Verdicts read that no share waited for (repeats, late ones).
+    pub unmatched: AtomicU64,
+    /// Verdict messages on the route that could not be decoded.
+    pub undecodable: AtomicU64,
+}
+
+/// A stratum server's connection to sharecheck.
+pub struct Client {
+    producer: FutureProducer,
+    shares_topic: String,
+    jobs_topic: String,
+    reply_to: String,
+    opts: ClientOptions,
+    waiting: Waiting,
+    slots: Arc<Semaphore>,
+    next_id: AtomicU64,
+    stop: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    pub stats: Arc<ClientStats>,
+}
+
+impl Client {
+    /// Connects to the brokers of `k` and starts reading the reply route from its current
+    /// end (verdicts already there are for an earlier client).
+    pub fn connect(k: &KafkaConfig, opts: ClientOptions) -> anyhow::Result<Client> {
+        let producer: FutureProducer = producer_config(k, "sharecheck-client")
+            .create()
+            .map_err(|e| anyhow::anyhow!("cannot create the share producer: {e}"))?;
+        let consumer: BaseConsumer<ReaderContext> = reader_config(k, "sharecheck-client")
+            .create_with_context(ReaderContext)
+            .map_err(|e| anyhow::anyhow!("cannot create the verdict reader: {e}"))?;
+        assign_from_end(&consumer, &opts.reply)?;
+        let waiting: Waiting = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(ClientStats::default());
+        let reader = {
+            let (waiting, stop, stats) = (waiting.clone(), stop.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("verdict-reader".into())
+                .spawn(move || read_verdicts(consumer, &waiting, &stop, &stats))?
+        };
+        Ok(Client {
+            producer,
+            shares_topic: k.topics.shares.clone(),
+            jobs_topic: k.topics.jobs.clone(),
+            reply_to: opts.reply.header_value(),
+            slots: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
+            opts,
+            waiting,
+            // Ids start at a random point, so that a restarted client does not take a verdict
+            // of its predecessor's last shares for one of its own.
+            next_id: AtomicU64::new(rand::random::<u64>() >> 1),
+            stop,
+            reader: Some(reader),
+            stats,
+        })
+    }
+
+    /// Publishes one share, keyed by its session (extranonce1) as the node expects, and
+    /// waits for its verdict. The record's id is replaced by the client's own; the verdict
+    /// carries that one.
+    pub async fn submit(&self, mut share: ShareRecord) -> Result<Verdict, ClientError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        share.id = id.to_le_bytes();
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiting).insert(id, tx);
+        // Whatever happens next (a verdict, an error, a timeout, the caller dropping the
+        // future), the share no longer waits.
+        let _forget = Forget(&self.waiting, id);
+        let payload = encode_shares(std::slice::from_ref(&share));
+        let key = share_key(&share);
+        let headers = OwnedHeaders::new().insert(Header {
+            key: H_REPLY_TO,
+            value: Some(self.reply_to.as_bytes()),
+        });
+        let rec = FutureRecord::to(&self.shares_topic)
+            .payload(&payload)
+            .key(&key)
+            .headers(headers);
+        let delivery = self
+            .producer
+            .send_result(rec)
+            .map_err(|(e, _)| ClientError::Kafka(e.to_string()))?;
+        let wait = async {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(ClientError::Kafka(e.to_string())),
+                Err(_) => return Err(ClientError::Closed),
+            }
+            rx.await.map_err(|_| ClientError::Closed)
+        };
+        match tokio::time::timeout(self.opts.timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout(self.opts.timeout)),
+        }
+    }
+
+    /// Publishes a job to the jobs topic, keyed by its id, and waits for the broker.
+    pub async fn publish_job(&self, job: &crate::model::Job) -> Result<(), ClientError> {
+        let payload = encode_job(job);
+        let rec = FutureRecord::to(&self.jobs_topic)
+            .payload(&payload)
+            .key(job.job_id.as_bytes());
+        let delivery = self
+            .producer
+            .send_result(rec)
+            .map_err(|(e, _)| ClientError::Kafka(e.to_string()))?;
+        match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(ClientError::Kafka(e.to_string())),
+            Err(_) => Err(ClientError::Closed),
+        }
+    }
+
+    /// Shares waiting for their verdict now.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.waiting).len()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+fn lock(w: &Waiting) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Verdict>>> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes a share from the waiting ones when its `submit` ends, however it ends.
+struct Forget<'a>(&'a Waiting, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        lock(self.0).remove(&self.1);
+    }
+}
+
+/// Assigns the route's partition (or every partition of its topic) at its end offset now.
+fn assign_from_end(c: &BaseConsumer<ReaderContext>, route: &Route) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(10);
+    let parts: Vec<i32> = match route.partition {
+        Some(p) => vec![p],
+        None => {
+            let md = c
+                .fetch_metadata(Some(&route.topic), timeout)
+                .map_err(|e| anyhow::anyhow!("metadata of {}: {e}", route.topic))?;
+            let t = md.topics().first();
+            let n = t.map_or(0, |t| t.partitions().len() as i32);
+            anyhow::ensure!(n > 0, "reply topic {} does not exist", route.topic);
+            (0..n).collect()
+        }
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in parts {
+        let (_, high) = c.fetch_watermarks(&route.topic, p, timeout).map_err(|e| {
+            anyhow::anyhow!(
+                "reply route {}: {e} (does the topic and partition exist? `sharecheck \
+                 topics create` makes kafka.topics.replies)",
+                route.header_value()
+            )
+        })?;
+        tpl.add_partition_offset(&route.topic, p, Offset::Offset(high))?;
+    }
+    c.assign(&tpl)
+        .map_err(|e| anyhow::anyhow!("cannot assign {}: {e}", route.header_value()))
+}
+
+/// The reader thread: every verdict of the route to the share waiting for it.
+fn read_verdicts(
+    c: BaseConsumer<ReaderContext>,
+    waiting: &Waiting,
+    stop: &AtomicBool,
+    stats: &ClientStats,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let Some(r) = c.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let Ok(m) = r else { continue };
+        let Ok(verdicts) = decode_verdicts(m.payload().unwrap_or(&[])) else {
+            stats.undecodable.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let mut w = lock(waiting);
+        for v in verdicts {
+            match v.id.and_then(|id| w.remove(&id)) {
+                Some(tx) => {
+                    let _ = tx.send(v);
+                }
+                None => {
+                    stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The gateway's job feed: the jobs topic, from its last message on, to every session.
+
+use crate::config::KafkaConfig;
+use crate::kafka::{reader_config, ReaderContext};
+use crate::model::{Job, JobCtx};
+use crate::wire::binary::decode_job;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The job sessions mine on now; None until the first usable job is read.
+pub type Current = watch::Receiver<Option<Arc<Job>>>;
+
+/// Starts the reader thread; it ends when `stop` is raised.
+pub fn start(k: &KafkaConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Current> {
+    let c: BaseConsumer<ReaderContext> = reader_config(k, "sharecheck-stratum-jobs")
+        .create_with_context(ReaderContext)
+        .map_err(|e| anyhow::anyhow!("cannot create the jobs reader: {e}"))?;
+    let topic = &k.topics.jobs;
+    let timeout = Duration::from_secs(10);
+    let md = c
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| anyhow::anyhow!("metadata of the jobs topic {topic}: {e}"))?;
+    let parts = md
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32);
+    anyhow::ensure!(
+        parts > 0,
+        "the jobs topic {topic} does not exist (`sharecheck topics create` makes it)"
+    );
+    // The last job of each partition is the one to mine on: earlier ones are superseded.
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        let (low, high) = c
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(|e| anyhow::anyhow!("offsets of {topic}: {e}"))?;
+        tpl.add_partition_offset(topic, p, Offset::Offset((high - 1).max(low)))?;
+    }
+    c.assign(&tpl)
+        .map_err(|e| anyhow::anyhow!("cannot read {topic}: {e}"))?;
+    let (tx, rx) = watch::channel(None);
+    std::thread::Builder::new()
+        .name("stratum-jobs".into())
+        .spawn(move || read(c, tx, &stop))?;
+    Ok(rx)
+}
+
+fn read(c: BaseConsumer<ReaderContext>, tx: watch::Sender<Option<Arc<Job>>>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let job = match decode_job(m.payload().unwrap_or(&[])) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(offset = m.offset(), "job message skipped: {e}");
+                continue;
+            }
+        };
+        // The node refuses the same jobs (bad nbits, sizes over the limits): announcing one
+        // would only earn the miners `unknown_job`.
+        if let Err(e) = JobCtx::new(job.clone()) {
+            tracing::warn!(job_id = job.job_id, "unusable job skipped: {e}");
+            continue;
+        }
+        tracing::debug!(job_id = job.job_id, clean = job.clean_jobs, "job");
+        if tx.send(Some(Arc::new(job))).is_err() {
+            return;
+        }
+    }
+}
