@@ -85,7 +85,6 @@ pub const REJECT_KINDS: [Status; 6] = [
 
 struct Session {
     en1: Vec<u8>,
-    en2_len: usize,
     counter: u64,
 }
 
@@ -97,6 +96,9 @@ struct State {
     ntime: u32,
     job_seq: u64,
     current: Option<JobCtx>,
+    /// The extranonce2 size of the current job: its coinbase reserves 4 bytes of
+    /// extranonce1 and this many, so that every share's coinbase is a transaction.
+    en2_len: usize,
     stale_ids: Vec<String>,
     recent: Vec<Value>,
     sessions: Vec<Session>,
@@ -124,7 +126,6 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> anyhow::Result<u64> {
     let sessions = (0..cfg.sessions)
         .map(|i| Session {
             en1: (i ^ rng.random::<u32>()).to_be_bytes().to_vec(),
-            en2_len: if i % 4 == 3 { 8 } else { 4 },
             counter: 0,
         })
         .collect();
@@ -136,6 +137,7 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> anyhow::Result<u64> {
         ntime: 1_750_000_000,
         job_seq: 0,
         current: None,
+        en2_len: 4,
         stale_ids: Vec::new(),
         recent: Vec::new(),
         sessions,
@@ -209,12 +211,15 @@ impl State {
         // extranonce), sequence, 1–3 outputs, locktime: 100–300 bytes in all.
         let tag_len = rng.random_range(8..40);
         let outputs = rng.random_range(1..=3);
+        // One job in four has an 8-byte extranonce2 (a longer coinbase, other block
+        // boundaries); every share on a job fills exactly the job's slot.
+        self.en2_len = if rng.random_range(0..4) == 3 { 8 } else { 4 };
         let mut coinb1 = Vec::new();
         coinb1.extend_from_slice(&1u32.to_le_bytes());
         coinb1.push(1);
         coinb1.extend_from_slice(&[0; 32]);
         coinb1.extend_from_slice(&[0xff; 4]);
-        let script_len = 4 + tag_len + 4 + 8;
+        let script_len = 4 + tag_len + 4 + self.en2_len;
         coinb1.push(script_len as u8);
         coinb1.push(3);
         coinb1.extend_from_slice(&self.height.to_le_bytes()[..3]);
@@ -348,7 +353,7 @@ impl State {
         let s = self.rng.random_range(0..self.sessions.len());
         let sess = &mut self.sessions[s];
         sess.counter += 1;
-        let en2 = &sess.counter.to_be_bytes()[8 - sess.en2_len..];
+        let en2 = &sess.counter.to_be_bytes()[8 - self.en2_len..];
         let mut task = HashTask::zeroed();
         task.en_len = (sess.en1.len() + en2.len()) as u32;
         task.data[..sess.en1.len()].copy_from_slice(&sess.en1);
@@ -446,4 +451,51 @@ fn finish(mut v: Value, id: u64, intent: Status) -> String {
     v["id"] = id.into();
     v["expect"] = intent.as_str().into();
     json!({ "share": v }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every share made to be hashed fills exactly its job's extranonce slot: its coinbase
+    /// is a whole transaction (the coinbase script's declared length holds).
+    #[test]
+    fn every_mined_shares_coinbase_is_a_transaction() {
+        let cfg = GenConfig {
+            shares: 3000,
+            shares_per_job: 50,
+            ..GenConfig::default()
+        };
+        let mut out = Vec::new();
+        generate(&cfg, &mut out).unwrap();
+        let mut jobs = std::collections::HashMap::new();
+        let (mut checked, mut en2_sizes) = (0, [0usize; 9]);
+        for line in String::from_utf8(out).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if let Some(j) = v.get("job") {
+                let parts =
+                    ["coinb1", "coinb2"].map(|k| hex::decode(j[k].as_str().unwrap()).unwrap());
+                jobs.insert(j["job_id"].as_str().unwrap().to_string(), parts);
+                continue;
+            }
+            let s = &v["share"];
+            let hashed = ["accepted", "low_difficulty", "block"]
+                .contains(&s["expect"].as_str().unwrap_or(""));
+            let Some(job) = s["job_id"].as_str().and_then(|id| jobs.get(id)) else {
+                continue;
+            };
+            if !hashed {
+                continue;
+            }
+            let en1 = hex::decode(s["extranonce1"].as_str().unwrap()).unwrap();
+            let en2 = hex::decode(s["extranonce2"].as_str().unwrap()).unwrap();
+            en2_sizes[en2.len()] += 1;
+            let coinbase = [&job[0][..], &en1, &en2, &job[1]].concat();
+            let tx: Result<bitcoin::Transaction, _> = bitcoin::consensus::deserialize(&coinbase);
+            assert!(tx.is_ok(), "{line}: {:?}", tx.err());
+            checked += 1;
+        }
+        assert!(checked > 2000, "{checked}");
+        assert!(en2_sizes[4] > 0 && en2_sizes[8] > 0, "{en2_sizes:?}");
+    }
 }
