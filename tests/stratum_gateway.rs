@@ -461,3 +461,28 @@ async fn kill_mid_run(env: &Env) {
     );
     drop(node);
 }
+
+/// The client batches shares per partition as librdkafka's default partitioner places their
+/// keys (so that a session's shares stay on one partition whoever sends them): checked
+/// against librdkafka itself.
+#[test]
+fn the_clients_partitions_are_librdkafkas() {
+    let env = Env::with_partitions("partitioner", "", 7);
+    let p: rdkafka::producer::FutureProducer = env.client_config().create().unwrap();
+    let topic = env.topic("shares");
+    block_on(async {
+        for i in 0..64u32 {
+            let key = (i.wrapping_mul(2_654_435_761)).to_be_bytes();
+            let rec = rdkafka::producer::FutureRecord::to(&topic)
+                .key(&key[..])
+                .payload(&b"x"[..]);
+            let partition = p
+                .send(rec, Duration::from_secs(10))
+                .await
+                .unwrap()
+                .partition;
+            let ours = sharecheck::client::batch::partition_of(&key, 7);
+            assert_eq!(ours, partition, "key {key:?}");
+        }
+    });
+}

@@ -13,22 +13,24 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Each share travels as a share batch of one record with a `reply_to` header; the client
-//! gives it an id of its own (unique among the shares it has in flight), so the caller's id
+//! Shares travel in share batches, one per shares partition, gathered for up to
+//! `linger` ([`batch`]), with a `reply_to` header; the client gives each share an id of its own (unique among the shares it has in flight), so the caller's id
 //! is overwritten. The verdicts of the route are read by one thread, which hands each to the
 //! share waiting for it; a verdict that nobody waits for (a repeat after a node's crash, or
 //! one that came after its share timed out) is dropped and counted. Every route must have one
 //! reader only: two clients on one route would each see half of the other's verdicts as
 //! unknown.
 
+pub mod batch;
+
 use crate::config::KafkaConfig;
-use crate::kafka::reply::{Route, H_REPLY_TO};
+use crate::kafka::reply::Route;
 use crate::kafka::send::share_key;
 use crate::kafka::{producer_config, reader_config, ReaderContext};
 use crate::model::Verdict;
-use crate::wire::binary::{decode_verdicts, encode_job, encode_shares, ShareRecord};
+use crate::wire::binary::{decode_verdicts, encode_job, ShareRecord};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::HashMap;
@@ -47,6 +49,10 @@ pub struct ClientOptions {
     /// Shares waiting for a verdict at once; `submit` waits for a place beyond that.
     /// Default 65 536.
     pub max_in_flight: usize,
+    /// How long a share waits for company before its batch is produced. Default 1 ms.
+    pub linger: Duration,
+    /// Shares in one batch message at most (128 bytes each). Default 1024.
+    pub max_batch: usize,
 }
 
 impl ClientOptions {
@@ -55,6 +61,8 @@ impl ClientOptions {
             reply,
             timeout: Duration::from_secs(5),
             max_in_flight: 65_536,
+            linger: Duration::from_millis(1),
+            max_batch: 1024,
         }
     }
 }
@@ -84,9 +92,8 @@ pub struct ClientStats {
 /// A stratum server's connection to sharecheck.
 pub struct Client {
     producer: FutureProducer,
-    shares_topic: String,
+    batcher: Arc<batch::Batcher>,
     jobs_topic: String,
-    reply_to: String,
     opts: ClientOptions,
     waiting: Waiting,
     slots: Arc<Semaphore>,
@@ -98,7 +105,8 @@ pub struct Client {
 
 impl Client {
     /// Connects to the brokers of `k` and starts reading the reply route from its current
-    /// end (verdicts already there are for an earlier client).
+    /// end (verdicts already there are for an earlier client). `submit` must then be called
+    /// within a tokio runtime. The shares topic's partition count is read once, here.
     pub fn connect(k: &KafkaConfig, opts: ClientOptions) -> anyhow::Result<Client> {
         let producer: FutureProducer = producer_config(k, "sharecheck-client")
             .create()
@@ -107,6 +115,15 @@ impl Client {
             .create_with_context(ReaderContext)
             .map_err(|e| anyhow::anyhow!("cannot create the verdict reader: {e}"))?;
         assign_from_end(&consumer, &opts.reply)?;
+        let partitions = partition_count(&consumer, &k.topics.shares)?;
+        let batcher = batch::Batcher::new(
+            producer.clone(),
+            k.topics.shares.clone(),
+            partitions,
+            opts.reply.header_value(),
+            opts.linger,
+            opts.max_batch,
+        );
         let waiting: Waiting = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(ClientStats::default());
@@ -118,9 +135,8 @@ impl Client {
         };
         Ok(Client {
             producer,
-            shares_topic: k.topics.shares.clone(),
+            batcher,
             jobs_topic: k.topics.jobs.clone(),
-            reply_to: opts.reply.header_value(),
             slots: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
             opts,
             waiting,
@@ -149,25 +165,16 @@ impl Client {
         // Whatever happens next (a verdict, an error, a timeout, the caller dropping the
         // future), the share no longer waits.
         let _forget = Forget(&self.waiting, id);
-        let payload = encode_shares(std::slice::from_ref(&share));
         let key = share_key(&share);
-        let headers = OwnedHeaders::new().insert(Header {
-            key: H_REPLY_TO,
-            value: Some(self.reply_to.as_bytes()),
-        });
-        let rec = FutureRecord::to(&self.shares_topic)
-            .payload(&payload)
-            .key(&key)
-            .headers(headers);
-        let delivery = self
-            .producer
-            .send_result(rec)
-            .map_err(|(e, _)| ClientError::Kafka(e.to_string()))?;
+        let mut delivered = self.batcher.add(share, &key);
         let wait = async {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(ClientError::Kafka(e.to_string())),
-                Err(_) => return Err(ClientError::Closed),
+            let outcome = delivered
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| ClientError::Closed)?
+                .clone();
+            if let Some(Err(e)) = outcome {
+                return Err(ClientError::Kafka(e));
             }
             rx.await.map_err(|_| ClientError::Closed)
         };
@@ -220,6 +227,22 @@ impl Drop for Forget<'_> {
     fn drop(&mut self) {
         lock(self.0).remove(&self.1);
     }
+}
+
+/// Partitions of the shares topic.
+fn partition_count(c: &BaseConsumer<ReaderContext>, topic: &str) -> anyhow::Result<i32> {
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| anyhow::anyhow!("metadata of the shares topic {topic}: {e}"))?;
+    let n = md
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32);
+    anyhow::ensure!(
+        n > 0,
+        "the shares topic {topic} does not exist (`sharecheck topics create` makes it)"
+    );
+    Ok(n)
 }
 
 /// Assigns the route's partition (or every partition of its topic) at its end offset now.
