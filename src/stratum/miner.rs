@@ -207,12 +207,38 @@ impl Miner {
     /// the session's difficulty (`meet`), or one that misses it, with a margin of 0.1 % so
     /// that rounding cannot decide. None if no job or no such nonce.
     pub fn find(&self, en2: u64, meet: bool, version_bits: Option<u32>) -> Option<Found> {
-        let job = self.job.as_ref()?;
+        let s = Search {
+            extranonce1: &self.extranonce1,
+            extranonce2_size: self.extranonce2_size,
+            difficulty: self.difficulty,
+            meet,
+            version_bits,
+        };
+        s.find(self.job.as_ref()?, en2)
+    }
+}
+
+/// What a share is searched for with.
+#[derive(Debug, Clone, Copy)]
+pub struct Search<'a> {
+    pub extranonce1: &'a [u8],
+    pub extranonce2_size: usize,
+    pub difficulty: f64,
+    /// A share that meets the difficulty, or one that misses it.
+    pub meet: bool,
+    pub version_bits: Option<u32>,
+}
+
+impl Search<'_> {
+    /// Searches the nonces of extranonce2 `en2` (a counter, big-endian in the field) on
+    /// `job`, with a margin of 0.1 % around the difficulty so that rounding cannot decide.
+    pub fn find(&self, job: &MinerJob, en2: u64) -> Option<Found> {
+        let (meet, version_bits) = (self.meet, self.version_bits);
         let n = self.extranonce2_size;
         let en2 = en2.to_be_bytes()[8usize.saturating_sub(n)..].to_vec();
         let en2 = [vec![0; n.saturating_sub(8)], en2].concat();
         let mut coinbase = job.coinb1.clone();
-        coinbase.extend_from_slice(&self.extranonce1);
+        coinbase.extend_from_slice(self.extranonce1);
         coinbase.extend_from_slice(&en2);
         coinbase.extend_from_slice(&job.coinb2);
         let mut root = sha256d(&coinbase);

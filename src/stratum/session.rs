@@ -185,6 +185,15 @@ impl Session {
                 .and_then(|m| u32::from_str_radix(m, 16).ok())
                 .unwrap_or(u32::MAX);
             let mask = asked & self.gw.version_mask;
+            let min_bits = opts
+                .and_then(|o| o.get("version-rolling.min-bit-count"))
+                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                .unwrap_or(0);
+            // BIP310: a mask with fewer bits than the miner needs is no grant at all.
+            if u64::from(mask.count_ones()) < min_bits {
+                result.insert(e.to_string(), json!(false));
+                continue;
+            }
             self.mask = Some(mask);
             result.insert(e.to_string(), json!(true));
             result.insert("version-rolling.mask".into(), json!(format!("{mask:08x}")));
