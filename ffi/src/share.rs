@@ -1,0 +1,329 @@
+//! Share records (`sharecheck_share`, 128 bytes) and share batches.
+
+use crate::{
+    bytes, guard, write_message, SHARECHECK_ERR_BUFFER_TOO_SMALL, SHARECHECK_ERR_DIFFICULTY,
+    SHARECHECK_ERR_EXTRANONCE1_LENGTH, SHARECHECK_ERR_EXTRANONCE2_LENGTH,
+    SHARECHECK_ERR_HEADER_NBITS, SHARECHECK_ERR_INTERNAL, SHARECHECK_ERR_JOB_ID_LENGTH,
+    SHARECHECK_ERR_JOB_ID_UTF8, SHARECHECK_ERR_NULL, SHARECHECK_ERR_TOO_LARGE,
+    SHARECHECK_ERR_ZERO_TARGET,
+};
+use sharecheck::model::job::{MAX_EXTRANONCE1, MAX_EXTRANONCE2, MAX_JOB_ID};
+use sharecheck::model::RecordError;
+use sharecheck::wire::binary::{encode_shares, ShareRecord, ShareTarget, KIND_HEADER};
+use std::ffi::{c_char, c_int};
+
+/// Batch header size in front of the records.
+const BATCH_HEADER: usize = 16;
+/// Record offset of the payload; extranonce1 and the header's prevhash are found from it.
+const PAYLOAD: usize = 48;
+
+/// The code for a record that `ShareRecord::check` refuses. The builders check every field
+/// first, so this is reached only for what they cannot see alone (a header's nbits).
+fn record_error(e: RecordError) -> c_int {
+    match e {
+        RecordError::JobIdLength(_) => SHARECHECK_ERR_JOB_ID_LENGTH,
+        RecordError::JobIdUtf8 => SHARECHECK_ERR_JOB_ID_UTF8,
+        RecordError::Extranonce1Length(_) => SHARECHECK_ERR_EXTRANONCE1_LENGTH,
+        RecordError::Extranonce2Length(_) => SHARECHECK_ERR_EXTRANONCE2_LENGTH,
+        RecordError::Difficulty => SHARECHECK_ERR_DIFFICULTY,
+        RecordError::ZeroTarget => SHARECHECK_ERR_ZERO_TARGET,
+        RecordError::HeaderNbits => SHARECHECK_ERR_HEADER_NBITS,
+        _ => SHARECHECK_ERR_INTERNAL,
+    }
+}
+
+/// Stores `rec` in `*out` once the record check of the validator accepts it, so a record made
+/// here never gets a `malformed` verdict.
+unsafe fn finish(rec: ShareRecord, out: *mut ShareRecord) -> Result<(), c_int> {
+    rec.check().map_err(record_error)?;
+    out.write(rec);
+    Ok(())
+}
+
+fn difficulty(d: f64) -> Result<ShareTarget, c_int> {
+    if d.is_finite() && d > 0.0 {
+        Ok(ShareTarget::Difficulty(d))
+    } else {
+        Err(SHARECHECK_ERR_DIFFICULTY)
+    }
+}
+
+/// Fills `*out` with a stratum share (mining.submit plus the session's extranonce1 and
+/// difficulty). `has_version_bits` non-zero: `version_bits` is the BIP310 rolled bits.
+///
+/// # Safety
+/// `out` must point to 128 writable bytes; each pointer with a non-zero length must point to
+/// that many readable bytes.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sharecheck_share_stratum(
+    out: *mut ShareRecord,
+    id: u64,
+    job_id: *const c_char,
+    job_id_len: usize,
+    extranonce1: *const u8,
+    extranonce1_len: usize,
+    extranonce2: *const u8,
+    extranonce2_len: usize,
+    ntime: u32,
+    nonce: u32,
+    has_version_bits: c_int,
+    version_bits: u32,
+    difficulty_: f64,
+) -> c_int {
+    guard(|| {
+        if out.is_null() {
+            return Err(SHARECHECK_ERR_NULL);
+        }
+        // Lengths first: ShareRecord::stratum panics on lengths above the record's fields.
+        if job_id_len == 0 || job_id_len > MAX_JOB_ID {
+            return Err(SHARECHECK_ERR_JOB_ID_LENGTH);
+        }
+        if extranonce1_len > MAX_EXTRANONCE1 {
+            return Err(SHARECHECK_ERR_EXTRANONCE1_LENGTH);
+        }
+        if extranonce2_len == 0 || extranonce2_len > MAX_EXTRANONCE2 {
+            return Err(SHARECHECK_ERR_EXTRANONCE2_LENGTH);
+        }
+        let target = difficulty(difficulty_)?;
+        let job_id = std::str::from_utf8(bytes(job_id.cast(), job_id_len)?)
+            .map_err(|_| SHARECHECK_ERR_JOB_ID_UTF8)?;
+        let rec = ShareRecord::stratum(
+            id,
+            job_id,
+            bytes(extranonce1, extranonce1_len)?,
+            bytes(extranonce2, extranonce2_len)?,
+            ntime,
+            nonce,
+            (has_version_bits != 0).then_some(version_bits),
+            target,
+        );
+        finish(rec, out)
+    })
+}
+
+/// Fills `*out` with a header share: the 80 header bytes as hashed, and the share target as
+/// `target` (32 big-endian bytes, not zero) or, when `target` is NULL, as `difficulty`.
+///
+/// # Safety
+/// `out` must point to 128 writable bytes, `header` to 80 readable bytes, and `target` must be
+/// NULL or point to 32 readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn sharecheck_share_header(
+    out: *mut ShareRecord,
+    id: u64,
+    header: *const u8,
+    difficulty_: f64,
+    target: *const u8,
+) -> c_int {
+    guard(|| {
+        if out.is_null() || header.is_null() {
+            return Err(SHARECHECK_ERR_NULL);
+        }
+        let header: [u8; 80] = header.cast::<[u8; 80]>().read_unaligned();
+        let target = if target.is_null() {
+            difficulty(difficulty_)?
+        } else {
+            let t: [u8; 32] = target.cast::<[u8; 32]>().read_unaligned();
+            if t == [0; 32] {
+                return Err(SHARECHECK_ERR_ZERO_TARGET);
+            }
+            ShareTarget::Target(t)
+        };
+        finish(ShareRecord::header(id, &header, target), out)
+    })
+}
+
+/// The Kafka key of a share message holding `*share`: a stratum share's extranonce1 (the
+/// session, so that its shares stay on one partition, where duplicates are tracked), a header
+/// share's prevhash. `*key` points into `*share` and is valid as long as it is; a stratum
+/// share with an empty extranonce1 has an empty key.
+///
+/// # Safety
+/// `share` must point to a 128-byte record; `key` and `key_len` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn sharecheck_share_key(
+    share: *const ShareRecord,
+    key: *mut *const u8,
+    key_len: *mut usize,
+) -> c_int {
+    guard(|| {
+        if share.is_null() || key.is_null() || key_len.is_null() {
+            return Err(SHARECHECK_ERR_NULL);
+        }
+        let rec = &*share;
+        // The same bytes as the node's own producers use (sharecheck::kafka::send::share_key).
+        let (start, len) = if rec.kind == KIND_HEADER {
+            (PAYLOAD + 4, 32)
+        } else {
+            (
+                PAYLOAD + 48,
+                (rec.extranonce1_len as usize).min(MAX_EXTRANONCE1),
+            )
+        };
+        *key = share.cast::<u8>().add(start);
+        *key_len = len;
+        Ok(())
+    })
+}
+
+/// Writes a share batch of `count` records (16-byte batch header, then the records) to `out`.
+/// `*out_len` gets the batch's size, `16 + 128 * count`, also when `out_cap` is too small
+/// (`SHARECHECK_ERR_BUFFER_TOO_SMALL`; `out` may then be NULL).
+///
+/// # Safety
+/// `records` must point to `count` records (or be NULL with `count` 0), `out` to `out_cap`
+/// writable bytes, `out_len` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn sharecheck_encode_shares(
+    records: *const ShareRecord,
+    count: usize,
+    out: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    guard(|| {
+        if out_len.is_null() || (records.is_null() && count > 0) {
+            return Err(SHARECHECK_ERR_NULL);
+        }
+        // The batch header counts records in a u32.
+        if u32::try_from(count).is_err() || count > (isize::MAX as usize - BATCH_HEADER) / 128 {
+            return Err(SHARECHECK_ERR_TOO_LARGE);
+        }
+        // Checked before encoding, so that asking for the size costs no batch.
+        let needed = BATCH_HEADER + 128 * count;
+        if out_cap < needed {
+            *out_len = needed;
+            return Err(SHARECHECK_ERR_BUFFER_TOO_SMALL);
+        }
+        let records: &[ShareRecord] = if count == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(records, count)
+        };
+        write_message(&encode_shares(records), out, out_cap, out_len)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SHARECHECK_OK;
+    use std::mem::MaybeUninit;
+
+    unsafe fn stratum(job_id: &[u8], en1: &[u8], en2: &[u8], d: f64) -> Result<ShareRecord, c_int> {
+        let mut out = MaybeUninit::<ShareRecord>::uninit();
+        let rc = sharecheck_share_stratum(
+            out.as_mut_ptr(),
+            7,
+            job_id.as_ptr().cast(),
+            job_id.len(),
+            en1.as_ptr(),
+            en1.len(),
+            en2.as_ptr(),
+            en2.len(),
+            0x495fab29,
+            0x7c2bac1d,
+            1,
+            0x2000,
+            d,
+        );
+        if rc == SHARECHECK_OK {
+            Ok(out.assume_init())
+        } else {
+            Err(rc)
+        }
+    }
+
+    #[test]
+    fn a_stratum_share_is_the_main_crates_record() {
+        let got = unsafe { stratum(b"6a", b"ETHe", b" Tim", 1.0) }.unwrap();
+        let want = ShareRecord::stratum(
+            7,
+            "6a",
+            b"ETHe",
+            b" Tim",
+            0x495fab29,
+            0x7c2bac1d,
+            Some(0x2000),
+            ShareTarget::Difficulty(1.0),
+        );
+        assert_eq!(got, want);
+    }
+
+    /// job_id, extranonce1, extranonce2, difficulty, and the code they get.
+    type Case<'a> = (&'a [u8], &'a [u8], &'a [u8], f64, c_int);
+
+    #[test]
+    fn bad_fields_are_refused_before_any_record_is_made() {
+        let cases: [Case; 9] = [
+            (b"", b"", b"e", 1.0, SHARECHECK_ERR_JOB_ID_LENGTH),
+            (&[b'j'; 33], b"", b"e", 1.0, SHARECHECK_ERR_JOB_ID_LENGTH),
+            (b"\xff", b"", b"e", 1.0, SHARECHECK_ERR_JOB_ID_UTF8),
+            (b"j", &[1; 17], b"e", 1.0, SHARECHECK_ERR_EXTRANONCE1_LENGTH),
+            (b"j", b"", b"", 1.0, SHARECHECK_ERR_EXTRANONCE2_LENGTH),
+            (b"j", b"", &[1; 17], 1.0, SHARECHECK_ERR_EXTRANONCE2_LENGTH),
+            (b"j", b"", b"e", f64::NAN, SHARECHECK_ERR_DIFFICULTY),
+            (b"j", b"", b"e", f64::INFINITY, SHARECHECK_ERR_DIFFICULTY),
+            (b"j", b"", b"e", -1.0, SHARECHECK_ERR_DIFFICULTY),
+        ];
+        for (j, e1, e2, d, want) in cases {
+            assert_eq!(
+                unsafe { stratum(j, e1, e2, d) },
+                Err(want),
+                "{j:?} {e1:?} {e2:?} {d}"
+            );
+        }
+        assert!(unsafe { stratum(&[b'j'; 32], &[1; 16], &[1; 16], 1e-300) }.is_ok());
+    }
+
+    #[test]
+    fn a_header_share_checks_its_target_and_nbits() {
+        let mut header = [0u8; 80];
+        header[72..76].copy_from_slice(&0x1d00ffffu32.to_le_bytes());
+        let mut out = MaybeUninit::<ShareRecord>::uninit();
+        let p = out.as_mut_ptr();
+        let h = header.as_ptr();
+        unsafe {
+            assert_eq!(sharecheck_share_header(p, 1, h, 1.0, std::ptr::null()), 0);
+            let t = [0u8; 32];
+            let rc = sharecheck_share_header(p, 1, h, 1.0, t.as_ptr());
+            assert_eq!(rc, SHARECHECK_ERR_ZERO_TARGET);
+            let rc = sharecheck_share_header(p, 1, h, 0.0, std::ptr::null());
+            assert_eq!(rc, SHARECHECK_ERR_DIFFICULTY);
+            header[75] = 0x80; // a negative compact target
+            let rc = sharecheck_share_header(p, 1, header.as_ptr(), 1.0, std::ptr::null());
+            assert_eq!(rc, SHARECHECK_ERR_HEADER_NBITS);
+        }
+    }
+
+    #[test]
+    fn keys_are_those_of_the_nodes_producers() {
+        let rec = unsafe { stratum(b"6a", b"ETHe", b" Tim", 1.0) }.unwrap();
+        let mut header = [9u8; 80];
+        header[72..76].copy_from_slice(&0x1d00ffffu32.to_le_bytes());
+        let hdr = ShareRecord::header(2, &header, ShareTarget::Difficulty(1.0));
+        for r in [rec, hdr] {
+            let (mut k, mut n) = (std::ptr::null(), 0);
+            assert_eq!(unsafe { sharecheck_share_key(&r, &mut k, &mut n) }, 0);
+            let key = unsafe { std::slice::from_raw_parts(k, n) };
+            assert_eq!(key, sharecheck::kafka::send::share_key(&r));
+        }
+    }
+
+    #[test]
+    fn a_small_buffer_reports_the_size_needed() {
+        let rec = unsafe { stratum(b"6a", b"ETHe", b" Tim", 1.0) }.unwrap();
+        let recs = [rec, rec];
+        let mut len = 0;
+        let rc = unsafe {
+            sharecheck_encode_shares(recs.as_ptr(), 2, std::ptr::null_mut(), 0, &mut len)
+        };
+        assert_eq!((rc, len), (SHARECHECK_ERR_BUFFER_TOO_SMALL, 16 + 256));
+        let mut buf = vec![0u8; len];
+        let rc =
+            unsafe { sharecheck_encode_shares(recs.as_ptr(), 2, buf.as_mut_ptr(), len, &mut len) };
+        assert_eq!(rc, 0);
+        assert_eq!(buf, encode_shares(&recs));
+    }
+}
