@@ -32,6 +32,7 @@ fn main() {
             ntime: 1000,
             clean_jobs: false,
             version_mask: DEFAULT_VERSION_MASK,
+            extranonce_size: None,
         })
         .unwrap();
     }

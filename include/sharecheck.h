@@ -128,6 +128,9 @@ typedef struct sharecheck_job {
     uint32_t ntime;
     uint32_t version_mask; /* BIP310 mask; SHARECHECK_DEFAULT_VERSION_MASK if none was set */
     uint8_t clean_jobs;    /* non-zero: every earlier job is stale */
+    /* bytes of extranonce1 + extranonce2 the coinbase reserves, 1 to 32 (shares of another
+     * length are malformed); 0: not stated, any length */
+    uint8_t extranonce_size;
 } sharecheck_job;
 
 /* One decoded verdict, 136 bytes. */

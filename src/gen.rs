@@ -246,6 +246,7 @@ impl State {
             ntime: self.ntime,
             clean_jobs: clean,
             version_mask: DEFAULT_VERSION_MASK,
+            extranonce_size: Some(4 + self.en2_len as u8),
         };
         writeln!(out, "{}", jsonl::job_json(&job))?;
         self.current = Some(JobCtx::new(job).map_err(anyhow::Error::msg)?);

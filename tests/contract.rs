@@ -487,3 +487,53 @@ fn verdicts_keep_input_order_across_batches() {
         assert_eq!(ids, want, "batch {batch}");
     }
 }
+
+/// A job that states its extranonce slot (extranonce_size) gets `malformed` for a stratum
+/// share whose extranonce1 + extranonce2 do not fill it exactly (SRI's bad-extranonce-size),
+/// before any other check; a job that does not state it takes any length; a size outside
+/// 1–32 makes the job unusable.
+#[test]
+fn extranonce_sizes_are_bound_by_the_job() {
+    let mut sized = genesis_job("g", true);
+    sized["job"]["extranonce_size"] = json!(8);
+    let mut unsized_ = genesis_job("u", false);
+    unsized_["job"]["extranonce_size"] = Value::Null;
+    let mut bad = genesis_job("b", false);
+    bad["job"]["extranonce_size"] = json!(33);
+    let lines = vec![
+        sized,
+        unsized_,
+        bad,
+        base_share(1), // 4 + 4: the genesis block
+        with(base_share(2), "extranonce2", "0000000000".into()), // 4 + 5
+        with(
+            with(base_share(3), "extranonce2", "00".into()),
+            "job_id",
+            "nope".into(),
+        ),
+        with(
+            with(base_share(4), "extranonce2", "0000000000".into()),
+            "job_id",
+            "u".into(),
+        ),
+        with(base_share(5), "job_id", "b".into()),
+    ];
+    let vs = verify_values(&lines);
+    assert_eq!(status(&vs[0]), "block");
+    assert_eq!(status(&vs[1]), "malformed");
+    assert!(
+        vs[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("are 9 bytes, not the job's extranonce_size"),
+        "{}",
+        vs[1]
+    );
+    assert_eq!(status(&vs[2]), "unknown_job", "no job, no size to check");
+    assert_ne!(status(&vs[3]), "malformed", "{}", vs[3]);
+    assert_eq!(
+        status(&vs[4]),
+        "unknown_job",
+        "a job with extranonce_size 33 is unusable"
+    );
+}

@@ -32,6 +32,7 @@ fn arb_job() -> impl Strategy<Value = Job> {
                 ntime,
                 clean_jobs: false,
                 version_mask: 0x1fffe000,
+                extranonce_size: None,
             },
         )
 }

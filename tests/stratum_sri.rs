@@ -80,6 +80,7 @@ fn sris_sv1_client_parses_everything_and_is_answered() {
             .as_secs() as u32,
         clean_jobs: true,
         version_mask: 0x1fff_e000,
+        extranonce_size: None,
     };
     let p: BaseProducer = env.client_config().create().unwrap();
     p.send(

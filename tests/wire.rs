@@ -340,3 +340,34 @@ fn verdict_batches_are_compact_unless_a_verdict_carries_a_header() {
         Err(DecodeError::Length { .. })
     ));
 }
+
+/// A job's extranonce_size travels in byte 3 of the job message (0: not stated, as in every
+/// job message written before it existed, whose byte 3 was the high byte of the branch
+/// count) and in the JSON job line.
+#[test]
+fn extranonce_size_round_trips() {
+    let line = genesis_job("e", true).to_string();
+    let Line::Job(Ok(mut job)) = jsonl::parse_line(&line) else {
+        panic!("a job line")
+    };
+    assert_eq!(job.extranonce_size, None);
+    let msg = binary::encode_job(&job);
+    assert_eq!(msg[16 + 3], 0);
+    assert_eq!(binary::decode_job(&msg).unwrap().extranonce_size, None);
+    job.extranonce_size = Some(12);
+    let msg = binary::encode_job(&job);
+    assert_eq!(msg[16 + 3], 12);
+    assert_eq!(binary::decode_job(&msg).unwrap(), job);
+    let json = jsonl::job_json(&job).to_string();
+    assert!(json.contains("\"extranonce_size\":12"), "{json}");
+    let Line::Job(Ok(again)) = jsonl::parse_line(&json) else {
+        panic!("a job line")
+    };
+    assert_eq!(again, job);
+    let mut bad = genesis_job("e", true);
+    bad["job"]["extranonce_size"] = serde_json::json!(0);
+    assert!(matches!(
+        jsonl::parse_line(&bad.to_string()),
+        Line::Job(Err(_))
+    ));
+}

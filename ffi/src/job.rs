@@ -36,6 +36,8 @@ pub struct Job {
     pub version_mask: u32,
     /// Non-zero: every earlier job is stale.
     pub clean_jobs: u8,
+    /// Bytes of extranonce1 + extranonce2 the coinbase reserves (1–32); 0: not stated.
+    pub extranonce_size: u8,
 }
 
 fn job_error(e: JobError) -> c_int {
@@ -44,6 +46,7 @@ fn job_error(e: JobError) -> c_int {
         JobError::Coinbase(..) => SHARECHECK_ERR_COINBASE_LENGTH,
         JobError::Branch(_) => SHARECHECK_ERR_BRANCH_LENGTH,
         JobError::Nbits(..) | JobError::ZeroTarget(_) => SHARECHECK_ERR_NBITS,
+        JobError::ExtranonceSize(_) => crate::SHARECHECK_ERR_TOO_LARGE,
     }
 }
 
@@ -75,6 +78,7 @@ unsafe fn to_job(j: &Job) -> Result<sharecheck::model::Job, c_int> {
         ntime: j.ntime,
         clean_jobs: j.clean_jobs != 0,
         version_mask: j.version_mask,
+        extranonce_size: (j.extranonce_size != 0).then_some(j.extranonce_size),
     })
 }
 
@@ -148,6 +152,7 @@ mod tests {
             ntime: 0x66a0e2b1,
             version_mask: 0x1fffe000,
             clean_jobs: 1,
+            extranonce_size: 8,
         }
     }
 
@@ -175,6 +180,7 @@ mod tests {
         assert_eq!(got.coinb1, b"coinb1");
         assert!(got.coinb2.is_empty());
         assert_eq!(got.merkle_branch, vec![[5u8; 32], [6u8; 32]]);
+        assert_eq!(got.extranonce_size, Some(8));
         assert_eq!(
             (
                 got.version,

@@ -437,6 +437,7 @@ fn struct_layouts_are_the_same_in_c_and_rust() {
         f(j, "ntime", offset_of!(ffi::Job, ntime)),
         f(j, "version_mask", offset_of!(ffi::Job, version_mask)),
         f(j, "clean_jobs", offset_of!(ffi::Job, clean_jobs)),
+        f(j, "extranonce_size", offset_of!(ffi::Job, extranonce_size)),
     ];
     assert_lines(&run_c(&["layout"]), &want);
 }

@@ -37,6 +37,7 @@ pub fn stratum_fixture(n: usize, seed: u64) -> Fixture {
                     ntime: 1_750_000_000,
                     clean_jobs: false,
                     version_mask: DEFAULT_VERSION_MASK,
+                    extranonce_size: None,
                 })
                 .expect("valid job"),
             )

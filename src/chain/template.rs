@@ -265,6 +265,8 @@ pub fn job_from_template(
         ntime: t.curtime as u32,
         clean_jobs,
         version_mask,
+        // At most 32 (the config checks both sizes).
+        extranonce_size: Some(plan.extranonce_len as u8),
     };
     let stored = StoredTemplate {
         job_id: job_id.to_string(),

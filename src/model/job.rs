@@ -31,6 +31,10 @@ pub struct Job {
     pub ntime: u32,
     pub clean_jobs: bool,
     pub version_mask: u32,
+    /// Bytes of extranonce1 + extranonce2 the coinbase reserves between coinb1 and coinb2,
+    /// when the job says (1–32): a stratum share of another length is `malformed`, since
+    /// its coinbase would not be the transaction the job meant. None: any length.
+    pub extranonce_size: Option<u8>,
 }
 
 /// Why a job cannot be used.
@@ -46,6 +50,8 @@ pub enum JobError {
     Nbits(u32, CompactError),
     #[error("nbits {0:08x} is a zero network target: no header can meet it")]
     ZeroTarget(u32),
+    #[error("extranonce_size {0} is not 1 to 32 (extranonce1 and extranonce2 are 16 bytes each at most)")]
+    ExtranonceSize(u8),
 }
 
 /// Swaps the bytes within each 4-byte word: stratum's prevhash ↔ header byte order.
@@ -90,6 +96,11 @@ impl JobCtx {
         }
         if job.merkle_branch.len() > MAX_BRANCH {
             return Err(JobError::Branch(job.merkle_branch.len()));
+        }
+        if let Some(n) = job.extranonce_size {
+            if !(1..=(MAX_EXTRANONCE1 + MAX_EXTRANONCE2) as u8).contains(&n) {
+                return Err(JobError::ExtranonceSize(n));
+            }
         }
         let network_target =
             target_from_compact(job.nbits).map_err(|e| JobError::Nbits(job.nbits, e))?;
@@ -246,6 +257,7 @@ mod tests {
             ntime: 0,
             clean_jobs: false,
             version_mask: DEFAULT_VERSION_MASK,
+            extranonce_size: None,
         })
         .unwrap()
     }

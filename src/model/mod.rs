@@ -166,6 +166,8 @@ pub enum RecordError {
     Padding = 11,
     #[error("header shares carry no job fields")]
     HeaderWithJobFields = 12,
+    #[error("extranonce1 + extranonce2 are {0} bytes, not the job's extranonce_size")]
+    ExtranonceSize(u8) = 13,
 }
 
 impl RecordError {
@@ -183,6 +185,7 @@ impl RecordError {
             RecordError::HeaderNbits => 10,
             RecordError::Padding => 11,
             RecordError::HeaderWithJobFields => 12,
+            RecordError::ExtranonceSize(_) => 13,
         }
     }
 
@@ -201,6 +204,7 @@ impl RecordError {
             10 => RecordError::HeaderNbits,
             11 => RecordError::Padding,
             12 => RecordError::HeaderWithJobFields,
+            13 => RecordError::ExtranonceSize(arg),
             _ => return None,
         })
     }
@@ -212,7 +216,8 @@ impl RecordError {
             | RecordError::UnknownFlags(a)
             | RecordError::JobIdLength(a)
             | RecordError::Extranonce1Length(a)
-            | RecordError::Extranonce2Length(a) => a,
+            | RecordError::Extranonce2Length(a)
+            | RecordError::ExtranonceSize(a) => a,
             _ => 0,
         }
     }

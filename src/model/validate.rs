@@ -9,7 +9,7 @@
 use super::job::{header_words_from_bytes, Job, JobCtx, JobError};
 use super::share::{ShareData, ShareRecord, ShareView};
 use super::target::{achieved_difficulty, U256};
-use super::{Malformed, Status, Verdict};
+use super::{Malformed, RecordError, Status, Verdict};
 use crate::sha256::{soft, State};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
@@ -797,6 +797,17 @@ impl Validator {
             }
         }
         let ctx = &entry.ctx;
+        // 1 (for this job). The coinbase must be the one the job meant: its extranonce slot
+        // filled exactly (SRI's bad-extranonce-size).
+        let en_len = extranonce1.len() + extranonce2.len();
+        if ctx
+            .job
+            .extranonce_size
+            .is_some_and(|n| n as usize != en_len)
+        {
+            let e = RecordError::ExtranonceSize(en_len as u8);
+            return Err(Verdict::malformed(Some(id), e.into()));
+        }
         // 4. bad_version
         if let Some(v) = version_bits {
             if v & !ctx.job.version_mask != 0 {
@@ -879,6 +890,7 @@ mod tests {
             ntime: 1000,
             clean_jobs: clean,
             version_mask: DEFAULT_VERSION_MASK,
+            extranonce_size: None,
         }
     }
 

@@ -15,8 +15,9 @@ use tokio::sync::watch;
 /// The job sessions mine on now; None until the first usable job is read.
 pub type Current = watch::Receiver<Option<Arc<Job>>>;
 
-/// Starts the reader thread; it ends when `stop` is raised.
-pub fn start(k: &KafkaConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Current> {
+/// Starts the reader thread; it ends when `stop` is raised. `slot`: extranonce1 +
+/// extranonce2 bytes of this gateway's sessions.
+pub fn start(k: &KafkaConfig, slot: usize, stop: Arc<AtomicBool>) -> anyhow::Result<Current> {
     let c: BaseConsumer<ReaderContext> = reader_config(k, "sharecheck-stratum-jobs")
         .create_with_context(ReaderContext)
         .map_err(|e| anyhow::anyhow!("cannot create the jobs reader: {e}"))?;
@@ -46,11 +47,16 @@ pub fn start(k: &KafkaConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Current> 
     let (tx, rx) = watch::channel(None);
     std::thread::Builder::new()
         .name("stratum-jobs".into())
-        .spawn(move || read(c, tx, &stop))?;
+        .spawn(move || read(c, tx, slot, &stop))?;
     Ok(rx)
 }
 
-fn read(c: BaseConsumer<ReaderContext>, tx: watch::Sender<Option<Arc<Job>>>, stop: &AtomicBool) {
+fn read(
+    c: BaseConsumer<ReaderContext>,
+    tx: watch::Sender<Option<Arc<Job>>>,
+    slot: usize,
+    stop: &AtomicBool,
+) {
     while !stop.load(Ordering::Relaxed) {
         let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else {
             continue;
@@ -66,6 +72,17 @@ fn read(c: BaseConsumer<ReaderContext>, tx: watch::Sender<Option<Arc<Job>>>, sto
         // would only earn the miners `unknown_job`.
         if let Err(e) = JobCtx::new(job.clone()) {
             tracing::warn!(job_id = job.job_id, "unusable job skipped: {e}");
+            continue;
+        }
+        // A job whose coinbase reserves another extranonce size than the sessions fill:
+        // every share on it would be malformed.
+        if job.extranonce_size.is_some_and(|n| n as usize != slot) {
+            tracing::error!(
+                job_id = job.job_id,
+                "job skipped: its coinbase reserves {} extranonce bytes, this gateway's \
+                 sessions fill {slot} (jobs.extranonce1_size + jobs.extranonce2_size)",
+                job.extranonce_size.unwrap_or(0)
+            );
             continue;
         }
         tracing::debug!(job_id = job.job_id, clean = job.clean_jobs, "job");

@@ -196,7 +196,8 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
         Some((p, cfg.kafka.topics.sharelog.clone()))
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let jobs = feed::start(&cfg.kafka, stop.clone())?;
+    let slot = cfg.jobs.extranonce1_size + cfg.jobs.extranonce2_size;
+    let jobs = feed::start(&cfg.kafka, slot, stop.clone())?;
     let listener = tokio::net::TcpListener::bind(&sc.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", sc.listen))?;

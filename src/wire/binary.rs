@@ -388,7 +388,8 @@ pub fn encode_job(job: &Job) -> Vec<u8> {
     )));
     out.push(job.job_id.len() as u8);
     out.push(if job.clean_jobs { JFLAG_CLEAN } else { 0 });
-    out.extend_from_slice(&(job.merkle_branch.len() as u16).to_le_bytes());
+    out.push(job.merkle_branch.len() as u8);
+    out.push(job.extranonce_size.unwrap_or(0));
     for v in [job.version, job.version_mask, job.nbits, job.ntime] {
         out.extend_from_slice(&v.to_le_bytes());
     }
@@ -430,7 +431,10 @@ pub fn decode_job(msg: &[u8]) -> Result<Job, DecodeError> {
     if body[1] & !JFLAG_CLEAN != 0 {
         return Err(bad("unknown job flags"));
     }
-    let branch = u16::from_le_bytes([body[2], body[3]]) as usize;
+    let branch = body[2] as usize;
+    // Byte 3 was the high byte of a 16-bit branch count, always 0 (≤ 32 entries): jobs
+    // written before it held the extranonce size read as "not stated".
+    let extranonce_size = (body[3] != 0).then_some(body[3]);
     let c1 = u16::from_le_bytes([body[20], body[21]]) as usize;
     let c2 = u16::from_le_bytes([body[22], body[23]]) as usize;
     if c1 > MAX_COINB || c2 > MAX_COINB || branch > MAX_BRANCH {
@@ -462,5 +466,6 @@ pub fn decode_job(msg: &[u8]) -> Result<Job, DecodeError> {
         nbits: u32_at(body, 12),
         ntime: u32_at(body, 16),
         clean_jobs: body[1] & JFLAG_CLEAN != 0,
+        extranonce_size,
     })
 }

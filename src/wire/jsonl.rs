@@ -141,6 +141,14 @@ pub fn parse_job(o: &Map<String, Value>) -> Result<Job, String> {
     } else {
         DEFAULT_VERSION_MASK
     };
+    let extranonce_size = match o.get("extranonce_size") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|n| (1..=32).contains(n))
+                .ok_or("extranonce_size must be an integer 1 to 32")? as u8,
+        ),
+    };
     Ok(Job {
         job_id,
         prevhash: swap_words(&hex_fixed::<32>(o, "prevhash")?),
@@ -152,6 +160,7 @@ pub fn parse_job(o: &Map<String, Value>) -> Result<Job, String> {
         ntime: hex_u32(o, "ntime")?,
         clean_jobs,
         version_mask,
+        extranonce_size,
     })
 }
 
@@ -286,6 +295,9 @@ pub fn job_json(job: &Job) -> Value {
             "version_mask".into(),
             format!("{:08x}", job.version_mask).into(),
         );
+    }
+    if let Some(n) = job.extranonce_size {
+        m.insert("extranonce_size".into(), n.into());
     }
     let mut o = Map::new();
     o.insert("job".into(), Value::Object(m));

@@ -100,6 +100,7 @@ pub fn random_job(rng: &mut ChaCha8Rng, i: usize) -> Arc<JobCtx> {
             ntime: rng.random(),
             clean_jobs: false,
             version_mask: DEFAULT_VERSION_MASK,
+            extranonce_size: None,
         })
         .expect("valid job"),
     )

@@ -326,6 +326,7 @@ static int cmd_layout(void) {
     FIELD(sharecheck_job, ntime);
     FIELD(sharecheck_job, version_mask);
     FIELD(sharecheck_job, clean_jobs);
+    FIELD(sharecheck_job, extranonce_size);
     return 0;
 }
 

@@ -513,6 +513,7 @@ mod tests {
                 ntime: 1000,
                 clean_jobs: false,
                 version_mask: 0,
+                extranonce_size: None,
             })
             .unwrap(),
         )

@@ -46,6 +46,7 @@ fn job(id: &str) -> Job {
         ntime: 1000,
         clean_jobs: false,
         version_mask: 0,
+        extranonce_size: None,
     }
 }
 
