@@ -132,5 +132,8 @@ async fn session(
             Err((code, _)) => *t.rejected.entry(code).or_default() += 1,
         }
     }
+    // Every session stays connected for the whole run, submitting or not (at low rates most
+    // submit once or never: an idle-session load).
+    tokio::time::sleep_until(deadline).await;
     Ok(())
 }

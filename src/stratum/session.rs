@@ -40,7 +40,9 @@ pub async fn run(sock: TcpStream, gw: Arc<Gateway>) {
         }
     });
     let mut s = Session::new(gw, out);
-    let mut reader = LineReader::new(BufReader::new(rd), s.gw.cfg.max_line_bytes);
+    // A small read buffer: idle sessions are most of a pool's, and requests are short (a
+    // longer line is gathered by LineReader up to max_line_bytes).
+    let mut reader = LineReader::new(BufReader::with_capacity(1024, rd), s.gw.cfg.max_line_bytes);
     let mut jobs = s.gw.jobs.clone();
     jobs.mark_unchanged();
     let mut tick = tokio::time::interval(Duration::from_secs(s.gw.cfg.retarget_s));
