@@ -309,9 +309,45 @@ fn ready(m: &Metrics) -> (&'static str, &'static str, String) {
     ("503 Service Unavailable", "text/plain", body)
 }
 
+/// An HTTP response: status line, content type, body.
+pub type Response = (&'static str, &'static str, String);
+
+/// What a metrics listener serves: the answer to a GET of each path it knows.
+pub trait Endpoint: Send + Sync + 'static {
+    /// None: not a path of this endpoint (404).
+    fn get(&self, path: &str) -> Option<Response>;
+    /// The paths, for the 404 answer.
+    fn paths(&self) -> &'static str;
+}
+
+impl Endpoint for Metrics {
+    fn get(&self, path: &str) -> Option<Response> {
+        Some(match path {
+            "/metrics" => prometheus_text(self.render()),
+            "/healthz" => health(self),
+            "/readyz" => ready(self),
+            _ => return None,
+        })
+    }
+
+    fn paths(&self) -> &'static str {
+        "/metrics, /healthz or /readyz"
+    }
+}
+
+/// A `/metrics` answer.
+pub fn prometheus_text(body: String) -> Response {
+    ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` on an already bound listener until the task
 /// is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    serve_endpoint(listener, metrics).await
+}
+
+/// Serves `e` on an already bound listener until the task is dropped.
+pub async fn serve_endpoint<E: Endpoint>(listener: tokio::net::TcpListener, e: Arc<E>) {
     // A bounded number of connections at once: a client that opens many and says nothing
     // holds at most this many tasks (each for at most the read deadline); beyond it new
     // connections are closed at once.
@@ -324,9 +360,9 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
             drop(sock);
             continue;
         };
-        let m = metrics.clone();
+        let e = e.clone();
         tokio::spawn(async move {
-            answer(sock, &m).await;
+            answer(sock, e.as_ref()).await;
             drop(permit);
         });
     }
@@ -337,8 +373,8 @@ const MAX_CONNECTIONS: usize = 64;
 /// How long a client may take to send its request head, and to take the answer.
 const IO_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// One request: GET of `/metrics` or `/healthz`.
-async fn answer(mut sock: tokio::net::TcpStream, m: &Metrics) {
+/// One request: a GET of one of the endpoint's paths.
+async fn answer<E: Endpoint>(mut sock: tokio::net::TcpStream, e: &E) {
     let mut buf = vec![0u8; 4096];
     let mut n = 0;
     // Read the request head (bounded, and with a deadline so a silent client cannot hold the
@@ -361,18 +397,12 @@ async fn answer(mut sock: tokio::net::TcpStream, m: &Metrics) {
     let head = String::from_utf8_lossy(&buf[..n]);
     let mut words = head.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let (code, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            m.render(),
-        ),
-        ("GET", "/healthz") => health(m),
-        ("GET", "/readyz") => ready(m),
-        ("GET", _) => (
+    let (code, ctype, body) = match (method, e.get(path)) {
+        ("GET", Some(r)) => r,
+        ("GET", None) => (
             "404 Not Found",
             "text/plain",
-            "try /metrics, /healthz or /readyz\n".to_string(),
+            format!("try {}\n", e.paths()),
         ),
         _ => (
             "405 Method Not Allowed",
