@@ -55,6 +55,7 @@ listen = "127.0.0.1:$sport"
 # Low enough for CPU mining: 2^-24, one hash in 256 meets it.
 start_difficulty = 5.960464477539063e-8
 min_difficulty = 1e-12
+metrics_listen = ""
 
 [metrics]
 listen = ""

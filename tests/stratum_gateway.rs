@@ -25,7 +25,7 @@ fn env(test: &str, extra: &str) -> Env {
         test,
         &format!(
             "[stratum]\nstart_difficulty = {DIFFICULTY:e}\nmin_difficulty = 1e-12\n\
-             shares_per_minute = 0.0\nverdict_timeout_ms = 4000\n{extra}"
+             shares_per_minute = 0.0\nverdict_timeout_ms = 4000\nmetrics_listen = \"\"\n{extra}"
         ),
     )
 }
@@ -69,17 +69,18 @@ fn publish(env: &Env, j: &Job) {
 
 /// A gateway of the env on a port of its own; returns once it accepts connections.
 fn gateway(env: &Env, instance: u8, log: &str) -> (Proc, String) {
+    gateway_with(env, instance, log, &[])
+}
+
+fn gateway_with(env: &Env, instance: u8, log: &str, extra: &[&str]) -> (Proc, String) {
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut p = env.spawn(
-        &[
-            "stratum",
-            "--listen",
-            &addr,
-            "--instance",
-            &instance.to_string(),
-        ],
-        log,
-    );
+    let instance = instance.to_string();
+    let args = [
+        &["stratum", "--listen", &addr, "--instance", &instance][..],
+        extra,
+    ]
+    .concat();
+    let mut p = env.spawn(&args, log);
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(&addr).is_err() {
         assert!(p.wait_for(Duration::ZERO).is_none(), "{}", p.log_text());
@@ -155,7 +156,9 @@ fn miners_get_the_nodes_verdicts_and_gateways_only_their_own() {
 async fn session_codes(env: &Env) {
     let _node = env.node("node.log");
     publish(env, &job("j1", 1));
-    let (_ga, a) = gateway(env, 1, "gw1.log");
+    let metrics_port = free_port();
+    let metrics_at = format!("127.0.0.1:{metrics_port}");
+    let (_ga, a) = gateway_with(env, 1, "gw1.log", &["--metrics-listen", &metrics_at]);
     let (_gb, b) = gateway(env, 2, "gw2.log");
 
     // Submits before subscribing and before authorizing.
@@ -319,6 +322,19 @@ async fn session_codes(env: &Env) {
     assert_eq!(by_status["stale"], 1);
     // The miners' `accepted` shares are the node's: the test's hashing and the validator's
     // agree.
+
+    // Gateway 1's counters on its /metrics.
+    let text = http_get(metrics_port, "/metrics");
+    let m = |name: &str| metric(&text, name).unwrap_or(-1.0);
+    assert_eq!(m("sharecheck_stratum_accepted_total"), 4.0, "{text}");
+    assert_eq!(m("sharecheck_stratum_bad_requests_total"), 1.0, "{text}");
+    assert_eq!(m("sharecheck_stratum_long_lines_total"), 1.0, "{text}");
+    for (code, n) in [(20, 2), (21, 2), (22, 1), (23, 1), (24, 1), (25, 1)] {
+        let line = format!("sharecheck_stratum_rejected_total{{code=\"{code}\"}} {n}");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    assert_eq!(m("sharecheck_stratum_submit_seconds_count"), 8.0, "{text}");
+    assert_eq!(http_get(metrics_port, "/healthz"), "ok\n");
 }
 
 /// A share message routed to a topic the config does not allow, to a missing partition or

@@ -63,7 +63,7 @@ fn sris_sv1_client_parses_everything_and_is_answered() {
     let env = Env::new(
         "stratum-sri",
         "[stratum]\nstart_difficulty = 5.960464477539063e-8\nmin_difficulty = 1e-12\n\
-         shares_per_minute = 0.0\n",
+         shares_per_minute = 0.0\nmetrics_listen = \"\"\n",
     );
     let _node = env.node("node.log");
     let job = Job {

@@ -101,6 +101,9 @@ pub struct StratumArgs {
     /// This gateway's number, 0-255 (overrides stratum.instance).
     #[arg(long)]
     pub instance: Option<u8>,
+    /// Address of its /metrics and /healthz, "" for none (overrides stratum.metrics_listen).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(clap::Args)]

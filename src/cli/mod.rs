@@ -91,6 +91,7 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
         Cmd::Stratum(a) => {
             set(&mut cfg.stratum.listen, &a.listen);
             set(&mut cfg.stratum.instance, &a.instance);
+            set(&mut cfg.stratum.metrics_listen, &a.metrics_listen);
         }
         Cmd::Gen(a) => {
             set(&mut cfg.kafka.topics.shares, &a.shares_topic);

@@ -48,6 +48,10 @@ pub struct StratumConfig {
     /// worker, difficulty, status, time, block hash), for payouts and statistics. Default
     /// true.
     pub sharelog: bool,
+    /// Address of the gateway's HTTP listener: `/metrics` (Prometheus text: sessions,
+    /// submits by outcome and code, submit→reply latency) and `/healthz`; empty turns it
+    /// off. Default `127.0.0.1:9465`.
+    pub metrics_listen: String,
 }
 
 impl Default for StratumConfig {
@@ -67,6 +71,7 @@ impl Default for StratumConfig {
             max_line_bytes: 4096,
             verdict_timeout_ms: 5000,
             sharelog: true,
+            metrics_listen: "127.0.0.1:9465".into(),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod feed;
 pub mod load;
+pub mod metrics;
 pub mod miner;
 pub mod protocol;
 pub mod session;
@@ -21,6 +22,7 @@ use crate::kafka::producer_config;
 use crate::kafka::reply::Route;
 use crate::model::Status;
 use crate::wire::binary::ShareRecord;
+use metrics::Counters;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,52 +50,8 @@ pub struct Submitted {
     pub job_id: String,
     pub extranonce1: String,
     pub difficulty: f64,
-}
-
-/// What the gateway did, logged every minute and at exit.
-#[derive(Default)]
-pub struct Counters {
-    pub sessions: AtomicU64,
-    pub connections: AtomicU64,
-    pub refused_connections: AtomicU64,
-    pub accepted: AtomicU64,
-    pub blocks: AtomicU64,
-    /// Error replies to mining.submit, by code 20–25.
-    pub rejected: [AtomicU64; 6],
-    pub no_verdict: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub long_lines: AtomicU64,
-    pub bad_requests: AtomicU64,
-    pub sharelog_failed: AtomicU64,
-}
-
-impl Counters {
-    pub fn rejected(&self, code: i64) {
-        let i = (code - protocol::OTHER).clamp(0, 5) as usize;
-        self.rejected[i].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn line(&self) -> String {
-        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let r: Vec<String> = (0..6)
-            .map(|i| format!("{}:{}", 20 + i, n(&self.rejected[i])))
-            .collect();
-        format!(
-            "sessions {} (connections {}, refused {}), accepted {}, blocks {}, rejected [{}], \
-             no verdict {}, rate limited {}, long lines {}, bad requests {}, share log failures {}",
-            n(&self.sessions),
-            n(&self.connections),
-            n(&self.refused_connections),
-            n(&self.accepted),
-            n(&self.blocks),
-            r.join(" "),
-            n(&self.no_verdict),
-            n(&self.rate_limited),
-            n(&self.long_lines),
-            n(&self.bad_requests),
-            n(&self.sharelog_failed),
-        )
-    }
+    /// When the submit was read.
+    pub at: std::time::Instant,
 }
 
 impl Gateway {
@@ -113,7 +71,7 @@ impl Gateway {
         let v = match self.client.submit(rec).await {
             Ok(v) => v,
             Err(e) => {
-                self.counters.no_verdict.fetch_add(1, Ordering::Relaxed);
+                self.counters.no_verdict.inc();
                 self.counters.rejected(protocol::OTHER);
                 let why = match e {
                     ClientError::Timeout(_) => "No verdict in time; submit again".to_string(),
@@ -123,12 +81,15 @@ impl Gateway {
             }
         };
         self.log_share(sub, &v);
+        self.counters
+            .submit_seconds
+            .observe(sub.at.elapsed().as_secs_f64());
         match protocol::submit_error(v.status) {
             None => {
                 counted.fetch_add(1, Ordering::Relaxed);
-                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                self.counters.accepted.inc();
                 if v.status == Status::Block {
-                    self.counters.blocks.fetch_add(1, Ordering::Relaxed);
+                    self.counters.blocks.inc();
                     tracing::info!(
                         worker = sub.worker,
                         hash = v.hash.map(protocol::hex).unwrap_or_default(),
@@ -165,9 +126,7 @@ impl Gateway {
             .payload(line.as_bytes())
             .key(sub.worker.as_bytes());
         if producer.send_result(rec).is_err() {
-            self.counters
-                .sharelog_failed
-                .fetch_add(1, Ordering::Relaxed);
+            self.counters.sharelog_failed.inc();
         }
     }
 }
@@ -219,6 +178,23 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
         instance = sc.instance,
         "stratum gateway listening"
     );
+    if !sc.metrics_listen.is_empty() {
+        let l = tokio::net::TcpListener::bind(&sc.metrics_listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on stratum.metrics_listen = {:?} ({e}); choose a free \
+                     address or set it to \"\" to turn metrics off",
+                    sc.metrics_listen
+                )
+            })?;
+        tracing::info!("stratum metrics on http://{}/metrics", l.local_addr()?);
+        let counters = gw.clone();
+        tokio::spawn(crate::metrics::serve_endpoint(
+            l,
+            Arc::new(GatewayMetrics(counters)),
+        ));
+    }
     let slots = Arc::new(tokio::sync::Semaphore::new(sc.max_connections));
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
@@ -228,15 +204,15 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             accepted = listener.accept() => {
                 let Ok((sock, _)) = accepted else { continue };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    gw.counters.refused_connections.fetch_add(1, Ordering::Relaxed);
+                    gw.counters.refused_connections.inc();
                     continue;
                 };
                 let gw = gw.clone();
                 tokio::spawn(async move {
-                    gw.counters.connections.fetch_add(1, Ordering::Relaxed);
-                    gw.counters.sessions.fetch_add(1, Ordering::Relaxed);
+                    gw.counters.connections.inc();
+                    gw.counters.sessions.inc();
                     session::run(sock, gw.clone()).await;
-                    gw.counters.sessions.fetch_sub(1, Ordering::Relaxed);
+                    gw.counters.sessions.dec();
                     drop(permit);
                 });
             }
@@ -248,4 +224,17 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     tracing::info!("stratum gateway stopped: {}", gw.counters.line());
     Ok(())
+}
+
+/// The gateway's counters as a metrics endpoint.
+struct GatewayMetrics(Arc<Gateway>);
+
+impl crate::metrics::Endpoint for GatewayMetrics {
+    fn get(&self, path: &str) -> Option<crate::metrics::Response> {
+        self.0.counters.get(path)
+    }
+
+    fn paths(&self) -> &'static str {
+        self.0.counters.paths()
+    }
 }

@@ -51,7 +51,7 @@ pub async fn run(sock: TcpStream, gw: Arc<Gateway>) {
             line = reader.next_line() => match line {
                 Line::Text(l) => s.request(&l).await,
                 Line::TooLong => {
-                    s.gw.counters.long_lines.fetch_add(1, Ordering::Relaxed);
+                    s.gw.counters.long_lines.inc();
                     s.send(p::err(&Value::Null, p::OTHER, "Line too long")).await;
                 }
                 Line::End => break,
@@ -118,10 +118,7 @@ impl Session {
         let req = match p::parse(line) {
             Ok(r) => r,
             Err(why) => {
-                self.gw
-                    .counters
-                    .bad_requests
-                    .fetch_add(1, Ordering::Relaxed);
+                self.gw.counters.bad_requests.inc();
                 return self.send(p::err(&Value::Null, p::OTHER, &why)).await;
             }
         };
@@ -243,10 +240,7 @@ impl Session {
             return Err((p::UNAUTHORIZED, "Unauthorized worker".into()));
         }
         if !self.take_token() {
-            self.gw
-                .counters
-                .rate_limited
-                .fetch_add(1, Ordering::Relaxed);
+            self.gw.counters.rate_limited.inc();
             return Err(other("Too many submits".into()));
         }
         let job_id = p::str_param(&req.params, 1, "job_id").map_err(other)?;
@@ -282,6 +276,7 @@ impl Session {
             job_id: job_id.to_string(),
             extranonce1: p::hex(&self.en1),
             difficulty: diff,
+            at: Instant::now(),
         };
         let (gw, out, counted) = (self.gw.clone(), self.out.clone(), self.counted.clone());
         tokio::spawn(async move {
