@@ -15,9 +15,17 @@ use tokio::sync::watch;
 /// The job sessions mine on now; None until the first usable job is read.
 pub type Current = watch::Receiver<Option<Arc<Job>>>;
 
-/// Starts the reader thread; it ends when `stop` is raised. `slot`: extranonce1 +
-/// extranonce2 bytes of this gateway's sessions.
-pub fn start(k: &KafkaConfig, slot: usize, stop: Arc<AtomicBool>) -> anyhow::Result<Current> {
+/// What a job must allow for this gateway's sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct Fit {
+    /// extranonce1 + extranonce2 bytes the sessions fill.
+    pub slot: usize,
+    /// The version-rolling mask mining.configure grants (jobs.version_mask).
+    pub mask: u32,
+}
+
+/// Starts the reader thread; it ends when `stop` is raised.
+pub fn start(k: &KafkaConfig, fit: Fit, stop: Arc<AtomicBool>) -> anyhow::Result<Current> {
     let c: BaseConsumer<ReaderContext> = reader_config(k, "sharecheck-stratum-jobs")
         .create_with_context(ReaderContext)
         .map_err(|e| anyhow::anyhow!("cannot create the jobs reader: {e}"))?;
@@ -47,16 +55,17 @@ pub fn start(k: &KafkaConfig, slot: usize, stop: Arc<AtomicBool>) -> anyhow::Res
     let (tx, rx) = watch::channel(None);
     std::thread::Builder::new()
         .name("stratum-jobs".into())
-        .spawn(move || read(c, tx, slot, &stop))?;
+        .spawn(move || read(c, tx, fit, &stop))?;
     Ok(rx)
 }
 
 fn read(
     c: BaseConsumer<ReaderContext>,
     tx: watch::Sender<Option<Arc<Job>>>,
-    slot: usize,
+    fit: Fit,
     stop: &AtomicBool,
 ) {
+    let slot = fit.slot;
     while !stop.load(Ordering::Relaxed) {
         let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else {
             continue;
@@ -84,6 +93,18 @@ fn read(
                 job.extranonce_size.unwrap_or(0)
             );
             continue;
+        }
+        // Sessions roll the bits they were granted; a job that allows fewer would answer
+        // honest shares with bad_version. Announced (a pool may narrow its mask on purpose),
+        // but said loudly.
+        if fit.mask & !job.version_mask != 0 {
+            tracing::error!(
+                job_id = job.job_id,
+                "job's version_mask {:08x} does not cover the mask sessions are granted \
+                 ({:08x}, jobs.version_mask): shares rolling the other bits get bad_version",
+                job.version_mask,
+                fit.mask
+            );
         }
         tracing::debug!(job_id = job.job_id, clean = job.clean_jobs, "job");
         if tx.send(Some(Arc::new(job))).is_err() {

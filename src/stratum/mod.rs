@@ -155,8 +155,11 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
         Some((p, cfg.kafka.topics.sharelog.clone()))
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let slot = cfg.jobs.extranonce1_size + cfg.jobs.extranonce2_size;
-    let jobs = feed::start(&cfg.kafka, slot, stop.clone())?;
+    let fit = feed::Fit {
+        slot: cfg.jobs.extranonce1_size + cfg.jobs.extranonce2_size,
+        mask: cfg.jobs.version_mask,
+    };
+    let jobs = feed::start(&cfg.kafka, fit, stop.clone())?;
     let listener = tokio::net::TcpListener::bind(&sc.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", sc.listen))?;
