@@ -129,10 +129,26 @@ pub enum Command {
     StopAll,
 }
 
+/// Where the partitions of the shares topic come from (a Kafka metadata request); called on
+/// a blocking thread.
+pub type PartitionSource = std::sync::Arc<dyn Fn() -> anyhow::Result<Vec<i32>> + Send + Sync>;
+
+/// A partition of the shares topic with its committed and end offsets (None: unknown).
+pub type PartitionOffsets = (i32, Option<i64>, Option<i64>);
+
 /// A node's side of the balancing: the running coordinator and the commands it sends.
 pub struct NodeBalance {
     pub coordinator: zk::Coordinator,
     pub commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+}
+
+impl NodeBalance {
+    /// Leaves the group: no more commands are taken, and the coordinator's session ends
+    /// (its owner znodes go, so other nodes may take the partitions).
+    pub async fn close(self) {
+        drop(self.commands);
+        self.coordinator.close().await;
+    }
 }
 
 /// Joins the group of `b` (zookeeper mode) as a member validating with `backends` at
@@ -142,7 +158,7 @@ pub async fn join(
     b: &BalanceConfig,
     backends: Vec<String>,
     capacity: f64,
-    partitions: zk::PartitionSource,
+    partitions: PartitionSource,
 ) -> anyhow::Result<NodeBalance> {
     use std::time::Duration;
     let host = hostname();

@@ -133,7 +133,7 @@ pub async fn read_zk(
 }
 
 /// (partition, committed offset, high watermark).
-pub type PartitionOffsets = (i32, Option<i64>, Option<i64>);
+pub use super::PartitionOffsets;
 
 /// Puts the two views together.
 pub fn combine(cfg: &Config, zk: ZkView, kafka: Vec<PartitionOffsets>) -> ClusterStatus {

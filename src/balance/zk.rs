@@ -27,9 +27,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use zookeeper_client::{Client, CreateMode, Error as ZkError, SessionState};
 
-/// Where the partitions of the shares topic come from (a Kafka metadata request); called on
-/// a blocking thread.
-pub type PartitionSource = Arc<dyn Fn() -> anyhow::Result<Vec<i32>> + Send + Sync>;
+pub use super::PartitionSource;
 
 /// What the coordinator needs.
 pub struct Options {

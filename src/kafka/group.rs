@@ -1,7 +1,7 @@
 //! The consumer group's progress as `sharecheck cluster status` shows it beside the ZooKeeper
 //! view: each partition's committed offset and end.
 
-use crate::balance::status::PartitionOffsets;
+use crate::balance::PartitionOffsets;
 use crate::config::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};

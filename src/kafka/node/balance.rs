@@ -2,7 +2,7 @@
 //! its backend measured now) and a reader of the shares topic's partitions for the leader.
 
 use crate::backend::Backend;
-use crate::balance::{zk::PartitionSource, NodeBalance};
+use crate::balance::{NodeBalance, PartitionSource};
 use crate::config::{Config, KafkaConfig};
 use crate::kafka::{partitions_of, reader_config, ReaderContext};
 use rdkafka::consumer::BaseConsumer;

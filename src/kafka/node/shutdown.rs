@@ -60,8 +60,7 @@ pub async fn stop(sh: &Arc<Shared>, r: Running) -> anyhow::Result<NodeSummary> {
             tracing::info!(partition = p, "partition stopped");
         }
         // Only now, with the offsets committed, may other nodes take the partitions.
-        drop(b.commands);
-        b.coordinator.close().await;
+        b.close().await;
     }
     let _ = tokio::task::spawn_blocking(move || {
         jobs.stop();
