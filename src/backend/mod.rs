@@ -7,8 +7,10 @@ pub mod fallback;
 pub mod fixture;
 pub mod fpga;
 pub mod gpu;
+#[cfg(feature = "gpu")]
 pub mod opencl;
 pub mod select;
+#[cfg(feature = "gpu")]
 pub mod wgpu;
 
 use crate::model::validate::TaskMeta;

@@ -10,7 +10,9 @@ use super::cpu::CpuBackend;
 use super::fallback::Fallback;
 use super::fixture;
 use super::gpu::GpuOptions;
+#[cfg(feature = "gpu")]
 use super::opencl::OpenClBackend;
+#[cfg(feature = "gpu")]
 use super::wgpu::WgpuBackend;
 use super::{Backend, BackendKind};
 use crate::model::validate::TaskMeta;
@@ -113,7 +115,18 @@ pub fn open_with(opts: &Options) -> anyhow::Result<Box<dyn Backend>> {
     }
 }
 
+/// Why a GPU backend cannot be had in a build without the `gpu` feature.
+#[cfg(not(feature = "gpu"))]
+const NO_GPU: &str = "this sharecheck was built without its gpu feature (no wgpu, no OpenCL)";
+
 /// Opens a GPU backend of `api` (`wgpu` or `opencl`) without the self-test or the fallback.
+#[cfg(not(feature = "gpu"))]
+pub fn open_gpu(api: &str, _: &GpuOptions) -> anyhow::Result<Box<dyn Backend>> {
+    anyhow::bail!("{api}: {NO_GPU}")
+}
+
+/// Opens a GPU backend of `api` (`wgpu` or `opencl`) without the self-test or the fallback.
+#[cfg(feature = "gpu")]
 pub fn open_gpu(api: &str, g: &GpuOptions) -> anyhow::Result<Box<dyn Backend>> {
     Ok(match api {
         "wgpu" => Box::new(WgpuBackend::new(g.clone())?),
@@ -238,7 +251,29 @@ pub fn probe_all(opts: &Options, include_cpu_paths: bool) -> Vec<Probe> {
         let b = CpuBackend::new(Some(p), opts.threads).map(|b| Box::new(b) as Box<dyn Backend>);
         out.push(probe_one(&kind, None, kind.clone(), b, opts));
     }
-    // wgpu: every adapter, or one line saying why there is none.
+    probe_gpus(opts, &mut out);
+    out
+}
+
+/// Without the `gpu` feature: one line per GPU API saying so.
+#[cfg(not(feature = "gpu"))]
+fn probe_gpus(_: &Options, out: &mut Vec<Probe>) {
+    for kind in ["wgpu", "opencl"] {
+        out.push(Probe {
+            kind: kind.into(),
+            device: None,
+            name: "-".into(),
+            available: false,
+            reason: Some(NO_GPU.into()),
+            self_test: None,
+            shares_per_sec: None,
+        });
+    }
+}
+
+/// Every wgpu adapter and OpenCL device, or one line per API saying why there is none.
+#[cfg(feature = "gpu")]
+fn probe_gpus(opts: &Options, out: &mut Vec<Probe>) {
     let adapters = super::wgpu::adapters();
     if adapters.is_empty() {
         out.push(Probe {
@@ -274,7 +309,6 @@ pub fn probe_all(opts: &Options, include_cpu_paths: bool) -> Vec<Probe> {
             }
         }
     }
-    out
 }
 
 /// `auto`: the fastest backend that passes its self-test, measured at the configured batch

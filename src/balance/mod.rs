@@ -16,8 +16,11 @@
 //! - [`status`]: what `sharecheck cluster status` reports.
 
 pub mod assign;
+#[cfg(feature = "zookeeper")]
 pub mod auth;
+#[cfg(feature = "zookeeper")]
 pub mod status;
+#[cfg(feature = "zookeeper")]
 pub mod zk;
 
 use crate::config::{valid_name, BalanceConfig};
@@ -138,6 +141,7 @@ pub type PartitionOffsets = (i32, Option<i64>, Option<i64>);
 
 /// A node's side of the balancing: the running coordinator and the commands it sends.
 pub struct NodeBalance {
+    #[cfg(feature = "zookeeper")]
     pub coordinator: zk::Coordinator,
     pub commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
 }
@@ -147,6 +151,7 @@ impl NodeBalance {
     /// (its owner znodes go, so other nodes may take the partitions).
     pub async fn close(self) {
         drop(self.commands);
+        #[cfg(feature = "zookeeper")]
         self.coordinator.close().await;
     }
 }
@@ -154,6 +159,22 @@ impl NodeBalance {
 /// Joins the group of `b` (zookeeper mode) as a member validating with `backends` at
 /// `capacity` shares/s. `partitions` reads the partitions of the shares topic, which the
 /// leader spreads over the members.
+#[cfg(not(feature = "zookeeper"))]
+pub async fn join(
+    _: &BalanceConfig,
+    _: Vec<String>,
+    _: f64,
+    _: PartitionSource,
+) -> anyhow::Result<NodeBalance> {
+    anyhow::bail!(
+        "balance.mode = \"zookeeper\" needs sharecheck built with its zookeeper feature \
+         (this build has it off); use balance.mode = \"kafka\" or rebuild with it"
+    )
+}
+
+/// Joins the group of `b` (zookeeper mode) as a member validating with `backends` at
+/// `capacity` shares/s.
+#[cfg(feature = "zookeeper")]
 pub async fn join(
     b: &BalanceConfig,
     backends: Vec<String>,
