@@ -25,7 +25,7 @@ pub mod batch;
 
 use crate::config::KafkaConfig;
 use crate::kafka::reply::Route;
-use crate::kafka::send::share_key;
+use crate::kafka::send::key_of;
 use crate::kafka::{producer_config, reader_config, ReaderContext};
 use crate::model::Verdict;
 use crate::wire::binary::{decode_verdicts, encode_job, ShareRecord};
@@ -165,8 +165,7 @@ impl Client {
         // Whatever happens next (a verdict, an error, a timeout, the caller dropping the
         // future), the share no longer waits.
         let _forget = Forget(&self.waiting, id);
-        let key = share_key(&share);
-        let mut delivered = self.batcher.add(share, &key);
+        let mut delivered = self.batcher.add(share, key_of(&share));
         let wait = async {
             let outcome = delivered
                 .wait_for(Option::is_some)

@@ -40,12 +40,17 @@ pub struct SendSummary {
 
 /// The partition key of a share: its miner session.
 pub fn share_key(rec: &ShareRecord) -> Vec<u8> {
+    key_of(rec).to_vec()
+}
+
+/// [`share_key`], borrowed from the record.
+pub fn key_of(rec: &ShareRecord) -> &[u8] {
     if rec.kind == KIND_HEADER {
         // prevhash: header bytes 4..36.
-        return rec.payload[4..36].to_vec();
+        return &rec.payload[4..36];
     }
     let n = (rec.extranonce1_len as usize).min(16);
-    rec.payload[48..48 + n].to_vec()
+    &rec.payload[48..48 + n]
 }
 
 /// A share line that is malformed in JSON still gets its `malformed` verdict through the
