@@ -507,3 +507,71 @@ fn the_clients_partitions_are_librdkafkas() {
         }
     });
 }
+
+/// The gateway's limits and vardiff, live: a static worker list, at most 2 connections, the
+/// submit-rate bucket, and vardiff raising a fast session's difficulty before its window
+/// ends.
+#[test]
+fn limits_and_vardiff() {
+    let env = Env::new(
+        "stratum-limits",
+        &format!(
+            "[stratum]\nstart_difficulty = {DIFFICULTY:e}\nmin_difficulty = 1e-12\n\
+             metrics_listen = \"\"\nworkers = [\"alice\"]\nmax_connections = 2\n\
+             max_submits_per_s = 3.0\nshares_per_minute = 6.0\nretarget_s = 60\n"
+        ),
+    );
+    block_on(limits(&env));
+}
+
+async fn limits(env: &Env) {
+    let _node = env.node("node.log");
+    publish(env, &job("l1", 5));
+    let (_g, addr) = gateway(env, 0, "gw.log");
+    // Only the listed user (and its workers) is authorized.
+    let mut other = Miner::connect(&addr).await.unwrap();
+    other.subscribe().await.unwrap();
+    let r = other
+        .call("mining.authorize", json!(["mallory", "x"]))
+        .await;
+    assert_eq!(code(&r.unwrap()), 24);
+    let mut m = miner(&addr, "alice.rig7").await;
+    // A third connection is closed at once.
+    let mut third = Miner::connect(&addr).await.unwrap();
+    assert!(third.subscribe().await.is_err(), "over max_connections");
+    drop(other);
+
+    // 40 shares as fast as the miner finds them: the bucket (3/s, 30 deep) passes about 30;
+    // vardiff (6 a minute, judged early at 4 × 6 = 24) raises the difficulty 4×.
+    let mut codes: HashMap<i64, usize> = HashMap::new();
+    let start_diff = m.difficulty;
+    for en2 in 0..40 {
+        let f = m.find(en2, true, None).unwrap();
+        let r = m
+            .call("mining.submit", f.params("alice.rig7"))
+            .await
+            .unwrap();
+        *codes.entry(code(&r)).or_default() += 1;
+    }
+    assert!(
+        codes.get(&20).copied().unwrap_or(0) >= 5,
+        "rate limited: {codes:?}"
+    );
+    assert!(
+        codes.get(&0).copied().unwrap_or(0) >= 24,
+        "accepted: {codes:?}"
+    );
+    assert_eq!(
+        m.difficulty,
+        start_diff * 4.0,
+        "vardiff raised the difficulty 4×"
+    );
+    // Shares found at the new difficulty count.
+    let f = m.find(100, true, None).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = m
+        .call("mining.submit", f.params("alice.rig7"))
+        .await
+        .unwrap();
+    assert_eq!(code(&r), 0);
+}

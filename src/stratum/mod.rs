@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod miner;
 pub mod protocol;
 pub mod session;
+pub mod vardiff;
 
 use crate::client::{Client, ClientError, ClientOptions};
 use crate::config::Config;

@@ -7,6 +7,7 @@
 //! pool and fail over). Only the miner closing it, or a write that fails, ends it.
 
 use super::protocol::{self as p, Request};
+use super::vardiff::{self, Bucket, Step};
 use super::Gateway;
 use crate::model::share::ShareTarget;
 use crate::model::Job;
@@ -61,7 +62,7 @@ pub async fn run(sock: TcpStream, gw: Arc<Gateway>) {
                 let job = jobs.borrow_and_update().clone();
                 if let Some(job) = job { s.notify(&job, job.clean_jobs).await; }
             }
-            _ = tick.tick() => s.retarget(false).await,
+            _ = tick.tick() => s.retarget().await,
         }
         if s.out.is_closed() {
             break;
@@ -86,9 +87,8 @@ struct Session {
     /// Shares counted since `window_from`, for vardiff (counted by the submit tasks).
     counted: Arc<AtomicU64>,
     window_from: Instant,
-    /// Submits allowed now (a token bucket refilled at max_submits_per_s, 10 s deep).
-    tokens: f64,
-    tokens_at: Instant,
+    /// Submits allowed now (refilled at max_submits_per_s, 10 s deep).
+    bucket: Bucket,
 }
 
 impl Session {
@@ -97,7 +97,7 @@ impl Session {
         Session {
             en1: gw.next_extranonce1(),
             diff: c.start_difficulty.clamp(c.min_difficulty, c.max_difficulty),
-            tokens: c.max_submits_per_s * 10.0,
+            bucket: Bucket::new(c.max_submits_per_s, 10.0, Instant::now()),
             gw,
             out,
             subscribed: false,
@@ -106,7 +106,6 @@ impl Session {
             mask: None,
             counted: Arc::default(),
             window_from: Instant::now(),
-            tokens_at: Instant::now(),
         }
     }
 
@@ -129,7 +128,8 @@ impl Session {
             "mining.suggest_difficulty" => return self.suggest_difficulty(&req).await,
             "mining.extranonce.subscribe" => p::ok(&req.id, json!(true)),
             "mining.submit" => match self.submit(&req) {
-                Ok(()) => return,
+                // A burst of shares is looked at before the window's end.
+                Ok(()) => return self.retarget().await,
                 Err((code, why)) => {
                     self.gw.counters.rejected(code);
                     p::err(&req.id, code, &why)
@@ -239,7 +239,7 @@ impl Session {
         if !self.workers.contains(worker) {
             return Err((p::UNAUTHORIZED, "Unauthorized worker".into()));
         }
-        if !self.take_token() {
+        if !self.bucket.take(Instant::now()) {
             self.gw.counters.rate_limited.inc();
             return Err(other("Too many submits".into()));
         }
@@ -294,39 +294,19 @@ impl Session {
         sent.map_or(self.diff, |(_, d)| d.min(self.diff))
     }
 
-    fn take_token(&mut self) -> bool {
-        let rate = self.gw.cfg.max_submits_per_s;
-        let now = Instant::now();
-        let refill = now.duration_since(self.tokens_at).as_secs_f64() * rate;
-        self.tokens = (self.tokens + refill).min(rate * 10.0);
-        self.tokens_at = now;
-        if self.tokens < 1.0 {
-            return false;
-        }
-        self.tokens -= 1.0;
-        true
-    }
-
-    /// Vardiff: once the window is long enough, moves the difficulty towards the configured
-    /// share rate (at most 4× either way per step, within the bounds) and tells the miner.
-    async fn retarget(&mut self, _early: bool) {
-        let c = &self.gw.cfg;
-        if c.shares_per_minute <= 0.0 || !self.subscribed {
+    /// Vardiff ([`vardiff::next`]): a new difficulty is sent at once.
+    async fn retarget(&mut self) {
+        if !self.subscribed {
             return;
         }
-        let minutes = self.window_from.elapsed().as_secs_f64() / 60.0;
-        let shares = self.counted.load(Ordering::Relaxed) as f64;
-        let enough_time = minutes * 60.0 >= c.retarget_s as f64;
-        let enough_shares = shares >= 4.0 * c.shares_per_minute * c.retarget_s as f64 / 60.0;
-        if !(enough_time || enough_shares) || minutes <= 0.0 {
+        let shares = self.counted.load(Ordering::Relaxed);
+        let step = vardiff::next(&self.gw.cfg, self.diff, shares, self.window_from.elapsed());
+        if step == Step::Wait {
             return;
         }
-        let rate = shares / minutes;
-        let factor = (rate / c.shares_per_minute).clamp(0.25, 4.0);
-        let new = (self.diff * factor).clamp(c.min_difficulty, c.max_difficulty);
         self.counted.store(0, Ordering::Relaxed);
         self.window_from = Instant::now();
-        if (new / self.diff - 1.0).abs() > 0.1 {
+        if let Step::Set(new) = step {
             self.diff = new;
             self.send(p::set_difficulty(new)).await;
         }
