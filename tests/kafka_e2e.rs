@@ -490,6 +490,29 @@ fn a_create_time_shares_topic_is_refused_when_log_append_time_is_required() {
         .block_on(admin.alter_configs(&[alter], &AdminOptions::new()))
         .unwrap();
     assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+    // The broker applies a config change through its metadata log: wait until it describes
+    // the topic as changed, or the node may still read LogAppendTime.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = rt
+            .block_on(
+                admin.describe_configs(&[ResourceSpecifier::Topic(&topic)], &AdminOptions::new()),
+            )
+            .unwrap();
+        let ts = d[0]
+            .as_ref()
+            .ok()
+            .and_then(|c| c.get("message.timestamp.type"))
+            .and_then(|e| e.value.clone());
+        if ts.as_deref() == Some("CreateTime") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker kept {ts:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let text = std::fs::read_to_string(&env.config).unwrap();
     let strict = text.replacen("[kafka]\n", "[kafka]\nrequire_log_append_time = true\n", 1);
     std::fs::write(&env.config, strict).unwrap();
