@@ -230,18 +230,7 @@ impl Drop for Forget<'_> {
 
 /// Partitions of the shares topic.
 fn partition_count(c: &BaseConsumer<ReaderContext>, topic: &str) -> anyhow::Result<i32> {
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| anyhow::anyhow!("metadata of the shares topic {topic}: {e}"))?;
-    let n = md
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len() as i32);
-    anyhow::ensure!(
-        n > 0,
-        "the shares topic {topic} does not exist (`sharecheck topics create` makes it)"
-    );
-    Ok(n)
+    Ok(crate::kafka::partitions_of(c, topic, Duration::from_secs(10))?.len() as i32)
 }
 
 /// Assigns the route's partition (or every partition of its topic) at its end offset now.

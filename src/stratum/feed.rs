@@ -31,20 +31,9 @@ pub fn start(k: &KafkaConfig, fit: Fit, stop: Arc<AtomicBool>) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("cannot create the jobs reader: {e}"))?;
     let topic = &k.topics.jobs;
     let timeout = Duration::from_secs(10);
-    let md = c
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| anyhow::anyhow!("metadata of the jobs topic {topic}: {e}"))?;
-    let parts = md
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len() as i32);
-    anyhow::ensure!(
-        parts > 0,
-        "the jobs topic {topic} does not exist (`sharecheck topics create` makes it)"
-    );
     // The last job of each partition is the one to mine on: earlier ones are superseded.
     let mut tpl = TopicPartitionList::new();
-    for p in 0..parts {
+    for p in crate::kafka::partitions_of(&c, topic, timeout)? {
         let (low, high) = c
             .fetch_watermarks(topic, p, timeout)
             .map_err(|e| anyhow::anyhow!("offsets of {topic}: {e}"))?;

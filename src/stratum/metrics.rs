@@ -2,7 +2,7 @@
 //! `stratum.metrics_listen` (`/metrics`; `/healthz` answers 200 while the gateway runs).
 
 use super::protocol;
-use crate::metrics::{prometheus_text, Endpoint, Response};
+use crate::metrics::{counter, prometheus_text, reg, Endpoint, Response};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -25,16 +25,6 @@ pub struct Counters {
     pub sharelog_failed: IntCounter,
     /// mining.submit to its reply, for the submits a node judged.
     pub submit_seconds: Histogram,
-}
-
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone()))
-        .expect("metric names are unique and valid");
-    c
-}
-
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    reg(r, IntCounter::new(name, help).expect("valid"))
 }
 
 impl Default for Counters {
