@@ -47,6 +47,6 @@ print_reports() {
     fi
 }
 trap print_reports EXIT
-# The library as a stratum server embeds it: without the GPU backends and ZooKeeper.
+# The library as a stratum server embeds it: without the GPU and FPGA backends and ZooKeeper.
 cargo check --lib -p sharecheck --no-default-features
 cargo test "$@"

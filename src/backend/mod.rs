@@ -5,6 +5,7 @@
 pub mod cpu;
 pub mod fallback;
 pub mod fixture;
+#[cfg(feature = "fpga")]
 pub mod fpga;
 pub mod gpu;
 #[cfg(feature = "gpu")]

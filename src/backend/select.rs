@@ -35,7 +35,7 @@ pub struct Options {
     /// How long `auto` measures each candidate.
     pub measure: Duration,
     /// The FPGA's streams (`fpga`).
-    pub fpga: super::fpga::FpgaConfig,
+    pub fpga: crate::config::FpgaConfig,
 }
 
 impl Default for Options {
@@ -101,6 +101,11 @@ pub fn open_with(opts: &Options) -> anyhow::Result<Box<dyn Backend>> {
             )))
         }
         BackendKind::Auto => auto(opts),
+        #[cfg(not(feature = "fpga"))]
+        BackendKind::Fpga => {
+            anyhow::bail!("fpga: this sharecheck was built without its fpga feature")
+        }
+        #[cfg(feature = "fpga")]
         BackendKind::Fpga => {
             let card: Box<dyn Backend> =
                 Box::new(super::fpga::FpgaBackend::new(opts.fpga.clone())?);
