@@ -13,15 +13,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Shares travel in share batches, one per shares partition, gathered for up to
-//! `linger` ([`batch`]), with a `reply_to` header; the client gives each share an id of its own (unique among the shares it has in flight), so the caller's id
-//! is overwritten. The verdicts of the route are read by one thread, which hands each to the
+//! Shares travel in share batches, one per shares partition, gathered for up to `linger`
+//! ([`batch`]), with a `reply_to` header. The client gives each share an id of its own: its
+//! place in a table of `max_in_flight` slots made once ([`slots`]), so that a share in
+//! flight costs no allocation beyond its record in the batch. The caller's id is
+//! overwritten. The verdicts of the route are read by one thread, which hands each to the
 //! share waiting for it; a verdict that nobody waits for (a repeat after a node's crash, or
 //! one that came after its share timed out) is dropped and counted. Every route must have one
 //! reader only: two clients on one route would each see half of the other's verdicts as
 //! unknown.
 
 pub mod batch;
+pub mod slots;
 
 use crate::config::KafkaConfig;
 use crate::kafka::reply::Route;
@@ -33,11 +36,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, Semaphore};
 
 /// How a client publishes and waits.
 #[derive(Debug, Clone)]
@@ -78,8 +79,6 @@ pub enum ClientError {
     Closed,
 }
 
-type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Verdict>>>>;
-
 /// Counters of a client's life.
 #[derive(Debug, Default)]
 pub struct ClientStats {
@@ -95,9 +94,8 @@ pub struct Client {
     batcher: Arc<batch::Batcher>,
     jobs_topic: String,
     opts: ClientOptions,
-    waiting: Waiting,
-    slots: Arc<Semaphore>,
-    next_id: AtomicU64,
+    /// The shares waiting for their verdicts (`max_in_flight` places).
+    waiting: Arc<slots::Slots>,
     stop: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
     pub stats: Arc<ClientStats>,
@@ -124,7 +122,7 @@ impl Client {
             opts.linger,
             opts.max_batch,
         );
-        let waiting: Waiting = Arc::default();
+        let waiting = Arc::new(slots::Slots::new(opts.max_in_flight));
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(ClientStats::default());
         let reader = {
@@ -137,12 +135,8 @@ impl Client {
             producer,
             batcher,
             jobs_topic: k.topics.jobs.clone(),
-            slots: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
             opts,
             waiting,
-            // Ids start at a random point, so that a restarted client does not take a verdict
-            // of its predecessor's last shares for one of its own.
-            next_id: AtomicU64::new(rand::random::<u64>() >> 1),
             stop,
             reader: Some(reader),
             stats,
@@ -153,18 +147,10 @@ impl Client {
     /// waits for its verdict. The record's id is replaced by the client's own; the verdict
     /// carries that one.
     pub async fn submit(&self, mut share: ShareRecord) -> Result<Verdict, ClientError> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| ClientError::Closed)?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        share.id = id.to_le_bytes();
-        let (tx, rx) = oneshot::channel();
-        lock(&self.waiting).insert(id, tx);
         // Whatever happens next (a verdict, an error, a timeout, the caller dropping the
-        // future), the share no longer waits.
-        let _forget = Forget(&self.waiting, id);
+        // future), the slot is given back when `held` goes.
+        let held = self.waiting.hold().await.ok_or(ClientError::Closed)?;
+        share.id = held.id.to_le_bytes();
         let mut delivered = self.batcher.add(share, key_of(&share));
         let wait = async {
             let outcome = delivered
@@ -175,7 +161,7 @@ impl Client {
             if let Some(Err(e)) = outcome {
                 return Err(ClientError::Kafka(e));
             }
-            rx.await.map_err(|_| ClientError::Closed)
+            Ok(held.verdict().await)
         };
         match tokio::time::timeout(self.opts.timeout, wait).await {
             Ok(r) => r,
@@ -202,7 +188,7 @@ impl Client {
 
     /// Shares waiting for their verdict now.
     pub fn in_flight(&self) -> usize {
-        lock(&self.waiting).len()
+        self.waiting.held()
     }
 }
 
@@ -212,19 +198,6 @@ impl Drop for Client {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
-    }
-}
-
-fn lock(w: &Waiting) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Verdict>>> {
-    w.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Removes a share from the waiting ones when its `submit` ends, however it ends.
-struct Forget<'a>(&'a Waiting, u64);
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        lock(self.0).remove(&self.1);
     }
 }
 
@@ -266,7 +239,7 @@ fn assign_from_end(c: &BaseConsumer<ReaderContext>, route: &Route) -> anyhow::Re
 /// The reader thread: every verdict of the route to the share waiting for it.
 fn read_verdicts(
     c: BaseConsumer<ReaderContext>,
-    waiting: &Waiting,
+    waiting: &slots::Slots,
     stop: &AtomicBool,
     stats: &ClientStats,
 ) {
@@ -279,15 +252,9 @@ fn read_verdicts(
             stats.undecodable.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let mut w = lock(waiting);
         for v in verdicts {
-            match v.id.and_then(|id| w.remove(&id)) {
-                Some(tx) => {
-                    let _ = tx.send(v);
-                }
-                None => {
-                    stats.unmatched.fetch_add(1, Ordering::Relaxed);
-                }
+            if !waiting.deliver(v) {
+                stats.unmatched.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
