@@ -48,7 +48,7 @@ pub struct ClientOptions {
     /// How long a share waits for its verdict. Default 5 s.
     pub timeout: Duration,
     /// Shares waiting for a verdict at once; `submit` waits for a place beyond that.
-    /// Default 65 536.
+    /// Default 16 384 (the table of their places is made at once, about 200 bytes each).
     pub max_in_flight: usize,
     /// How long a share waits for company before its batch is produced. Default 1 ms.
     pub linger: Duration,
@@ -61,7 +61,7 @@ impl ClientOptions {
         ClientOptions {
             reply,
             timeout: Duration::from_secs(5),
-            max_in_flight: 65_536,
+            max_in_flight: 16_384,
             linger: Duration::from_millis(1),
             max_batch: 1024,
         }

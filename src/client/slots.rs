@@ -162,3 +162,13 @@ mod tests {
         assert!(waiter.await.unwrap().is_some());
     }
 }
+
+#[cfg(test)]
+mod size {
+    /// What the table costs per place (the docs of `max_in_flight` say about 200 bytes).
+    #[test]
+    fn a_slot_is_small() {
+        let n = std::mem::size_of::<super::Slot>();
+        assert!(n <= 256, "{n} bytes");
+    }
+}
