@@ -33,9 +33,20 @@ pub async fn run(sock: TcpStream, gw: Arc<Gateway>) {
     let (rd, mut wr) = sock.into_split();
     let (out, mut lines) = mpsc::channel::<String>(256);
     let writer = tokio::spawn(async move {
-        while let Some(mut l) = lines.recv().await {
-            l.push('\n');
-            if wr.write_all(l.as_bytes()).await.is_err() {
+        // Every line that is ready goes out in one write: a busy session's replies arrive
+        // in bursts (one verdict message answers many shares), and each write is a system
+        // call, the largest cost of a loaded gateway.
+        let mut buf = String::new();
+        while let Some(l) = lines.recv().await {
+            buf.clear();
+            buf.push_str(&l);
+            buf.push('\n');
+            while buf.len() < 64 << 10 {
+                let Ok(more) = lines.try_recv() else { break };
+                buf.push_str(&more);
+                buf.push('\n');
+            }
+            if wr.write_all(buf.as_bytes()).await.is_err() {
                 return;
             }
         }
