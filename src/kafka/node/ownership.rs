@@ -259,8 +259,23 @@ impl Ownership {
     }
 
     /// Messages whose outputs are acknowledged; returns, per partition whose committable
-    /// offset moved, the offset to store.
+    /// offset moved, the offset to store. (The node stores them as they move, with
+    /// [`Ownership::complete_and_store`].)
+    #[cfg(test)]
     pub fn complete(&self, done: &[(Epoch, i64)]) -> Vec<(i32, i64)> {
+        self.complete_and_store(done, |_| {})
+    }
+
+    /// [`Ownership::complete`], with `store` called on the offsets that moved before the
+    /// lock is let go. Batches are acknowledged by concurrent tasks: were the offsets stored
+    /// after the lock, a task that moved a partition to 179 could store after one that moved
+    /// it on to 341, and librdkafka (which keeps the last offset stored, not the highest)
+    /// would commit 179 until the partition's next message.
+    pub fn complete_and_store(
+        &self,
+        done: &[(Epoch, i64)],
+        store: impl FnOnce(&[(i32, i64)]),
+    ) -> Vec<(i32, i64)> {
         let mut moved: Vec<(i32, i64)> = Vec::new();
         let mut i = self.lock();
         for &(e, o) in done {
@@ -276,6 +291,9 @@ impl Ownership {
             i.last_error.remove(p);
             i.rewound.remove(p);
             i.waiting_since.insert(*p, now);
+        }
+        if !moved.is_empty() {
+            store(&moved);
         }
         moved
     }
@@ -622,6 +640,43 @@ mod tests {
         o.enter(2, 42);
         let s = o.stalls(Duration::from_millis(10));
         assert!(s.len() == 1 && s[0].reason.contains("offset 42"), "{s:?}");
+    }
+
+    /// Batches of one partition acknowledged by concurrent threads store their offsets in
+    /// the order the offset moved: what is stored last is the highest.
+    #[test]
+    fn offsets_are_stored_in_the_order_they_moved() {
+        let o = Arc::new(Ownership::new());
+        let e = o.start(0);
+        let n = 4_000i64;
+        for off in 0..n {
+            o.enter(0, off);
+        }
+        let stored = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..4i64)
+            .map(|t| {
+                let (o, stored) = (o.clone(), stored.clone());
+                std::thread::spawn(move || {
+                    for off in (t..n).step_by(4) {
+                        o.complete_and_store(&[(e, off)], |moved| {
+                            // Giving up the core between moving and storing widens the
+                            // window a store outside the lock loses the order in.
+                            std::thread::yield_now();
+                            stored.lock().unwrap().push(moved[0].1);
+                        });
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let stored = stored.lock().unwrap();
+        assert!(
+            stored.windows(2).all(|w| w[0] < w[1]),
+            "stored out of order"
+        );
+        assert_eq!(stored.last(), Some(&n));
     }
 
     /// A restart (rewind) ends the epoch but keeps the partition held; a restart of an

@@ -140,24 +140,23 @@ pub fn count_batch(metrics: &Metrics, shares: usize) {
 }
 
 /// Share messages whose outputs the broker has: their offsets completed, and the
-/// committable offsets that moved stored for librdkafka's next commit.
+/// committable offsets that moved stored for librdkafka's next commit (in the order they
+/// moved: see [`Ownership::complete_and_store`](super::ownership::Ownership::complete_and_store)).
 pub fn completed(sh: &Shared, done: &[(Epoch, i64)]) {
-    let moved = sh.ownership.complete(done);
-    if moved.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::with_capacity(moved.len());
-    let topic = &sh.cfg.kafka.topics.shares;
-    for (p, next) in &moved {
-        if tpl
-            .add_partition_offset(topic, *p, Offset::Offset(*next))
-            .is_err()
-        {
-            return;
+    sh.ownership.complete_and_store(done, |moved| {
+        let mut tpl = TopicPartitionList::with_capacity(moved.len());
+        let topic = &sh.cfg.kafka.topics.shares;
+        for (p, next) in moved {
+            if tpl
+                .add_partition_offset(topic, *p, Offset::Offset(*next))
+                .is_err()
+            {
+                return;
+            }
         }
-    }
-    if let Err(e) = sh.consumer.store_offsets(&tpl) {
-        // A partition was revoked meanwhile; its new owner re-reads it.
-        tracing::debug!("offsets {moved:?} not stored: {e}");
-    }
+        if let Err(e) = sh.consumer.store_offsets(&tpl) {
+            // A partition was revoked meanwhile; its new owner re-reads it.
+            tracing::debug!("offsets {moved:?} not stored: {e}");
+        }
+    });
 }
