@@ -32,9 +32,22 @@ pub struct Metrics {
     /// Entries of the duplicate sets, per validation lane.
     pub duplicate_entries: IntGaugeVec,
     pub inflight: IntGauge,
+    /// Messages behind the end of each held share partition, by topic and partition.
     pub consumer_lag: IntGaugeVec,
     /// 1 for each partition the node holds that stopped moving on (see `stalls`).
     pub partition_stalled: IntGaugeVec,
+    /// Share partitions held now.
+    pub partitions_held: IntGauge,
+    /// 1 while the configured backend is in service, 0 once it fell back to the CPU.
+    pub backend_in_service: IntGaugeVec,
+    /// Job messages the jobs reader took (usable ones; bad ones are dead letters).
+    pub jobs_received: IntCounter,
+    /// The Kafka timestamp of the newest job taken, in seconds since the epoch.
+    pub last_job_timestamp: prometheus::Gauge,
+    /// zookeeper mode: the session is connected, this node leads, the members it sees.
+    pub zookeeper_connected: IntGauge,
+    pub zookeeper_leader: IntGauge,
+    pub zookeeper_members: IntGauge,
     /// The stalled partitions with their reasons, for `/healthz` (empty when all move on).
     pub stalls: std::sync::Mutex<Vec<String>>,
     /// False once shutdown has begun (`/healthz` then answers 503).
@@ -57,11 +70,11 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     reg(r, IntGauge::new(name, help).expect("valid"))
 }
 
-/// A gauge per share partition.
+/// A gauge per share partition, labelled with the shares topic and the partition.
 fn partition_gauges(r: &Registry, name: &str, help: &str) -> IntGaugeVec {
     reg(
         r,
-        IntGaugeVec::new(Opts::new(name, help), &["partition"]).expect("valid"),
+        IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"]).expect("valid"),
     )
 }
 
@@ -158,9 +171,34 @@ impl Metrics {
                 "Bytes of coinbase parts, merkle branches and ids the jobs held hold",
             ),
             inflight: gauge(&r, "sharecheck_inflight_batches", "Batches between fetch and acknowledgement"),
-            consumer_lag: partition_gauges(&r, "sharecheck_consumer_lag", "Messages behind the end of each share partition (librdkafka statistics)"),
+            consumer_lag: partition_gauges(&r, "sharecheck_consumer_lag_messages", "Messages behind the end of each held share partition (librdkafka statistics)"),
             partition_stalled: partition_gauges(&r, "sharecheck_partition_stalled", "1 while a held share partition does not move on: halted, or its \
                          committable offset held back longer than kafka.stall_timeout_s"),
+            partitions_held: gauge(&r, "sharecheck_partitions_held", "Share partitions this node holds now"),
+            backend_in_service: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sharecheck_backend_in_service",
+                        "1 while the configured backend validates, 0 once it failed and the CPU \
+                         redoes its batches",
+                    ),
+                    &["backend"],
+                )
+                .expect("valid"),
+            ),
+            jobs_received: counter(&r, "sharecheck_jobs_received_total", "Usable job messages the jobs reader took from the jobs topic"),
+            last_job_timestamp: reg(
+                &r,
+                prometheus::Gauge::new(
+                    "sharecheck_last_job_timestamp_seconds",
+                    "Kafka timestamp of the newest job taken (seconds since the epoch; 0 before the first)",
+                )
+                .expect("valid"),
+            ),
+            zookeeper_connected: gauge(&r, "sharecheck_zookeeper_connected", "zookeeper mode: 1 while the node's ZooKeeper session is connected (0 in kafka mode)"),
+            zookeeper_leader: gauge(&r, "sharecheck_zookeeper_leader", "zookeeper mode: 1 while this node is the group's leader"),
+            zookeeper_members: gauge(&r, "sharecheck_zookeeper_members", "zookeeper mode: members of the group, as the leader last read them (0 on the other nodes)"),
             stalls: std::sync::Mutex::new(Vec::new()),
             healthy: AtomicBool::new(true),
             not_ready: std::sync::Mutex::new(vec!["starting".into()]),
@@ -175,6 +213,8 @@ impl Metrics {
         let seen = self.fallback_batches.get();
         if failed > seen {
             self.fallback_batches.inc_by(failed - seen);
+            // The backend is out of service from its first failure on.
+            self.set_each_except(&self.backend_in_service, "backend", 0, &[] as &[&str]);
         }
         let mut buf = Vec::new();
         TextEncoder::new()
@@ -203,34 +243,52 @@ impl Metrics {
             .sum()
     }
 
-    /// Drops a partition's consumer lag when the node gives the partition up: the last value
-    /// would otherwise stay on /metrics, stale, for a partition another node now reads.
-    pub fn forget_partition(&self, partition: i32) {
-        let _ = self
-            .consumer_lag
-            .remove_label_values(&[&partition.to_string()]);
+    /// The consumer lag of a held partition of `topic`.
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(lag);
     }
 
-    /// Publishes the stalled partitions (partition, reason): their gauge at 1, the gauge of
-    /// partitions that recovered since the last call at 0, and the list for `/healthz`.
-    pub fn set_stalls(&self, stalls: &[(i32, String)]) {
+    /// Drops a partition's consumer lag when the node gives the partition up: the last value
+    /// would otherwise stay on /metrics, stale, for a partition another node now reads.
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let _ = self
+            .consumer_lag
+            .remove_label_values(&[topic, &partition.to_string()]);
+    }
+
+    /// Sets every series of `v` to `value`, except those whose label `name` is in `keep`
+    /// (matched by [`ToString`]).
+    fn set_each_except<K: ToString>(&self, v: &IntGaugeVec, name: &str, value: i64, keep: &[K]) {
         use prometheus::core::Collector;
-        for m in self
-            .partition_stalled
-            .collect()
-            .iter()
-            .flat_map(|f| f.get_metric())
-        {
-            let label = m.get_label().first().map(|l| l.value().to_string());
-            if let Some(p) = label {
-                if !stalls.iter().any(|(s, _)| s.to_string() == p) {
-                    self.partition_stalled.with_label_values(&[&p]).set(0);
+        for f in v.collect() {
+            for m in f.get_metric() {
+                let labels = m.get_label();
+                let Some(key) = labels.iter().find(|l| l.name() == name) else {
+                    continue;
+                };
+                if keep.iter().any(|k| k.to_string() == key.value()) {
+                    continue;
                 }
+                // By name: a collected metric lists its labels sorted by name, not in the
+                // order `with_label_values` takes them.
+                let by_name: std::collections::HashMap<&str, &str> =
+                    labels.iter().map(|l| (l.name(), l.value())).collect();
+                let _ = v.get_metric_with(&by_name).map(|g| g.set(value));
             }
         }
-        for (p, _) in stalls {
+    }
+
+    /// Publishes the stalled partitions of `topic` (partition, reason): their gauge at 1,
+    /// the gauge of partitions that recovered since the last call at 0, and the list for
+    /// `/healthz`.
+    pub fn set_stalls(&self, topic: &str, stalls: &[(i32, String)]) {
+        let stalled: Vec<i32> = stalls.iter().map(|(p, _)| *p).collect();
+        self.set_each_except(&self.partition_stalled, "partition", 0, &stalled);
+        for p in &stalled {
             self.partition_stalled
-                .with_label_values(&[&p.to_string()])
+                .with_label_values(&[topic, &p.to_string()])
                 .set(1);
         }
         *self.stalls.lock().unwrap_or_else(|e| e.into_inner()) = stalls
@@ -488,13 +546,28 @@ mod tests {
         m.not_ready.lock().unwrap().clear();
         assert_eq!(ready(&m).2, "ready\n");
         assert!(ready(&m).0.starts_with("200"));
-        m.set_stalls(&[(3, "offset 7 has waited 61 s".into())]);
+        m.set_stalls("t", &[(3, "offset 7 has waited 61 s".into())]);
         let (code, _, body) = ready(&m);
         assert!(
             code.starts_with("503") && body.starts_with("stalled"),
             "{body}"
         );
-        m.set_stalls(&[]);
+        let stalled = |m: &Metrics| {
+            m.render()
+                .lines()
+                .find(|l| l.starts_with("sharecheck_partition_stalled{"))
+                .map(str::to_string)
+        };
+        assert_eq!(
+            stalled(&m).as_deref(),
+            Some(r#"sharecheck_partition_stalled{partition="3",topic="t"} 1"#)
+        );
+        m.set_stalls("t", &[]);
+        assert_eq!(
+            stalled(&m).as_deref(),
+            Some(r#"sharecheck_partition_stalled{partition="3",topic="t"} 0"#),
+            "a partition that moves on again reads 0"
+        );
         m.healthy.store(false, Ordering::Relaxed);
         assert_eq!(ready(&m).2, "shutting down\n");
     }

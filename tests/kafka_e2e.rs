@@ -102,7 +102,13 @@ fn verdicts_match_verify(test: &str, extra: &str, partitions: i32) -> String {
         Some(0.0),
         "/metrics after the drain:\n{text}"
     );
-    check_metrics(port, &text, &by_status, env.partitions);
+    check_metrics(
+        port,
+        &text,
+        &by_status,
+        env.partitions,
+        &env.topic("shares"),
+    );
     assert_eq!(http_get(port, "/healthz"), "ok\n");
     // Ready: partitions held, jobs read, backend in service (the answer is refreshed every
     // second).
@@ -128,6 +134,7 @@ fn check_metrics(
     text: &str,
     by_status: &std::collections::BTreeMap<String, f64>,
     partitions: i32,
+    shares_topic: &str,
 ) {
     for (status, n) in by_status {
         let name = format!("sharecheck_shares_total{{status=\"{status}\"}}");
@@ -164,12 +171,34 @@ fn check_metrics(
         metric(text, "sharecheck_jobs_cached").is_some_and(|j| j > 0.0),
         "jobs cached in:\n{text}"
     );
+    assert!(
+        metric(text, "sharecheck_jobs_received_total").is_some_and(|j| j > 0.0),
+        "jobs received in:\n{text}"
+    );
+    // The jobs were stamped by the broker within the last hour.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        metric(text, "sharecheck_last_job_timestamp_seconds")
+            .is_some_and(|t| t > now - 3600.0 && t <= now + 5.0),
+        "newest job's timestamp in:\n{text}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("sharecheck_backend_in_service{backend=\"cpu") && l.ends_with(" 1")
+        ),
+        "backend in service in:\n{text}"
+    );
+    assert_eq!(metric(text, "sharecheck_zookeeper_connected"), Some(0.0));
     let lags = |text: &str| -> Vec<Option<f64>> {
         (0..partitions)
             .map(|p| {
-                metric(
+                metric_with(
                     text,
-                    &format!("sharecheck_consumer_lag{{partition=\"{p}\"}}"),
+                    "sharecheck_consumer_lag_messages",
+                    &[("topic", shares_topic), ("partition", &p.to_string())],
                 )
             })
             .collect()
@@ -184,6 +213,12 @@ fn check_metrics(
         lags(&text).iter().all(|l| *l == Some(0.0)),
         "consumer lag per partition {:?} in:\n{text}",
         lags(&text)
+    );
+    // Set every second (the drain can take less).
+    assert_eq!(
+        metric(&text, "sharecheck_partitions_held"),
+        Some(partitions as f64),
+        "partitions held in:\n{text}"
     );
 }
 

@@ -37,8 +37,21 @@ fn zk_env_with(test: &str, partitions: i32, more: &str) -> (Env, String) {
 }
 
 fn node(env: &Env, id: &str, capacity: f64) -> Proc {
+    node_with_metrics(env, id, capacity, "")
+}
+
+/// [`node`] with its metrics listener on `metrics` ("" for none).
+fn node_with_metrics(env: &Env, id: &str, capacity: f64, metrics: &str) -> Proc {
     env.spawn(
-        &["run", "--node-id", id, "--capacity", &capacity.to_string()],
+        &[
+            "run",
+            "--node-id",
+            id,
+            "--capacity",
+            &capacity.to_string(),
+            "--metrics-listen",
+            metrics,
+        ],
         &format!("{id}.log"),
     )
 }
@@ -218,12 +231,37 @@ fn assert_all_verdicts(env: &Env, want: &[Value]) {
 #[test]
 fn three_nodes_with_capacities_4_1_1_get_8_2_2() {
     let (env, _) = zk_env("zk-441", 12);
-    let mut nodes = vec![
-        node(&env, "a", 4000.0),
-        node(&env, "b", 1000.0),
-        node(&env, "c", 1000.0),
-    ];
+    let ports = [free_port(), free_port(), free_port()];
+    let mut nodes: Vec<Proc> = [("a", 4000.0), ("b", 1000.0), ("c", 1000.0)]
+        .iter()
+        .zip(ports)
+        .map(|(&(id, cap), port)| node_with_metrics(&env, id, cap, &format!("127.0.0.1:{port}")))
+        .collect();
     let s = wait_settled(&env, 3, 12);
+    // Each node's view of the group on /metrics (set every second): connected, one leader,
+    // which sees the three members, and the partitions each holds.
+    let gauges = |port: u16| {
+        let t = http_get(port, "/metrics");
+        let g = |name: &str| metric(&t, name).unwrap_or(-1.0);
+        (
+            g("sharecheck_zookeeper_connected"),
+            g("sharecheck_zookeeper_leader"),
+            g("sharecheck_zookeeper_members"),
+            g("sharecheck_partitions_held"),
+        )
+    };
+    let mut views = Vec::new();
+    let settled = wait_until(Duration::from_secs(10), || {
+        views = ports.iter().map(|&p| gauges(p)).collect();
+        views.iter().all(|v| v.0 == 1.0)
+            && views.iter().filter(|v| v.1 == 1.0).count() == 1
+            && views.iter().any(|v| v.1 == 1.0 && v.2 == 3.0)
+            && views.iter().map(|v| v.3).sum::<f64>() == 12.0
+    });
+    assert!(
+        settled.is_some(),
+        "(connected, leader, members, held) per node: {views:?}"
+    );
     let (by, _) = owners(&s);
     report(&format!("capacities 4:1:1, partitions owned: {by:?}"));
     eprintln!("status: {s}");

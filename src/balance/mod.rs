@@ -144,6 +144,19 @@ pub struct NodeBalance {
     #[cfg(feature = "zookeeper")]
     pub coordinator: zk::Coordinator,
     pub commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    /// What the coordinator knows of the group now, for the node's metrics.
+    pub status: std::sync::Arc<GroupStatus>,
+}
+
+/// The coordinator's view of the group, kept up to date as it changes.
+#[derive(Debug, Default)]
+pub struct GroupStatus {
+    /// The ZooKeeper session is connected.
+    pub connected: std::sync::atomic::AtomicBool,
+    /// This node leads the group (computes the assignment).
+    pub leader: std::sync::atomic::AtomicBool,
+    /// Members of the group as the leader last read them; 0 on the other nodes.
+    pub members: std::sync::atomic::AtomicUsize,
 }
 
 impl NodeBalance {
@@ -190,6 +203,7 @@ pub async fn join(
         capacity,
     };
     let (tx, commands) = tokio::sync::mpsc::unbounded_channel();
+    let status = std::sync::Arc::new(GroupStatus::default());
     let coordinator = zk::Coordinator::start(
         zk::Options {
             connect: b.zookeeper.clone(),
@@ -199,6 +213,7 @@ pub async fn join(
             member,
             partitions,
             poll: Duration::from_secs(5),
+            status: status.clone(),
         },
         tx,
     )
@@ -206,5 +221,6 @@ pub async fn join(
     Ok(NodeBalance {
         coordinator,
         commands,
+        status,
     })
 }

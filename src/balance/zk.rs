@@ -22,6 +22,7 @@ use super::auth::{self, ZkAuth};
 use super::{Assignment, Command, Member, Paths};
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -41,6 +42,8 @@ pub struct Options {
     /// How often the leader re-reads the partition count (and every node retries anything
     /// that failed).
     pub poll: Duration,
+    /// Kept up to date with the session, the leadership and the members seen.
+    pub status: Arc<super::GroupStatus>,
 }
 
 /// Connects to ZooKeeper with the group's session settings, authenticated with `auth`.
@@ -161,13 +164,18 @@ async fn run(
             opts.session_timeout / 2,
             gate.clone(),
             lost_tx,
+            opts.status.clone(),
         ));
         let mut s = Session::new(&opts, c, gate.clone(), cmds.clone());
+        opts.status.connected.store(true, Ordering::Relaxed);
         let end = tokio::select! {
             r = s.run(&mut stop) => r,
             reason = lost_rx.recv() => Err(anyhow::anyhow!(reason.unwrap_or_default())),
         };
         monitor.abort();
+        opts.status.connected.store(false, Ordering::Relaxed);
+        opts.status.leader.store(false, Ordering::Relaxed);
+        opts.status.members.store(0, Ordering::Relaxed);
         match end {
             Ok(()) => {
                 s.leave().await;
@@ -190,10 +198,23 @@ async fn run(
 }
 
 /// Watches the session state; fences on expiry or on a disconnection longer than `bound`.
-async fn monitor(c: Client, bound: Duration, gate: Arc<Gate>, lost: mpsc::UnboundedSender<String>) {
+async fn monitor(
+    c: Client,
+    bound: Duration,
+    gate: Arc<Gate>,
+    lost: mpsc::UnboundedSender<String>,
+    status: Arc<super::GroupStatus>,
+) {
     let mut w = c.state_watcher();
     let mut state = w.state();
     loop {
+        status.connected.store(
+            matches!(
+                state,
+                SessionState::SyncConnected | SessionState::ConnectedReadOnly
+            ),
+            Ordering::Relaxed,
+        );
         let reason = match state {
             SessionState::Disconnected => {
                 tracing::warn!("disconnected from ZooKeeper; partitions kept for up to {bound:?}");
@@ -408,10 +429,13 @@ impl<'a> Session<'a> {
                     tracing::info!(node = %self.me, "elected leader");
                 }
                 self.leader = true;
+                self.opts.status.leader.store(true, Ordering::Relaxed);
                 self.watching_members = false;
                 return Ok(());
             }
             self.leader = false;
+            self.opts.status.leader.store(false, Ordering::Relaxed);
+            self.opts.status.members.store(0, Ordering::Relaxed);
             let pred = format!("{}/{}", self.paths.election(), kids[i - 1]);
             let (stat, w) = self.c.check_and_watch_stat(&pred).await?;
             if stat.is_none() {
@@ -524,6 +548,10 @@ impl<'a> Session<'a> {
             }
         }
         members.sort_by(|a, b| a.id.cmp(&b.id));
+        self.opts
+            .status
+            .members
+            .store(members.len(), Ordering::Relaxed);
         let (cur, version) = self.read_assignment(false).await?;
         let owners = assign(&self.partitions, &members, &cur.owners);
         let capacities: BTreeMap<String, f64> =

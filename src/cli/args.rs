@@ -290,6 +290,10 @@ pub struct RunArgs {
     /// This node's capacity in shares/s (overrides balance.capacity).
     #[arg(long)]
     pub capacity: Option<f64>,
+    /// Address of its /metrics, /healthz and /readyz, "" for none (overrides
+    /// metrics.listen): several nodes on one host each need their own.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(clap::Args)]

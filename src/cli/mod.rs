@@ -87,6 +87,7 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
             if a.capacity.is_some() {
                 cfg.balance.capacity = a.capacity;
             }
+            set(&mut cfg.metrics.listen, &a.metrics_listen);
         }
         Cmd::Stratum(a) => {
             set(&mut cfg.stratum.listen, &a.listen);

@@ -5,19 +5,42 @@ use crate::backend::Backend;
 use crate::balance::{NodeBalance, PartitionSource};
 use crate::config::{Config, KafkaConfig};
 use crate::kafka::{partitions_of, reader_config, ReaderContext};
+use crate::metrics::Metrics;
 use rdkafka::consumer::BaseConsumer;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Joins the group of `cfg.balance`. The capacity is `balance.capacity`, or else `backend`'s
-/// shares/s measured now at the configured batch size.
-pub(super) async fn join(cfg: &Config, backend: &dyn Backend) -> anyhow::Result<NodeBalance> {
+/// shares/s measured now at the configured batch size. The group's status goes to the
+/// `sharecheck_zookeeper_*` gauges every second while the node runs.
+pub(super) async fn join(
+    cfg: &Config,
+    backend: &dyn Backend,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<NodeBalance> {
     let capacity = match cfg.balance.capacity {
         Some(c) => c,
         None => measure(cfg, backend)?,
     };
     let partitions = partition_source(&cfg.kafka)?;
-    crate::balance::join(&cfg.balance, vec![backend.name()], capacity, partitions).await
+    let b = crate::balance::join(&cfg.balance, vec![backend.name()], capacity, partitions).await?;
+    let (status, m) = (Arc::downgrade(&b.status), metrics.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Ends with the group: the node drops its NodeBalance when it leaves.
+        while let Some(s) = status.upgrade() {
+            m.zookeeper_connected
+                .set(s.connected.load(Ordering::Relaxed) as i64);
+            m.zookeeper_leader
+                .set(s.leader.load(Ordering::Relaxed) as i64);
+            m.zookeeper_members
+                .set(s.members.load(Ordering::Relaxed) as i64);
+            drop(s);
+            tick.tick().await;
+        }
+    });
+    Ok(b)
 }
 
 /// `backend`'s shares/s, for one second at the configured batch size (at most 65536).

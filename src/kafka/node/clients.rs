@@ -133,10 +133,7 @@ impl ClientContext for NodeContext {
                 // Only partitions held: librdkafka goes on reporting ones given up. A held
                 // partition that is paused or stuck keeps its lag (it is what grows then).
                 if *p >= 0 && st.consumer_lag >= 0 && self.ownership.is_held(*p) {
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&[&p.to_string()])
-                        .set(st.consumer_lag);
+                    self.metrics.set_lag(&self.topic, *p, st.consumer_lag);
                 }
             }
         }
@@ -170,7 +167,7 @@ impl ConsumerContext for NodeContext {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 for p in &parts {
                     self.ownership.stop(*p);
-                    self.metrics.forget_partition(*p);
+                    self.metrics.forget_partition(&self.topic, *p);
                 }
                 tracing::info!(?parts, "partitions revoked");
             }

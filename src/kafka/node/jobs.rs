@@ -293,6 +293,10 @@ impl JobLog {
                     let mut st = self.state();
                     if let Some(j) = job {
                         st.push(j, ts, limits);
+                        metrics.jobs_received.inc();
+                        if ts as f64 / 1000.0 > metrics.last_job_timestamp.get() {
+                            metrics.last_job_timestamp.set(ts as f64 / 1000.0);
+                        }
                         metrics.jobs.set(st.jobs.len() as i64);
                         metrics.job_log_bytes.set(st.bytes as i64);
                     }

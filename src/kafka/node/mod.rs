@@ -84,6 +84,10 @@ pub async fn run(
         backend = %backend.name(), balance = %cfg.balance.mode, lanes = cfg.backend.lanes(),
         "validator node started"
     );
+    metrics
+        .backend_in_service
+        .with_label_values(&[&backend.name()])
+        .set(1);
     let (mut stages, hashed) = lanes::start(&sh, &jobs.log, Arc::from(backend))?;
     let delivery = deliver::start(&sh, hashed);
     let progress = tokio::spawn(log_progress(metrics.clone()));
@@ -161,7 +165,7 @@ async fn join_or_subscribe(
     backend: &dyn Backend,
 ) -> anyhow::Result<Option<crate::balance::NodeBalance>> {
     if sh.cfg.balance.is_zookeeper() {
-        return Ok(Some(balance::join(&sh.cfg, backend).await?));
+        return Ok(Some(balance::join(&sh.cfg, backend, &sh.metrics).await?));
     }
     let topic = &sh.cfg.kafka.topics.shares;
     sh.consumer

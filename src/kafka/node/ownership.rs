@@ -468,7 +468,10 @@ pub async fn watch_stalls(sh: Arc<Shared>, jobs: Arc<JobLog>) {
             .map(|s| (s.partition, s.reason.clone()))
             .collect();
         let list: Vec<(i32, String)> = now.into_iter().map(|s| (s.partition, s.reason)).collect();
-        sh.metrics.set_stalls(&list);
+        sh.metrics.set_stalls(&sh.cfg.kafka.topics.shares, &list);
+        sh.metrics
+            .partitions_held
+            .set(sh.ownership.held().len() as i64);
         let why = not_ready(&sh, &jobs);
         *sh.metrics
             .not_ready
@@ -535,7 +538,7 @@ async fn release(sh: &Arc<Shared>, p: i32) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let stored = sh.ownership.finish(p);
-    sh.metrics.forget_partition(p);
+    sh.metrics.forget_partition(&sh.cfg.kafka.topics.shares, p);
     // Exactly-once: the transactions committed the offset.
     if let Some(o) = stored.filter(|_| sh.tx.is_none()) {
         let mut tpl = TopicPartitionList::new();
