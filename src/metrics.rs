@@ -52,6 +52,9 @@ pub struct Metrics {
     pub stalls: std::sync::Mutex<Vec<String>>,
     /// False once shutdown has begun (`/healthz` then answers 503).
     pub healthy: AtomicBool,
+    /// True once the node has its clients, its jobs reader and its place in the group, and
+    /// fetches shares: before that a stop has nothing to drain or commit.
+    pub started: AtomicBool,
     /// Why the node is not validating now, for `/readyz` (empty when it is).
     pub not_ready: std::sync::Mutex<Vec<String>>,
 }
@@ -201,6 +204,7 @@ impl Metrics {
             zookeeper_members: gauge(&r, "sharecheck_zookeeper_members", "zookeeper mode: members of the group, as the leader last read them (0 on the other nodes)"),
             stalls: std::sync::Mutex::new(Vec::new()),
             healthy: AtomicBool::new(true),
+            started: AtomicBool::new(false),
             not_ready: std::sync::Mutex::new(vec!["starting".into()]),
             registry: r,
         }

@@ -244,3 +244,39 @@ fn a_line_that_is_not_utf8_is_a_malformed_verdict_and_the_rest_is_judged() {
         "the other lines as without it"
     );
 }
+
+/// With no broker at kafka.brokers, every Kafka command ends within the probe's 10 s in one
+/// line that names the brokers, the connection's error and the right hint (not a missing
+/// topic), instead of hundreds of librdkafka lines and waits of 10 to 60 s.
+#[test]
+fn an_unreachable_broker_is_one_line_within_the_probe_wait() {
+    // A port nothing listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let brokers = format!("127.0.0.1:{port}");
+    for cmd in [
+        &["run"][..],
+        &["send", "/dev/null"],
+        &["receive", "--count", "1"],
+        &["topics", "create"],
+    ] {
+        let mut args = vec!["--brokers", &brokers];
+        args.extend_from_slice(cmd);
+        let t0 = std::time::Instant::now();
+        let (code, _, err) = sharecheck(&args, b"");
+        let took = t0.elapsed().as_secs_f64();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_ne!(code, 0, "{cmd:?}");
+        assert!(
+            lines.len() == 1
+                && lines[0].contains(&format!("no Kafka broker at {brokers} answered"))
+                && lines[0].contains("Connection refused")
+                && lines[0].contains("scripts/services.sh up"),
+            "{cmd:?}: {err}"
+        );
+        assert!((9.0..20.0).contains(&took), "{cmd:?} took {took:.1} s");
+    }
+}

@@ -597,3 +597,37 @@ fn send_refuses_a_topic_that_does_not_exist_and_creates_none() {
         "send created {missing}"
     );
 }
+
+/// `run` before `topics create`: it says at once which topic it waits for (it used to be
+/// silent for 30 s), and a signal meanwhile stops it at once, not after the 9 s exit limit.
+#[test]
+fn run_before_the_topics_exist_says_so_and_stops_at_once() {
+    let env = Env::new("notopics", "");
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    let missing = format!("{}-never-created", env.topic("jobs"));
+    let cfg = cfg.replacen(
+        &format!("jobs = \"{}\"", env.topic("jobs")),
+        &format!("jobs = \"{missing}\""),
+        1,
+    );
+    std::fs::write(&env.config, cfg).unwrap();
+    let mut node = env.node("node.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !node.log_text().contains("waiting up to") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = node.log_text();
+    assert!(
+        log.contains(&missing) && log.contains("sharecheck topics create"),
+        "node log:\n{log}"
+    );
+    let t0 = std::time::Instant::now();
+    node.signal("INT");
+    let st = node.wait_for(Duration::from_secs(5));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "stopped in {:.1} s: {st:?}; node log:\n{}",
+        t0.elapsed().as_secs_f64(),
+        node.log_text()
+    );
+}

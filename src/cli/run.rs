@@ -29,10 +29,17 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let mut term =
             signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+        let m = metrics.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
+            }
+            // Still starting (waiting for a topic, the group, ZooKeeper): nothing has been
+            // fetched, so there is nothing to drain or commit.
+            if !m.started.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::info!("signal received while starting: stopping (nothing validated yet)");
+                std::process::exit(0);
             }
             tracing::info!("signal received: stopping");
             let _ = tx.send(true);

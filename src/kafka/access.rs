@@ -1,7 +1,8 @@
-//! A first contact with the brokers for clients configured for TLS or SASL. A refused
-//! handshake or login otherwise shows as a flood of librdkafka lines (every client retries
-//! every broker) and, tens of seconds later, "cannot reach the brokers". The probe asks for
-//! metadata with its own logs kept to itself and turns the brokers' refusal into one line.
+//! A first contact with the brokers before any Kafka command. Brokers that cannot be reached,
+//! or that refuse the TLS handshake or the SASL login, otherwise show as a flood of
+//! librdkafka lines (every client retries every broker) and, tens of seconds later, an error
+//! that may point elsewhere (a missing topic). The probe asks for metadata with its own logs
+//! kept to itself and turns the outcome into one line within [`PROBE_WAIT`].
 
 use super::base;
 use crate::config::KafkaConfig;
@@ -19,11 +20,18 @@ const PROBE_WAIT: Duration = Duration::from_secs(10);
 #[derive(Default)]
 struct Probe {
     refused: Mutex<Option<String>>,
+    /// The last transport error (connection refused, name not resolved, ...).
+    last_error: Mutex<Option<String>>,
 }
 
 impl Probe {
     fn note(&self, line: &str) {
         let l = line.to_ascii_lowercase();
+        // A connection's own failure says more than librdkafka's "n/m brokers are down".
+        if l.contains("failed") || l.contains("resolve") {
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(line.trim().to_string());
+        }
         // Phrases of librdkafka's refusals (not "ssl" or "sasl" alone: they are in every
         // broker's name, sasl_ssl://host:port).
         let security = [
@@ -70,13 +78,10 @@ pub fn secured_protocol(k: &KafkaConfig) -> Option<&str> {
         .filter(|p| !p.eq_ignore_ascii_case("plaintext"))
 }
 
-/// With TLS or SASL configured: an error naming the brokers' reason when they refuse the
-/// handshake or the login, within [`PROBE_WAIT`]. Brokers that answer, or that cannot be
-/// reached for another reason (the command's own wait reports that), pass.
+/// Ok once a broker answers; within [`PROBE_WAIT`] otherwise, an error naming the brokers'
+/// reason when they refuse the handshake or the login (TLS or SASL configured), or that no
+/// broker answered, with the last transport error.
 pub fn check_access(k: &KafkaConfig) -> anyhow::Result<()> {
-    if secured_protocol(k).is_none() {
-        return Ok(());
-    }
     let probe: BaseConsumer<Probe> = base(k, "sharecheck-probe")
         .create_with_context(Probe::default())
         .map_err(|e| anyhow::anyhow!("cannot create a Kafka client: {e}"))?;
@@ -92,11 +97,11 @@ pub fn check_access(k: &KafkaConfig) -> anyhow::Result<()> {
     }
     let t0 = Instant::now();
     while t0.elapsed() < PROBE_WAIT {
-        match rx.recv_timeout(Duration::from_millis(100)) {
+        let done = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(true) => return Ok(()),
-            Ok(false) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-        }
+            Ok(false) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => true,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+        };
         // Error events reach the context only when the client is polled.
         let _ = probe.poll(Duration::ZERO);
         let refused = probe.context().refused.lock().map(|r| r.clone());
@@ -107,6 +112,23 @@ pub fn check_access(k: &KafkaConfig) -> anyhow::Result<()> {
                 k.brokers
             );
         }
+        if done {
+            break;
+        }
     }
-    Ok(())
+    let last = probe.context().last_error.lock().map(|e| e.clone());
+    let why = match last {
+        Ok(Some(e)) => format!(": {e}"),
+        _ => String::new(),
+    };
+    let hint = match secured_protocol(k) {
+        Some(p) => format!("kafka.brokers and security.protocol = {p:?} right"),
+        None => "kafka.brokers right (a TLS listener does not answer plaintext)".to_string(),
+    };
+    anyhow::bail!(
+        "no Kafka broker at {} answered within {} s{why}; is Kafka running \
+         (scripts/services.sh up) and {hint}?",
+        k.brokers,
+        PROBE_WAIT.as_secs()
+    )
 }

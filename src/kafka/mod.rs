@@ -168,6 +168,7 @@ pub fn partitions_of<C: ConsumerContext>(
     wait: Duration,
 ) -> anyhow::Result<Vec<i32>> {
     let deadline = Instant::now() + wait;
+    let mut said = false;
     loop {
         let err = match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
             Ok(md) => {
@@ -189,6 +190,16 @@ pub fn partitions_of<C: ConsumerContext>(
             anyhow::bail!(
                 "topic {topic:?} is not available ({err}); create it with `sharecheck topics create` \
                  or check kafka.brokers"
+            );
+        }
+        // A topic just created can take a moment to show in the metadata; one that does not
+        // exist should not leave the command silent meanwhile.
+        if !said {
+            said = true;
+            tracing::warn!(
+                "topic {topic:?} is not available ({err}); waiting up to {} s for it (create \
+                 it with `sharecheck topics create`)",
+                wait.as_secs()
             );
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -85,6 +85,9 @@ pub async fn run(
         "validator node started"
     );
     metrics
+        .started
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    metrics
         .backend_in_service
         .with_label_values(&[&backend.name()])
         .set(1);
