@@ -9,6 +9,7 @@ mod bench_kafka;
 mod chain;
 mod cluster;
 mod gen;
+mod logging;
 mod receive;
 mod run;
 mod send;
@@ -18,7 +19,8 @@ mod verify;
 
 use anyhow::Context;
 use args::{Cli, ClusterCmd, Cmd, TopicsCmd};
-use sharecheck::config::{Config, LogFormat};
+use logging::init_logging;
+use sharecheck::config::Config;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
@@ -117,27 +119,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-}
-
-fn init_logging(cfg: &Config) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let mut filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
-        .map_err(|e| anyhow::anyhow!("log.level {:?}: {e}", cfg.log.level))?;
-    // The ZooKeeper client logs every connection at info; sharecheck logs what matters.
-    if std::env::var_os("RUST_LOG").is_none() && !cfg.log.level.contains("zookeeper_client") {
-        filter = filter.add_directive("zookeeper_client=warn".parse()?);
-    }
-    // Colours only on a terminal: a log redirected to a file or a journal stays plain text.
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let r = match cfg.log.format {
-        LogFormat::Json => b.json().try_init(),
-        LogFormat::Text => b.try_init(),
-    };
-    r.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
 /// The JSON Lines a command reads: `file`, or stdin when it is absent or "-".
