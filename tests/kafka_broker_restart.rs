@@ -158,4 +158,22 @@ fn broker_stop_and_restart_mid_run_loses_no_share() {
         "SIGTERM with the broker down: exited in {:.2} s",
         took.as_secs_f64()
     ));
+    // Across two outages each client retried each broker many times a second; the log
+    // shows each kind of librdkafka line (its text without numbers) at most once per 30 s.
+    let log = node.log_text();
+    let mut kinds: HashMap<String, usize> = HashMap::new();
+    for l in log.lines().filter(|l| l.contains("librdkafka")) {
+        let text = l.split_once("librdkafka").map_or(l, |(_, t)| t);
+        let kind: String = text.chars().filter(|c| !c.is_ascii_digit()).collect();
+        *kinds.entry(kind).or_default() += 1;
+    }
+    let most = kinds.values().copied().max().unwrap_or(0);
+    report(&format!(
+        "broker outages: {} librdkafka lines of {} kinds in the node's log ({} lines in all), \
+         at most {most} of a kind",
+        kinds.values().sum::<usize>(),
+        kinds.len(),
+        log.lines().count()
+    ));
+    assert!(most <= 3, "librdkafka lines repeated: {kinds:#?}");
 }
