@@ -280,3 +280,20 @@ fn an_unreachable_broker_is_one_line_within_the_probe_wait() {
         assert!((9.0..20.0).contains(&took), "{cmd:?} took {took:.1} s");
     }
 }
+
+/// `backends` outside a login session (no XDG_RUNTIME_DIR, as under a service manager or in a
+/// container): Mesa's drivers are listed without libwayland's "XDG_RUNTIME_DIR is invalid"
+/// line per adapter.
+#[test]
+fn backends_prints_no_wayland_noise_without_a_runtime_dir() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sharecheck"))
+        .args(["backends"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{err}");
+    assert!(table.contains("wgpu"), "{table}");
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "stderr: {err}");
+}
