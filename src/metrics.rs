@@ -73,12 +73,24 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     reg(r, IntGauge::new(name, help).expect("valid"))
 }
 
-/// A gauge per share partition, labelled with the shares topic and the partition.
-fn partition_gauges(r: &Registry, name: &str, help: &str) -> IntGaugeVec {
+/// A gauge per value of `labels`.
+fn gauges(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     reg(
         r,
-        IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"]).expect("valid"),
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid"),
     )
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    reg(
+        r,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid"),
+    )
+}
+
+/// A gauge per share partition, labelled with the shares topic and the partition.
+fn partition_gauges(r: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    gauges(r, name, help, &["topic", "partition"])
 }
 
 impl Metrics {
@@ -86,16 +98,11 @@ impl Metrics {
         let r = Registry::new();
         // What Prometheus' conventions expect of every exporter: the build, and the process
         // (CPU seconds, resident memory, open file descriptors, start time; Linux only).
-        let build = reg(
+        let build = gauges(
             &r,
-            IntGaugeVec::new(
-                Opts::new(
-                    "sharecheck_build_info",
-                    "The running build: always 1, with its version",
-                ),
-                &["version"],
-            )
-            .expect("valid"),
+            "sharecheck_build_info",
+            "The running build: always 1, with its version",
+            &["version"],
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         #[cfg(target_os = "linux")]
@@ -117,27 +124,17 @@ impl Metrics {
         Metrics {
             shares,
             batches: counter(&r, "sharecheck_batches_total", "Batches validated"),
-            batch_shares: reg(
+            batch_shares: histogram(
                 &r,
-                Histogram::with_opts(
-                    HistogramOpts::new("sharecheck_batch_shares", "Shares per batch").buckets(
-                        vec![1.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 8192.0, 16384.0, 65536.0],
-                    ),
-                )
-                .expect("valid"),
+                "sharecheck_batch_shares",
+                "Shares per batch",
+                vec![1.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 8192.0, 16384.0, 65536.0],
             ),
-            batch_latency: reg(
+            batch_latency: histogram(
                 &r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "sharecheck_batch_latency_seconds",
-                        "From the first share message of a batch fetched to all its verdicts acknowledged",
-                    )
-                    .buckets(vec![
-                        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
-                    ]),
-                )
-                .expect("valid"),
+                "sharecheck_batch_latency_seconds",
+                "From the first share message of a batch fetched to all its verdicts acknowledged",
+                vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0],
             ),
             backend_busy: reg(
                 &r,
@@ -156,17 +153,12 @@ impl Metrics {
             rebuilt_shares: counter(&r, "sharecheck_rebuilt_shares_total", "Shares replayed into the duplicate sets of gained partitions"),
             fallback_batches: counter(&r, "sharecheck_backend_fallback_batches_total", "Batches the configured backend failed and the CPU redid (the backend is then out of service)"),
             jobs: gauge(&r, "sharecheck_jobs_cached", "Jobs held from the jobs topic"),
-            duplicate_entries: reg(
+            duplicate_entries: gauges(
                 &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "sharecheck_duplicate_entries",
-                        "Entries of the duplicate sets of a lane's partitions (about 80 bytes each; \
-                         capped per partition by validation.max_seen_entries)",
-                    ),
-                    &["lane"],
-                )
-                .expect("valid"),
+                "sharecheck_duplicate_entries",
+                "Entries of the duplicate sets of a lane's partitions (about 80 bytes each; \
+                 capped per partition by validation.max_seen_entries)",
+                &["lane"],
             ),
             job_log_bytes: gauge(
                 &r,
@@ -178,17 +170,12 @@ impl Metrics {
             partition_stalled: partition_gauges(&r, "sharecheck_partition_stalled", "1 while a held share partition does not move on: halted, or its \
                          committable offset held back longer than kafka.stall_timeout_s"),
             partitions_held: gauge(&r, "sharecheck_partitions_held", "Share partitions this node holds now"),
-            backend_in_service: reg(
+            backend_in_service: gauges(
                 &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "sharecheck_backend_in_service",
-                        "1 while the configured backend validates, 0 once it failed and the CPU \
-                         redoes its batches",
-                    ),
-                    &["backend"],
-                )
-                .expect("valid"),
+                "sharecheck_backend_in_service",
+                "1 while the configured backend validates, 0 once it failed and the CPU redoes \
+                 its batches",
+                &["backend"],
             ),
             jobs_received: counter(&r, "sharecheck_jobs_received_total", "Usable job messages the jobs reader took from the jobs topic"),
             last_job_timestamp: reg(
