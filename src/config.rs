@@ -321,6 +321,18 @@ pub struct BalanceConfig {
     /// that identity only. `SHARECHECK_ZOOKEEPER_AUTH` in the environment takes its place.
     /// Default: none, and the znodes are world-writable (docs/security.md).
     pub zookeeper_auth_file: Option<std::path::PathBuf>,
+    /// Connect to ZooKeeper with TLS (to its `secureClientPort`): the server's certificate
+    /// is checked against `zookeeper_ca_file` and its address, and the credentials and the
+    /// group's data cross the network encrypted. Default false (plaintext).
+    pub zookeeper_tls: bool,
+    /// PEM file of the CA certificate(s) that signed the ZooKeeper servers' certificates;
+    /// required with `zookeeper_tls`.
+    pub zookeeper_ca_file: Option<std::path::PathBuf>,
+    /// PEM file of this node's client certificate (and its chain), for servers with
+    /// `ssl.clientAuth=need`; with `zookeeper_key_file`. Default: none.
+    pub zookeeper_cert_file: Option<std::path::PathBuf>,
+    /// PEM file of the unencrypted private key of `zookeeper_cert_file`. Default: none.
+    pub zookeeper_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for BalanceConfig {
@@ -333,6 +345,10 @@ impl Default for BalanceConfig {
             node_id: None,
             capacity: None,
             zookeeper_auth_file: None,
+            zookeeper_tls: false,
+            zookeeper_ca_file: None,
+            zookeeper_cert_file: None,
+            zookeeper_key_file: None,
         }
     }
 }
@@ -348,6 +364,76 @@ impl BalanceConfig {
     pub fn is_zookeeper(&self) -> bool {
         self.mode == BalanceMode::Zookeeper
     }
+
+    /// The TLS settings fit together and their files are readable PEM files of the right
+    /// kind (what is in them is checked when connecting).
+    fn check_tls(&self) -> anyhow::Result<()> {
+        let files = [
+            ("zookeeper_ca_file", &self.zookeeper_ca_file),
+            ("zookeeper_cert_file", &self.zookeeper_cert_file),
+            ("zookeeper_key_file", &self.zookeeper_key_file),
+        ];
+        if !self.zookeeper_tls {
+            anyhow::ensure!(
+                !self.zookeeper.contains("tcp+tls://"),
+                "balance.zookeeper names a tcp+tls:// server but balance.zookeeper_tls is false: \
+                 set zookeeper_tls = true and zookeeper_ca_file"
+            );
+            if let Some((key, _)) = files.iter().find(|(_, f)| f.is_some()) {
+                anyhow::bail!(
+                    "balance.{key} is set but balance.zookeeper_tls is false: set \
+                     zookeeper_tls = true to connect to ZooKeeper with TLS, or remove {key}"
+                );
+            }
+            return Ok(());
+        }
+        let Some(ca) = &self.zookeeper_ca_file else {
+            anyhow::bail!(
+                "balance.zookeeper_tls = true needs balance.zookeeper_ca_file: the PEM file of \
+                 the CA that signed the ZooKeeper server's certificate"
+            );
+        };
+        pem_file("zookeeper_ca_file", ca, "CERTIFICATE", "certificate")?;
+        match (&self.zookeeper_cert_file, &self.zookeeper_key_file) {
+            (Some(cert), Some(key)) => {
+                pem_file("zookeeper_cert_file", cert, "CERTIFICATE", "certificate")?;
+                pem_file("zookeeper_key_file", key, "PRIVATE KEY", "private key")?;
+            }
+            (Some(_), None) => anyhow::bail!(
+                "balance.zookeeper_cert_file needs balance.zookeeper_key_file, the certificate's \
+                 private key"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "balance.zookeeper_key_file is set without balance.zookeeper_cert_file: a client \
+                 identity needs both"
+            ),
+            (None, None) => {}
+        }
+        Ok(())
+    }
+}
+
+/// `path` (the value of `balance.<key>`) can be read and holds a PEM block `label`.
+fn pem_file(key: &str, path: &Path, label: &str, what: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("balance.{key}: cannot read {}: {e}", path.display()))?;
+    anyhow::ensure!(
+        !text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+        "balance.{key}: {} is an encrypted private key, which is not supported; decrypt it \
+         (openssl pkey -in KEY -out KEY.pem) and chmod 600 the result",
+        path.display()
+    );
+    let found = text.lines().any(|l| {
+        l.strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+            .is_some_and(|l| l.ends_with(label))
+    });
+    anyhow::ensure!(
+        found,
+        "balance.{key}: {} holds no PEM {what} (-----BEGIN ...{label}-----)",
+        path.display()
+    );
+    Ok(())
 }
 
 /// A name usable as one znode path segment (`balance.group`, `balance.node_id`).
@@ -439,6 +525,7 @@ impl Config {
                 "balance.capacity must be a positive number of shares/s"
             );
         }
+        b.check_tls()?;
         self.bitcoind.check()
     }
 }
@@ -476,6 +563,76 @@ mod tests {
         ] {
             assert!(Config::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn balance_tls_settings_are_checked_at_load() {
+        let dir = std::env::temp_dir().join(format!("sharecheck-zk-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = |name: &str, label: &str| {
+            let p = dir.join(name);
+            std::fs::write(
+                &p,
+                format!("-----BEGIN {label}-----\nAA==\n-----END {label}-----\n"),
+            )
+            .unwrap();
+            p.display().to_string()
+        };
+        let (ca, cert) = (pem("ca.pem", "CERTIFICATE"), pem("c.pem", "CERTIFICATE"));
+        let (key, enc) = (
+            pem("c.key", "PRIVATE KEY"),
+            pem("e.key", "ENCRYPTED PRIVATE KEY"),
+        );
+        let tls = |more: &str| format!("[balance]\nzookeeper_tls = true\n{more}");
+        let ok = Config::parse(&tls(&format!(
+            "zookeeper_ca_file = \"{ca}\"\nzookeeper_cert_file = \"{cert}\"\n\
+             zookeeper_key_file = \"{key}\"\n"
+        )))
+        .unwrap();
+        assert!(ok.balance.zookeeper_tls);
+        assert!(Config::parse(&tls(&format!("zookeeper_ca_file = \"{ca}\"\n"))).is_ok());
+        for (text, want) in [
+            (tls(""), "needs balance.zookeeper_ca_file"),
+            (
+                tls(&format!("zookeeper_ca_file = \"{key}\"\n")),
+                "holds no PEM certificate",
+            ),
+            (
+                tls("zookeeper_ca_file = \"/nonexistent/ca.pem\"\n"),
+                "cannot read /nonexistent/ca.pem",
+            ),
+            (
+                tls(&format!(
+                    "zookeeper_ca_file = \"{ca}\"\nzookeeper_key_file = \"{key}\"\n"
+                )),
+                "without balance.zookeeper_cert_file",
+            ),
+            (
+                tls(&format!(
+                    "zookeeper_ca_file = \"{ca}\"\nzookeeper_cert_file = \"{cert}\"\n"
+                )),
+                "needs balance.zookeeper_key_file",
+            ),
+            (
+                tls(&format!(
+                    "zookeeper_ca_file = \"{ca}\"\nzookeeper_cert_file = \"{cert}\"\n\
+                     zookeeper_key_file = \"{enc}\"\n"
+                )),
+                "encrypted private key",
+            ),
+            (
+                format!("[balance]\nzookeeper_ca_file = \"{ca}\"\n"),
+                "balance.zookeeper_tls is false",
+            ),
+            (
+                "[balance]\nzookeeper = \"tcp+tls://zk:2281\"\n".to_string(),
+                "zookeeper_tls is false",
+            ),
+        ] {
+            let e = format!("{:#}", Config::parse(&text).unwrap_err());
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! session authenticates with ZooKeeper's digest scheme and every znode it creates gets the
 //! ACL "all rights to the creator's identity, none to anyone else": the nodes of a group
 //! share one identity, and a client without it can neither read nor change the group.
+//! The credentials cross the network in clear unless the sessions use TLS
+//! (`balance.zookeeper_tls`, [`super::tls`]), which [`ZkAuth`] carries beside them.
 
+use super::tls::ZkTls;
 use crate::config::BalanceConfig;
 use zookeeper_client::{Acl, Acls, AuthId, Client, CreateMode, Error as ZkError, Permission};
 
@@ -13,34 +16,62 @@ use zookeeper_client::{Acl, Acls, AuthId, Client, CreateMode, Error as ZkError, 
 /// file, e.g. from a systemd credential or a secrets manager.
 pub const AUTH_ENV: &str = "SHARECHECK_ZOOKEEPER_AUTH";
 
-/// Digest credentials, `user:password`. Debug shows the user only.
+/// What a node's sessions show ZooKeeper: digest credentials (`user:password`), TLS
+/// ([`super::tls`]), or both. Debug shows the user only.
 #[derive(Clone)]
 pub struct ZkAuth {
+    digest: Option<Digest>,
+    tls: Option<ZkTls>,
+}
+
+#[derive(Clone)]
+struct Digest {
     user: String,
     credentials: Vec<u8>,
 }
 
 impl std::fmt::Debug for ZkAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ZkAuth({}:***)", self.user)
+        write!(f, "ZkAuth(")?;
+        if let Some(d) = &self.digest {
+            write!(f, "{}:***", d.user)?;
+        }
+        if let Some(t) = &self.tls {
+            let sep = if self.digest.is_some() { ", " } else { "" };
+            write!(f, "{sep}{t:?}")?;
+        }
+        write!(f, ")")
     }
 }
 
 impl ZkAuth {
-    /// `user:password`, both non-empty.
+    /// Digest credentials `user:password`, both non-empty.
     pub fn parse(text: &str) -> anyhow::Result<ZkAuth> {
         let text = text.trim_end_matches(['\n', '\r']);
         match text.split_once(':') {
             Some((user, pass)) if !user.is_empty() && !pass.is_empty() => Ok(ZkAuth {
-                user: user.to_string(),
-                credentials: text.as_bytes().to_vec(),
+                digest: Some(Digest {
+                    user: user.to_string(),
+                    credentials: text.as_bytes().to_vec(),
+                }),
+                tls: None,
             }),
             _ => anyhow::bail!("ZooKeeper credentials must be `user:password`, both non-empty"),
         }
     }
 
-    /// The credentials `b` names: the environment variable if set, else the file, else none.
+    /// What `b` names: the credentials of the environment variable if set, else of the
+    /// file, else none; and TLS with `balance.zookeeper_tls`. None: neither.
     pub fn from_config(b: &BalanceConfig) -> anyhow::Result<Option<ZkAuth>> {
+        let digest = Self::digest_from_config(b)?.and_then(|a| a.digest);
+        let tls = ZkTls::from_config(b)?;
+        if digest.is_none() && tls.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(ZkAuth { digest, tls }))
+    }
+
+    fn digest_from_config(b: &BalanceConfig) -> anyhow::Result<Option<ZkAuth>> {
         if let Some(v) = std::env::var_os(AUTH_ENV).filter(|v| !v.is_empty()) {
             let v = v
                 .into_string()
@@ -57,19 +88,26 @@ impl ZkAuth {
             .map_err(|e| e.context(format!("balance.zookeeper_auth_file {}", path.display())))
     }
 
-    pub fn scheme(&self) -> &'static str {
-        "digest"
+    /// The digest credentials (`user:password`), if any.
+    pub fn digest(&self) -> Option<&[u8]> {
+        self.digest.as_ref().map(|d| d.credentials.as_slice())
     }
 
-    pub fn credentials(&self) -> &[u8] {
-        &self.credentials
+    /// The TLS settings, if any.
+    pub fn tls(&self) -> Option<&ZkTls> {
+        self.tls.as_ref()
     }
 }
 
+/// The digest credentials of `auth`, if any: what decides the znodes' ACLs.
+fn digest(auth: Option<&ZkAuth>) -> Option<&[u8]> {
+    auth.and_then(ZkAuth::digest)
+}
+
 /// The ACL of every znode a session creates: its own identity's with credentials, anyone's
-/// without.
+/// without. (TLS alone gives no shared identity: each node's certificate is its own.)
 pub fn acls(auth: Option<&ZkAuth>) -> Acls<'static> {
-    match auth {
+    match digest(auth) {
         Some(_) => Acls::creator_all(),
         None => Acls::anyone_all(),
     }
@@ -83,7 +121,7 @@ pub async fn ensure_parent(c: &Client, parent: &str, auth: Option<&ZkAuth>) -> a
         Acl::new(Permission::ALL, AuthId::authed()),
         Acl::new(Permission::READ | Permission::CREATE, AuthId::anyone()),
     ];
-    let acls = match auth {
+    let acls = match digest(auth) {
         Some(_) => Acls::new(&shared),
         None => Acls::anyone_all(),
     };
@@ -99,7 +137,7 @@ pub async fn ensure_parent(c: &Client, parent: &str, auth: Option<&ZkAuth>) -> a
 /// Says once per session, as a warning, when the group's znodes can be changed by anyone:
 /// no credentials configured, or (with them) znodes created by an earlier run without.
 pub async fn warn_if_open(c: &Client, dirs: &[String], auth: Option<&ZkAuth>) {
-    if auth.is_none() {
+    if digest(auth).is_none() {
         tracing::warn!(
             "ZooKeeper without authentication: anyone who reaches it can rewrite this group's \
              members, election and owners (set balance.zookeeper_auth_file, docs/security.md)"
@@ -145,7 +183,7 @@ mod tests {
     #[test]
     fn credentials_are_user_colon_password() {
         let a = ZkAuth::parse("pool:s3cret:x\n").unwrap();
-        assert_eq!(a.credentials(), b"pool:s3cret:x");
+        assert_eq!(a.digest(), Some(&b"pool:s3cret:x"[..]));
         assert_eq!(format!("{a:?}"), "ZkAuth(pool:***)");
         for bad in ["", "pool", "pool:", ":pw", "\n"] {
             assert!(ZkAuth::parse(bad).is_err(), "{bad:?}");

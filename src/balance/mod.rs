@@ -13,6 +13,7 @@
 //! - [`zk`]: the coordinator a node runs: membership, election, the leader's assignment, and
 //!   ownership fencing; it tells the node which partitions to start and stop ([`Command`]).
 //! - [`auth`]: the credentials and the ACLs of the znodes.
+//! - [`tls`]: TLS to ZooKeeper (`balance.zookeeper_tls`).
 //! - [`status`]: what `sharecheck cluster status` reports.
 
 pub mod assign;
@@ -20,6 +21,8 @@ pub mod assign;
 pub mod auth;
 #[cfg(feature = "zookeeper")]
 pub mod status;
+#[cfg(feature = "zookeeper")]
+pub mod tls;
 #[cfg(feature = "zookeeper")]
 pub mod zk;
 

@@ -46,7 +46,10 @@ pub struct Options {
     pub status: Arc<super::GroupStatus>,
 }
 
-/// Connects to ZooKeeper with the group's session settings, authenticated with `auth`.
+/// Connects to ZooKeeper with the group's session settings, authenticated with `auth`'s
+/// digest credentials and over TLS with its TLS settings (`cluster status` too). A session
+/// that does not come within the session timeout (and 5 s) is an error that says why when
+/// the client library told (a TLS handshake's error, a server that closed the connection).
 pub async fn connect(
     addr: &str,
     session_timeout: Duration,
@@ -56,14 +59,48 @@ pub async fn connect(
     let mut connector = Client::connector()
         .with_session_timeout(session_timeout)
         .with_connection_timeout(session_timeout / 4);
-    if let Some(a) = auth {
-        connector = connector.with_auth(a.scheme(), a.credentials());
+    let digest = auth.and_then(ZkAuth::digest);
+    if let Some(d) = digest {
+        connector = connector.with_auth("digest", d);
     }
-    let c = tokio::time::timeout(limit, connector.connect(addr))
-        .await
-        .map_err(|_| anyhow::anyhow!("no ZooKeeper session at {addr} within {limit:?}"))?
-        .with_context(|| format!("cannot connect to ZooKeeper at {addr}"))?;
-    Ok(c)
+    let tls = auth.and_then(ZkAuth::tls);
+    let over = if tls.is_some() { " over TLS" } else { "" };
+    let attempt = async move {
+        match tls {
+            Some(t) => connector.with_tls(t.options()).secure_connect(addr).await,
+            None => connector.connect(addr).await,
+        }
+    };
+    let e = match tokio::time::timeout(limit, attempt).await {
+        Ok(Ok(c)) => return Ok(c),
+        // Neither a timeout nor a lost connection: the reason is in the error.
+        Ok(Err(e))
+            if !matches!(
+                e,
+                ZkError::Timeout | ZkError::NoHosts | ZkError::ConnectionLoss
+            ) =>
+        {
+            // The TLS settings are turned into rustls' only here: a key that is not the
+            // certificate's shows now.
+            let files = if tls.is_some() && e.to_string().contains("private key") {
+                " (balance.zookeeper_cert_file and zookeeper_key_file)"
+            } else {
+                ""
+            };
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot connect to ZooKeeper at {addr}{over}{files}"
+            )));
+        }
+        Ok(Err(ZkError::Timeout)) => format!(
+            "cannot connect to ZooKeeper at {addr}{over}: no session within {session_timeout:?}"
+        ),
+        Ok(Err(e)) => format!("cannot connect to ZooKeeper at {addr}{over}: {e}"),
+        Err(_) => format!("no ZooKeeper session at {addr}{over} within {limit:?}"),
+    };
+    match super::tls::diagnose(addr, tls, digest).await {
+        Some(why) => anyhow::bail!("{e}: {why}"),
+        None => anyhow::bail!("{e}"),
+    }
 }
 
 /// A running coordinator; [`Coordinator::close`] ends it.
