@@ -244,9 +244,9 @@ impl Metrics {
     /// Drops a partition's consumer lag when the node gives the partition up: the last value
     /// would otherwise stay on /metrics, stale, for a partition another node now reads.
     pub fn forget_partition(&self, topic: &str, partition: i32) {
-        let _ = self
-            .consumer_lag
-            .remove_label_values(&[topic, &partition.to_string()]);
+        let labels = [topic, &partition.to_string()];
+        let _ = self.consumer_lag.remove_label_values(&labels);
+        let _ = self.partition_stalled.remove_label_values(&labels);
     }
 
     /// Sets every series of `v` to `value`, except those whose label `name` is in `keep`
@@ -272,11 +272,16 @@ impl Metrics {
     }
 
     /// Publishes the stalled partitions of `topic` (partition, reason): their gauge at 1,
-    /// the gauge of partitions that recovered since the last call at 0, and the list for
-    /// `/healthz`.
-    pub fn set_stalls(&self, topic: &str, stalls: &[(i32, String)]) {
+    /// that of every other partition `held` (and of any that recovered) at 0, so that each
+    /// held partition has a series, and the list for `/healthz`.
+    pub fn set_stalls(&self, topic: &str, held: &[i32], stalls: &[(i32, String)]) {
         let stalled: Vec<i32> = stalls.iter().map(|(p, _)| *p).collect();
         self.set_each_except(&self.partition_stalled, "partition", 0, &stalled);
+        for p in held.iter().filter(|p| !stalled.contains(p)) {
+            self.partition_stalled
+                .with_label_values(&[topic, &p.to_string()])
+                .set(0);
+        }
         for p in &stalled {
             self.partition_stalled
                 .with_label_values(&[topic, &p.to_string()])
@@ -537,7 +542,7 @@ mod tests {
         m.not_ready.lock().unwrap().clear();
         assert_eq!(ready(&m).2, "ready\n");
         assert!(ready(&m).0.starts_with("200"));
-        m.set_stalls("t", &[(3, "offset 7 has waited 61 s".into())]);
+        m.set_stalls("t", &[3], &[(3, "offset 7 has waited 61 s".into())]);
         let (code, _, body) = ready(&m);
         assert!(
             code.starts_with("503") && body.starts_with("stalled"),
@@ -553,7 +558,7 @@ mod tests {
             stalled(&m).as_deref(),
             Some(r#"sharecheck_partition_stalled{partition="3",topic="t"} 1"#)
         );
-        m.set_stalls("t", &[]);
+        m.set_stalls("t", &[3], &[]);
         assert_eq!(
             stalled(&m).as_deref(),
             Some(r#"sharecheck_partition_stalled{partition="3",topic="t"} 0"#),

@@ -220,6 +220,15 @@ fn check_metrics(
         Some(partitions as f64),
         "partitions held in:\n{text}"
     );
+    // Every held partition has a stall series, at 0 while it moves on.
+    for p in 0..partitions {
+        let labels = [("topic", shares_topic), ("partition", &p.to_string())];
+        assert_eq!(
+            metric_with(&text, "sharecheck_partition_stalled", &labels),
+            Some(0.0),
+            "partition {p} stalled in:\n{text}"
+        );
+    }
 }
 
 /// Header shares need no job, so a node must validate them while the jobs topic is still

@@ -468,10 +468,10 @@ pub async fn watch_stalls(sh: Arc<Shared>, jobs: Arc<JobLog>) {
             .map(|s| (s.partition, s.reason.clone()))
             .collect();
         let list: Vec<(i32, String)> = now.into_iter().map(|s| (s.partition, s.reason)).collect();
-        sh.metrics.set_stalls(&sh.cfg.kafka.topics.shares, &list);
+        let held = sh.ownership.held();
         sh.metrics
-            .partitions_held
-            .set(sh.ownership.held().len() as i64);
+            .set_stalls(&sh.cfg.kafka.topics.shares, &held, &list);
+        sh.metrics.partitions_held.set(held.len() as i64);
         let why = not_ready(&sh, &jobs);
         *sh.metrics
             .not_ready
