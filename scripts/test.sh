@@ -47,6 +47,21 @@ print_reports() {
     fi
 }
 trap print_reports EXIT
+# The dashboard and alert rules of deploy/, offline: promtool check/test rules, check config,
+# the dashboard's JSON and PromQL. It installs Debian's prometheus package when promtool is
+# missing; tests/prometheus.rs runs that server against a real node.
+scripts/check-deploy.sh
 # The library as a stratum server embeds it: without the GPU and FPGA backends and ZooKeeper.
 cargo check --lib -p sharecheck --no-default-features
 cargo test "$@"
+# The Debian package: built (a release build), installed with dpkg, the installed binary and
+# systemd units checked, purged again. It installs a package, so it needs root (CI runs as
+# root); SHARECHECK_PACKAGE_TEST=0 leaves it out on a developer's machine.
+if [ "${SHARECHECK_PACKAGE_TEST:-1}" = 1 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        scripts/package-test.sh
+    else
+        echo "== package test not run: it needs root (dpkg -i); SHARECHECK_PACKAGE_TEST=0 silences this" >&2
+        exit 1
+    fi
+fi
