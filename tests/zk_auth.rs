@@ -11,26 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
 
 fn status(env: &Env, envs: &[(&str, &str)]) -> Result<Value, String> {
-    let mut c = env.cmd(&["cluster", "status", "--json"]);
-    c.env_remove("SHARECHECK_ZOOKEEPER_AUTH");
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    let out = c.output().unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&out.stdout).expect("one JSON object"))
-}
-
-/// How many partitions the status shows owned by `node`.
-fn owned_by(s: &Value, node: &str) -> usize {
-    s["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["owner"] == node)
-        .count()
+    cluster_status(&env.config, envs)
 }
 
 async fn client(auth: Option<&str>) -> Client {

@@ -53,27 +53,7 @@ impl Drop for OwnZookeeper {
 
 /// `cluster status --json` with the config file `config`: the status, or stderr.
 fn status(config: &Path) -> Result<Value, String> {
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(config)
-        .args(["cluster", "status", "--json"])
-        .env_remove("SHARECHECK_ZOOKEEPER_AUTH")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&out.stdout).expect("one JSON object"))
-}
-
-fn owned_by(s: &Value, node: &str) -> usize {
-    s["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["owner"] == node)
-        .count()
+    cluster_status(config, &[])
 }
 
 /// `env`'s config with the [balance] lines `fragment` replaced by `other`, as another file.

@@ -85,6 +85,35 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sharecheck")
 }
 
+/// `sharecheck --config config cluster status --json` with the environment `envs` (and
+/// neither SHARECHECK_ZOOKEEPER_AUTH nor RUST_LOG from the test's own), or its stderr.
+pub fn cluster_status(config: &Path, envs: &[(&str, &str)]) -> Result<Value, String> {
+    let mut c = Command::new(bin());
+    c.arg("--config")
+        .arg(config)
+        .args(["cluster", "status", "--json"])
+        .env_remove("SHARECHECK_ZOOKEEPER_AUTH")
+        .env_remove("RUST_LOG");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).expect("one JSON object"))
+}
+
+/// How many partitions a `cluster status --json` shows owned by `node`.
+pub fn owned_by(s: &Value, node: &str) -> usize {
+    s["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["owner"] == node)
+        .count()
+}
+
 /// Starts the local broker once per test process.
 pub fn ensure_broker() {
     static UP: Once = Once::new();
