@@ -33,6 +33,7 @@ fn main() {
             clean_jobs: false,
             version_mask: DEFAULT_VERSION_MASK,
             extranonce_size: None,
+            merkle_root: None,
         })
         .unwrap();
     }

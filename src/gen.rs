@@ -7,8 +7,14 @@
 //! the rejects (duplicate, stale, unknown_job, bad_ntime, bad_version, malformed) come in a
 //! chosen mix. Each share carries an `expect` field with the status it was made to get
 //! (`verify` ignores unknown fields), which makes the output a test vector.
+//!
+//! Share kinds: stratum shares on the stratum jobs; SV2 extended shares on the same jobs
+//! (the session's extranonce1 as the channel's extranonce prefix, the full version); and,
+//! for header and SV2 standard shares, a standard job per session and job (the merkle root
+//! of the session's coinbase, as an SV2 pool sends each standard channel its own
+//! `NewMiningJob`), written before the first share on it.
 
-use crate::model::job::{header_bytes, Job, JobCtx, DEFAULT_VERSION_MASK};
+use crate::model::job::{header_bytes, Job, JobCtx, DEFAULT_VERSION_MASK, SV2_VERSION_MASK};
 use crate::model::target::{target_from_compact, target_from_difficulty, U256};
 use crate::model::validate::reference_header_words;
 use crate::model::{HashTask, Status};
@@ -53,8 +59,74 @@ pub struct GenConfig {
 pub enum GenMode {
     Stratum,
     Header,
+    /// Stratum and header shares, alternating.
     Mixed,
+    Sv2Standard,
+    Sv2Extended,
+    /// All four kinds in turn: stratum, header, SV2 standard, SV2 extended.
+    All,
 }
+
+/// The kind of one generated share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Stratum,
+    Header,
+    Standard,
+    Extended,
+}
+
+impl Kind {
+    /// Shares on a standard job (the header is the job's but for version, ntime, nonce).
+    fn on_standard_job(self) -> bool {
+        matches!(self, Kind::Header | Kind::Standard)
+    }
+}
+
+impl GenMode {
+    /// The kind of share number `id`.
+    fn kind(self, id: u64) -> Kind {
+        const ALL: [Kind; 4] = [Kind::Stratum, Kind::Header, Kind::Standard, Kind::Extended];
+        match self {
+            GenMode::Stratum => Kind::Stratum,
+            GenMode::Header => Kind::Header,
+            GenMode::Mixed => ALL[(id % 2) as usize],
+            GenMode::Sv2Standard => Kind::Standard,
+            GenMode::Sv2Extended => Kind::Extended,
+            GenMode::All => ALL[(id % 4) as usize],
+        }
+    }
+
+    /// SV2 jobs let the BIP323 bits roll; stratum jobs BIP310's.
+    fn version_mask(self) -> u32 {
+        match self {
+            GenMode::Stratum | GenMode::Header | GenMode::Mixed => DEFAULT_VERSION_MASK,
+            _ => SV2_VERSION_MASK,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<GenMode> {
+        Some(match name {
+            "stratum" => GenMode::Stratum,
+            "header" => GenMode::Header,
+            "mixed" => GenMode::Mixed,
+            "sv2-standard" => GenMode::Sv2Standard,
+            "sv2-extended" => GenMode::Sv2Extended,
+            "all" => GenMode::All,
+            _ => return None,
+        })
+    }
+}
+
+/// The names `--mode` takes.
+pub const MODE_NAMES: [&str; 6] = [
+    "stratum",
+    "header",
+    "mixed",
+    "sv2-standard",
+    "sv2-extended",
+    "all",
+];
 
 impl Default for GenConfig {
     fn default() -> Self {
@@ -100,6 +172,13 @@ struct State {
     /// extranonce1 and this many, so that every share's coinbase is a transaction.
     en2_len: usize,
     stale_ids: Vec<String>,
+    /// Standard jobs of the current job, per session.
+    standard_jobs: std::collections::HashMap<usize, String>,
+    /// Mined shares on standard jobs of earlier blocks (stale now): job id and header.
+    stale_standard: Vec<(String, [u8; 80])>,
+    /// The last share mined on a standard job, kept as a stale one when a block comes.
+    last_standard: Option<(String, [u8; 80])>,
+    version_mask: u32,
     recent: Vec<Value>,
     sessions: Vec<Session>,
     share_target: U256,
@@ -139,6 +218,10 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> anyhow::Result<u64> {
         current: None,
         en2_len: 4,
         stale_ids: Vec::new(),
+        standard_jobs: Default::default(),
+        stale_standard: Vec::new(),
+        last_standard: None,
+        version_mask: cfg.mode.version_mask(),
         recent: Vec::new(),
         sessions,
         share_target: target_from_difficulty(GEN_DIFFICULTY).expect("valid difficulty"),
@@ -151,11 +234,7 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> anyhow::Result<u64> {
             let clean = st.current.is_none() || st.job_seq.is_multiple_of(cfg.jobs_per_block);
             st.new_job(clean, HARD_NBITS, out)?;
         }
-        let header_mode = match cfg.mode {
-            GenMode::Stratum => false,
-            GenMode::Header => true,
-            GenMode::Mixed => id % 2 == 1,
-        };
+        let kind = cfg.mode.kind(id);
         let r: f64 = st.rng.random();
         let intent = if r < cfg.accepted {
             Status::Accepted
@@ -175,7 +254,7 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> anyhow::Result<u64> {
         } else {
             Status::LowDifficulty
         };
-        let line = st.share(id, intent, header_mode, out)?;
+        let line = st.share(id, intent, kind, out)?;
         out.write_all(line.as_bytes())?;
         out.write_all(b"\n")?;
         written += 1;
@@ -202,8 +281,14 @@ impl State {
                 self.prevhash = random_prevhash(&mut self.rng);
                 self.stale_ids.push(c.job.job_id.clone());
             }
+            if let Some(last) = self.last_standard.take() {
+                if self.stale_standard.len() < 64 {
+                    self.stale_standard.push(last);
+                }
+            }
             self.recent.clear();
         }
+        self.standard_jobs.clear();
         self.job_seq += 1;
         self.ntime += self.rng.random_range(1..60);
         let rng = &mut self.rng;
@@ -245,8 +330,9 @@ impl State {
             nbits,
             ntime: self.ntime,
             clean_jobs: clean,
-            version_mask: DEFAULT_VERSION_MASK,
+            version_mask: self.version_mask,
             extranonce_size: Some(4 + self.en2_len as u8),
+            merkle_root: None,
         };
         writeln!(out, "{}", jsonl::job_json(&job))?;
         self.current = Some(JobCtx::new(job).map_err(anyhow::Error::msg)?);
@@ -257,33 +343,18 @@ impl State {
         &mut self,
         id: u64,
         intent: Status,
-        header_mode: bool,
+        kind: Kind,
         out: &mut dyn Write,
     ) -> anyhow::Result<String> {
-        let rejected_kind = !matches!(
-            intent,
-            Status::Accepted | Status::LowDifficulty | Status::Block
-        );
-        // Header shares have no job: only duplicate and malformed apply.
-        let intent = if header_mode && rejected_kind && intent != Status::Malformed {
-            if self.recent.is_empty() {
-                Status::Malformed
-            } else {
-                Status::Duplicate
-            }
-        } else {
-            intent
-        };
         let mut v = match intent {
             Status::Duplicate if !self.recent.is_empty() => {
                 let k = self.rng.random_range(0..self.recent.len());
                 let mut v = self.recent[k].clone();
                 // A duplicate in other hex case is still a duplicate.
-                if let Some(Value::String(s)) = v.get_mut("extranonce2") {
-                    *s = s.to_uppercase();
-                }
-                if let Some(Value::String(s)) = v.get_mut("header") {
-                    *s = s.to_uppercase();
+                for field in ["extranonce2", "extranonce", "header"] {
+                    if let Some(Value::String(s)) = v.get_mut(field) {
+                        *s = s.to_uppercase();
+                    }
                 }
                 v
             }
@@ -293,7 +364,7 @@ impl State {
                 } else {
                     intent
                 };
-                let v = self.mined(intent, header_mode);
+                let v = self.mined(intent, kind, out)?;
                 self.remember(&v);
                 return Ok(finish(v, id, intent));
             }
@@ -301,39 +372,64 @@ impl State {
                 // A block is mined on a job with an easy network target; as at a real pool,
                 // a new block (clean job) follows.
                 self.new_job(false, EASY_NBITS, out)?;
-                let v = self.mined(Status::Block, header_mode);
+                let v = self.mined(Status::Block, kind, out)?;
                 self.clean_after = true;
                 return Ok(finish(v, id, Status::Block));
             }
-            Status::Stale if !self.stale_ids.is_empty() => {
-                let mut v = self.mined(Status::Accepted, false);
+            Status::Stale if kind.on_standard_job() && !self.stale_standard.is_empty() => {
+                let k = self.rng.random_range(0..self.stale_standard.len());
+                let (job_id, header) = self.stale_standard[k].clone();
+                standard_value(kind, &job_id, &header)
+            }
+            Status::Stale if !kind.on_standard_job() && !self.stale_ids.is_empty() => {
+                let mut v = self.mined(Status::Accepted, kind, out)?;
                 let k = self.rng.random_range(0..self.stale_ids.len());
                 v["job_id"] = self.stale_ids[k].clone().into();
                 v
             }
             Status::Stale | Status::UnknownJob => {
-                let mut v = self.mined(Status::Accepted, false);
-                v["job_id"] = format!("nojob{:x}", self.rng.random::<u32>()).into();
+                let mut v = self.mined(Status::Accepted, kind, out)?;
+                if kind == Kind::Header {
+                    // The work of no job: another merkle root.
+                    let mut h = header_of(&v);
+                    self.rng.fill(&mut h[36..68]);
+                    v["header"] = hex::encode(&h).into();
+                } else {
+                    v["job_id"] = format!("nojob{:x}", self.rng.random::<u32>()).into();
+                }
                 return Ok(finish(v, id, Status::UnknownJob));
             }
             Status::BadNtime => {
-                let mut v = self.mined(Status::Accepted, false);
+                let mut v = self.mined(Status::Accepted, kind, out)?;
                 let job_ntime = self.current.as_ref().expect("job").job.ntime;
                 let t = if self.rng.random_bool(0.5) {
                     job_ntime - 1 - self.rng.random_range(0..1000)
                 } else {
                     job_ntime + 7201 + self.rng.random_range(0..1000)
                 };
-                v["ntime"] = format!("{t:08x}").into();
+                set_field(&mut v, kind, "ntime", t);
                 v
             }
             Status::BadVersion => {
-                let mut v = self.mined(Status::Accepted, false);
-                let bits = 0x0000_2000u32 | (1 << self.rng.random_range(0..13));
-                v["version_bits"] = format!("{bits:08x}").into();
+                let mut v = self.mined(Status::Accepted, kind, out)?;
+                // A bit the job does not let roll.
+                let bit = if self.version_mask == DEFAULT_VERSION_MASK {
+                    1 << self.rng.random_range(0..13)
+                } else {
+                    1 << self.rng.random_range(0..5)
+                };
+                if kind == Kind::Stratum {
+                    v["version_bits"] = format!("{:08x}", 0x0000_2000u32 | bit).into();
+                } else {
+                    let full = match kind {
+                        Kind::Header => u32::from_le_bytes(header_of(&v)[..4].try_into()?),
+                        _ => v["version"].as_u64().unwrap_or(0) as u32,
+                    };
+                    set_field(&mut v, kind, "version", full ^ bit);
+                }
                 v
             }
-            _ => self.malformed(header_mode),
+            _ => self.malformed(kind, out)?,
         };
         v["expect"] = intent.as_str().into();
         Ok(finish(v, id, intent))
@@ -349,16 +445,22 @@ impl State {
     }
 
     /// A share mined so that its hash gets `intent` (accepted, low_difficulty or block).
-    fn mined(&mut self, intent: Status, header_mode: bool) -> Value {
+    fn mined(&mut self, intent: Status, kind: Kind, out: &mut dyn Write) -> anyhow::Result<Value> {
         let ctx = self.current.as_ref().expect("a job").clone();
         let s = self.rng.random_range(0..self.sessions.len());
         let sess = &mut self.sessions[s];
         sess.counter += 1;
-        let en2 = &sess.counter.to_be_bytes()[8 - self.en2_len..];
+        // On a standard job the coinbase is the session's, fixed: its extranonce2 is zero.
+        let en2 = if kind.on_standard_job() {
+            vec![0; self.en2_len]
+        } else {
+            sess.counter.to_be_bytes()[8 - self.en2_len..].to_vec()
+        };
+        let en1 = sess.en1.clone();
         let mut task = HashTask::zeroed();
-        task.en_len = (sess.en1.len() + en2.len()) as u32;
-        task.data[..sess.en1.len()].copy_from_slice(&sess.en1);
-        task.data[sess.en1.len()..task.en_len as usize].copy_from_slice(en2);
+        task.en_len = (en1.len() + en2.len()) as u32;
+        task.data[..en1.len()].copy_from_slice(&en1);
+        task.data[en1.len()..task.en_len as usize].copy_from_slice(&en2);
         let version_bits = self
             .rng
             .random_bool(0.5)
@@ -389,62 +491,157 @@ impl State {
             nonce = nonce.wrapping_add(8);
         };
         words[19] = found.swap_bytes();
-        if header_mode {
-            return json!({
-                "header": hex::encode(&header_bytes(&words)),
+        let v = match kind {
+            Kind::Header | Kind::Standard => {
+                let header = header_bytes(&words);
+                let job_id = self.standard_job(s, &ctx, &header, out)?;
+                self.last_standard = Some((job_id.clone(), header));
+                standard_value(kind, &job_id, &header)
+            }
+            Kind::Extended => json!({
+                "kind": "sv2_extended",
+                "job_id": ctx.job.job_id,
+                "extranonce_prefix": hex::encode(&en1),
+                "extranonce": hex::encode(&en2),
+                "ntime": task.ntime,
+                "nonce": found,
+                "version": task.version,
                 "difficulty": GEN_DIFFICULTY,
-            });
+            }),
+            Kind::Stratum => {
+                let mut v = json!({
+                    "job_id": ctx.job.job_id,
+                    "extranonce1": hex::encode(&en1),
+                    "extranonce2": hex::encode(&en2),
+                    "ntime": format!("{:08x}", task.ntime),
+                    "nonce": format!("{found:08x}"),
+                    "difficulty": GEN_DIFFICULTY,
+                });
+                if let Some(b) = version_bits {
+                    v["version_bits"] = format!("{b:08x}").into();
+                }
+                v
+            }
+        };
+        Ok(v)
+    }
+
+    /// The standard job of session `s` on the current job (written when first needed): the
+    /// merkle root of the session's coinbase, which `header` carries.
+    fn standard_job(
+        &mut self,
+        s: usize,
+        ctx: &JobCtx,
+        header: &[u8; 80],
+        out: &mut dyn Write,
+    ) -> anyhow::Result<String> {
+        if let Some(id) = self.standard_jobs.get(&s) {
+            return Ok(id.clone());
         }
-        let mut v = json!({
-            "job_id": ctx.job.job_id,
-            "extranonce1": hex::encode(&sess.en1),
-            "extranonce2": hex::encode(en2),
-            "ntime": format!("{:08x}", task.ntime),
-            "nonce": format!("{found:08x}"),
-            "difficulty": GEN_DIFFICULTY,
-        });
-        if let Some(b) = version_bits {
-            v["version_bits"] = format!("{b:08x}").into();
-        }
-        v
+        let job = Job {
+            job_id: format!("{}s{s}", ctx.job.job_id),
+            prevhash: ctx.job.prevhash,
+            coinb1: Vec::new(),
+            coinb2: Vec::new(),
+            merkle_branch: Vec::new(),
+            version: ctx.job.version,
+            nbits: ctx.job.nbits,
+            ntime: ctx.job.ntime,
+            // The stratum job it comes from made the earlier ones stale already.
+            clean_jobs: false,
+            version_mask: self.version_mask,
+            extranonce_size: None,
+            merkle_root: Some(header[36..68].try_into()?),
+        };
+        JobCtx::new(job.clone()).map_err(anyhow::Error::msg)?;
+        writeln!(out, "{}", jsonl::job_json(&job))?;
+        self.standard_jobs.insert(s, job.job_id.clone());
+        Ok(job.job_id)
     }
 
     /// A malformed share, one of several kinds.
-    fn malformed(&mut self, header_mode: bool) -> Value {
-        let mut v = self.mined(Status::Accepted, header_mode);
-        let kind = self.rng.random_range(0..7);
-        let set = |v: &mut Value, k: &str, x: Value| {
-            v[k] = x;
+    fn malformed(&mut self, kind: Kind, out: &mut dyn Write) -> anyhow::Result<Value> {
+        let mut v = self.mined(Status::Accepted, kind, out)?;
+        let k = self.rng.random_range(0..7);
+        let set = |v: &mut Value, f: &str, x: Value| {
+            v[f] = x;
         };
-        if header_mode {
-            match kind {
-                0 => set(&mut v, "header", "00".repeat(79).into()),
-                1 => set(&mut v, "header", "zz".repeat(80).into()),
-                2 => set(&mut v, "difficulty", 0.into()),
-                3 => set(&mut v, "difficulty", (-1).into()),
-                4 => set(&mut v, "difficulty", "1".into()),
-                5 => {
-                    v.as_object_mut().expect("object").remove("difficulty");
-                    set(&mut v, "target", "00".repeat(32).into())
-                }
-                _ => {
-                    v.as_object_mut().expect("object").remove("difficulty");
-                }
+        let remove = |v: &mut Value, f: &str| {
+            v.as_object_mut().expect("object").remove(f);
+        };
+        match (kind, k) {
+            (Kind::Header, 0) => set(&mut v, "header", "00".repeat(79).into()),
+            (Kind::Header, 1) => set(&mut v, "header", "zz".repeat(80).into()),
+            (Kind::Header, 5) => {
+                remove(&mut v, "difficulty");
+                set(&mut v, "target", "00".repeat(32).into())
             }
-        } else {
-            match kind {
-                0 => set(&mut v, "extranonce2", "zz".repeat(4).into()),
-                1 => set(&mut v, "nonce", "123".into()),
-                2 => {
-                    v.as_object_mut().expect("object").remove("ntime");
-                }
-                3 => set(&mut v, "difficulty", 0.into()),
-                4 => set(&mut v, "extranonce2", "00".repeat(17).into()),
-                5 => set(&mut v, "version_bits", "xyz".into()),
-                _ => set(&mut v, "extranonce1", "abc".into()),
+            (Kind::Stratum, 0) => set(&mut v, "extranonce2", "zz".repeat(4).into()),
+            (Kind::Stratum, 4) => set(&mut v, "extranonce2", "00".repeat(17).into()),
+            (Kind::Stratum, 5) => set(&mut v, "version_bits", "xyz".into()),
+            (Kind::Stratum, 6) => set(&mut v, "extranonce1", "abc".into()),
+            (Kind::Standard, 0) => set(&mut v, "extranonce", "00".into()),
+            (Kind::Standard, 5) => set(&mut v, "kind", "sv2_bogus".into()),
+            (Kind::Standard, 6) => set(&mut v, "job_id", "".into()),
+            (Kind::Extended, 0) => set(&mut v, "extranonce", "zz".repeat(4).into()),
+            (Kind::Extended, 4) => {
+                // One byte more than the job's slot: bad-extranonce-size.
+                let en = format!("{}00", v["extranonce"].as_str().unwrap_or(""));
+                set(&mut v, "extranonce", en.into())
             }
+            (Kind::Extended, 5) => set(&mut v, "extranonce", "00".repeat(33).into()),
+            (Kind::Extended, 6) => set(&mut v, "extranonce_prefix", "abc".into()),
+            (Kind::Header, 2) => set(&mut v, "difficulty", 0.into()),
+            (Kind::Header, 3) => set(&mut v, "difficulty", (-1).into()),
+            (Kind::Header, 4) => set(&mut v, "difficulty", "1".into()),
+            (Kind::Header, _) => remove(&mut v, "difficulty"),
+            (_, 3) => set(&mut v, "difficulty", 0.into()),
+            (_, 1) => set(&mut v, "nonce", "123".into()),
+            (_, 2) => remove(&mut v, "ntime"),
+            (_, _) => set(&mut v, "version", "xyz".into()),
         }
-        v
+        Ok(v)
+    }
+}
+
+/// A share on a standard job, as a header share or an SV2 standard share.
+fn standard_value(kind: Kind, job_id: &str, header: &[u8; 80]) -> Value {
+    if kind == Kind::Header {
+        return json!({
+            "header": hex::encode(header),
+            "difficulty": GEN_DIFFICULTY,
+        });
+    }
+    let u = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4"));
+    json!({
+        "kind": "sv2_standard",
+        "job_id": job_id,
+        "ntime": u(68),
+        "nonce": u(76),
+        "version": u(0),
+        "difficulty": GEN_DIFFICULTY,
+    })
+}
+
+/// The header of a generated header share.
+fn header_of(v: &Value) -> [u8; 80] {
+    let mut h = [0u8; 80];
+    let _ = hex::decode_into(v["header"].as_str().unwrap_or(""), &mut h);
+    h
+}
+
+/// Sets a u32 field of a generated share: stratum's hex text, SV2's integer, or the bytes of
+/// a header share's header.
+fn set_field(v: &mut Value, kind: Kind, field: &str, x: u32) {
+    match kind {
+        Kind::Stratum => v[field] = format!("{x:08x}").into(),
+        Kind::Header => {
+            let mut h = header_of(v);
+            let at = if field == "ntime" { 68 } else { 0 };
+            h[at..at + 4].copy_from_slice(&x.to_le_bytes());
+            v["header"] = hex::encode(&h).into();
+        }
+        Kind::Standard | Kind::Extended => v[field] = x.into(),
     }
 }
 

@@ -22,7 +22,7 @@ fn sharecheck(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
 
 #[test]
 fn gen_is_deterministic_and_verify_meets_its_expectations() {
-    for mode in ["stratum", "header", "mixed"] {
+    for mode in sharecheck::gen::MODE_NAMES {
         let args = [
             "gen", "--shares", "1500", "--seed", "42", "--mode", mode, "--blocks", "0.01",
         ];
@@ -53,7 +53,25 @@ fn gen_is_deterministic_and_verify_meets_its_expectations() {
             })
             .collect();
         assert_eq!(got, expect, "mode {mode}");
-        assert!(got.iter().any(|s| s == "block"), "mode {mode} has blocks");
+        // Every status, for every kind of share (header and SV2 standard shares included:
+        // they are judged against their standard jobs, so stale, unknown_job, bad_ntime and
+        // bad_version reach them too).
+        for status in sharecheck::model::Status::ALL {
+            assert!(
+                got.iter().any(|s| s == status.as_str()),
+                "mode {mode} has {status}"
+            );
+        }
+        let kinds = ["\"sv2_standard\"", "\"sv2_extended\"", "\"header\""];
+        let has = kinds.map(|k| a.contains(k));
+        let want = match mode {
+            "sv2-standard" => [true, false, false],
+            "sv2-extended" => [false, true, false],
+            "header" | "mixed" => [false, false, true],
+            "all" => [true, true, true],
+            _ => [false, false, false],
+        };
+        assert_eq!(has, want, "mode {mode}: share kinds");
     }
 }
 

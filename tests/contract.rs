@@ -12,10 +12,21 @@ fn status(v: &Value) -> &str {
 fn genesis_as_stratum_job_and_header_share_is_a_block() {
     let vs = verify_values(&[
         genesis_job("g", true),
+        genesis_standard_job("gs"),
         genesis_share(1, "g"),
         json!({"share": {"id": 2, "header": GENESIS_HEADER, "difficulty": 1}}),
     ]);
-    assert_eq!(vs.len(), 2);
+    // The same work as an SV2 standard share: a block, and the header share after it the
+    // same proof of work (a duplicate).
+    let std = verify_values(&[
+        genesis_standard_job("gs"),
+        json!({"share": {"id": 3, "kind": "sv2_standard", "job_id": "gs", "version": 1,
+            "ntime": 0x495fab29u32, "nonce": 0x7c2bac1du32, "difficulty": 1}}),
+        json!({"share": {"id": 4, "header": GENESIS_HEADER, "difficulty": 1}}),
+    ]);
+    assert_eq!(status(&std[1]), "duplicate");
+    let vs = [&vs[..], &std[..1]].concat();
+    assert_eq!(vs.len(), 3);
     for v in &vs {
         assert_eq!(status(v), "block", "{v}");
         assert_eq!(v["hash"], GENESIS_HASH);
@@ -24,6 +35,69 @@ fn genesis_as_stratum_job_and_header_share_is_a_block() {
         assert!((d - 2536.4262984).abs() < 1e-6, "{d}");
         assert!(v.get("error").is_none());
     }
+}
+
+/// A header share is worth something only against the pool's own work: headers that meet
+/// their own (regtest) nbits on a prevhash no job published are unknown_job, never block;
+/// the same headers are blocks to an audit (`verify --audit-headers`), and to a job that
+/// states their work.
+#[test]
+fn header_shares_without_the_pools_work_are_unknown_job() {
+    let mut lines = Vec::new();
+    let mut headers = Vec::new();
+    for i in 0..5u32 {
+        let mut h = header(
+            0x2000_0000,
+            &format!("{:064x}", 0xabc0 + i),
+            &"11".repeat(32),
+            1_700_000_000,
+            0x207fffff,
+            i,
+        );
+        // Find a nonce under regtest's target (one hash in two meets it).
+        let mut nonce = 0u32;
+        loop {
+            h.replace_range(
+                152..160,
+                &sharecheck::wire::hex::encode(&nonce.to_le_bytes()),
+            );
+            let vs = audit_values(&[json!({"share": {"id": 1, "header": h, "difficulty": 1e-9}})]);
+            if status(&vs[0]) == "block" {
+                break;
+            }
+            nonce += 1;
+        }
+        lines.push(json!({"share": {"id": i, "header": h, "difficulty": 1e-9}}));
+        headers.push(h);
+    }
+    for v in verify_values(&lines) {
+        assert_eq!(status(&v), "unknown_job", "{v}");
+        assert_eq!(v["sv2_error"], "invalid-job-id");
+    }
+    assert!(audit_values(&lines).iter().all(|v| status(v) == "block"));
+    // The pool's standard job for the first one's work makes it a block; the others stay
+    // unknown_job.
+    let h = &headers[0];
+    let swap = |hex: &str| {
+        let b = sharecheck::wire::hex::decode(hex).unwrap();
+        let words: Vec<u8> = b.chunks(4).flat_map(|c| c.iter().rev().copied()).collect();
+        sharecheck::wire::hex::encode(&words)
+    };
+    let job = json!({"job": {"job_id": "s", "prevhash": swap(&h[8..72]), "merkle_root": &h[72..136],
+        "version": "20000000", "nbits": "207fffff", "ntime": &format!("{:08x}", 1_700_000_000u32),
+        "clean_jobs": true}});
+    let vs = verify_values(&[vec![job], lines].concat());
+    let got: Vec<&str> = vs.iter().map(status).collect();
+    assert_eq!(
+        got,
+        [
+            "block",
+            "unknown_job",
+            "unknown_job",
+            "unknown_job",
+            "unknown_job"
+        ]
+    );
 }
 
 /// Real mainnet headers and their hashes.
@@ -42,7 +116,7 @@ fn real_block_headers() {
     ];
     for (height, hdr, hash) in blocks {
         // As a block: difficulty 1 share target; each is a valid block at its own nbits.
-        let vs = verify_values(&[json!({"share": {"id": height, "header": hdr, "difficulty": 1}})]);
+        let vs = audit_values(&[json!({"share": {"id": height, "header": hdr, "difficulty": 1}})]);
         assert_eq!(vs[0]["hash"], hash, "block {height}");
         assert_eq!(status(&vs[0]), "block", "block {height}");
         assert_eq!(vs[0]["header"], hdr.to_lowercase());
@@ -50,7 +124,7 @@ fn real_block_headers() {
         let mut bad = hdr.to_string();
         let last = bad.pop().unwrap();
         bad.push(if last == '0' { '1' } else { '0' });
-        let vs = verify_values(&[json!({"share": {"id": 1, "header": bad, "difficulty": 1}})]);
+        let vs = audit_values(&[json!({"share": {"id": 1, "header": bad, "difficulty": 1}})]);
         assert_eq!(status(&vs[0]), "low_difficulty");
         assert!(vs[0]["hash"].as_str().unwrap() != hash);
     }
@@ -261,7 +335,7 @@ fn version_rolling_changes_the_hash_and_the_duplicate_key() {
 
 #[test]
 fn duplicate_header_shares_ignore_hex_case() {
-    let vs = verify_values(&[
+    let vs = audit_values(&[
         json!({"share": {"id": 1, "header": GENESIS_HEADER, "difficulty": 1}}),
         json!({"share": {"id": 2, "header": GENESIS_HEADER.to_uppercase(), "difficulty": 2}}),
     ]);

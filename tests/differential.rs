@@ -33,6 +33,7 @@ fn arb_job() -> impl Strategy<Value = Job> {
                 clean_jobs: false,
                 version_mask: 0x1fffe000,
                 extranonce_size: None,
+                merkle_root: None,
             },
         )
 }

@@ -49,6 +49,7 @@ fn job(id: &str, prev: u8) -> Job {
         version_mask: 0x1fff_e000,
         // What the gateway's sessions fill: jobs.extranonce1_size + extranonce2_size.
         extranonce_size: Some(8),
+        merkle_root: None,
     }
 }
 

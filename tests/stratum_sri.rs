@@ -81,6 +81,7 @@ fn sris_sv1_client_parses_everything_and_is_answered() {
         clean_jobs: true,
         version_mask: 0x1fff_e000,
         extranonce_size: None,
+        merkle_root: None,
     };
     let p: BaseProducer = env.client_config().create().unwrap();
     p.send(

@@ -47,6 +47,8 @@ fn job_error(e: JobError) -> c_int {
         JobError::Branch(_) => SHARECHECK_ERR_BRANCH_LENGTH,
         JobError::Nbits(..) | JobError::ZeroTarget(_) => SHARECHECK_ERR_NBITS,
         JobError::ExtranonceSize(_) => crate::SHARECHECK_ERR_TOO_LARGE,
+        // A C job states no merkle root, so it is never a standard job.
+        JobError::StandardWithCoinbase => crate::SHARECHECK_ERR_INTERNAL,
     }
 }
 
@@ -79,6 +81,7 @@ unsafe fn to_job(j: &Job) -> Result<sharecheck::model::Job, c_int> {
         clean_jobs: j.clean_jobs != 0,
         version_mask: j.version_mask,
         extranonce_size: (j.extranonce_size != 0).then_some(j.extranonce_size),
+        merkle_root: None,
     })
 }
 

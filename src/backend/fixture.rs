@@ -38,6 +38,7 @@ pub fn stratum_fixture(n: usize, seed: u64) -> Fixture {
                     clean_jobs: false,
                     version_mask: DEFAULT_VERSION_MASK,
                     extranonce_size: None,
+                    merkle_root: None,
                 })
                 .expect("valid job"),
             )

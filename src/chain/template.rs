@@ -267,6 +267,7 @@ pub fn job_from_template(
         version_mask,
         // At most 32 (the config checks both sizes).
         extranonce_size: Some(plan.extranonce_len as u8),
+        merkle_root: None,
     };
     let stored = StoredTemplate {
         job_id: job_id.to_string(),

@@ -191,8 +191,9 @@ pub struct GenArgs {
     /// Seed: the same seed gives the same output.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// stratum, header, or mixed (alternating).
-    #[arg(long, default_value = "stratum", value_parser = ["stratum", "header", "mixed"])]
+    /// stratum, header, mixed (stratum and header alternating), sv2-standard, sv2-extended,
+    /// or all (the four kinds in turn).
+    #[arg(long, default_value = "stratum", value_parser = sharecheck::gen::MODE_NAMES)]
     pub mode: String,
     /// Fraction of shares that are accepted.
     #[arg(long, default_value_t = 0.90)]
@@ -247,6 +248,11 @@ pub struct VerifyArgs {
     /// Shares hashed per batch.
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Audit historical headers: judge each header share against its own nbits, without a
+    /// job. Without it (and always in a node) a header share must belong to a job that
+    /// states its merkle root (prevhash, merkle root and nbits), or it is unknown_job.
+    #[arg(long)]
+    pub audit_headers: bool,
     /// Input file; stdin when absent or "-".
     pub file: Option<PathBuf>,
 }
@@ -313,7 +319,7 @@ pub struct BenchKafkaArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// The shares generated: stratum, header, or mixed (alternating).
-    #[arg(long, default_value = "mixed", value_parser = ["stratum", "header", "mixed"])]
+    #[arg(long, default_value = "mixed", value_parser = sharecheck::gen::MODE_NAMES)]
     pub shares_mode: String,
     /// Miner sessions in the generated workload (as `gen --sessions`).
     #[arg(long, default_value_t = 64)]

@@ -135,10 +135,5 @@ fn input(file: Option<&Path>) -> anyhow::Result<Box<dyn BufRead>> {
 
 /// The workload of `gen --mode` and `bench-kafka --shares-mode` (clap admits only these).
 fn gen_mode(s: &str) -> sharecheck::gen::GenMode {
-    use sharecheck::gen::GenMode;
-    match s {
-        "header" => GenMode::Header,
-        "mixed" => GenMode::Mixed,
-        _ => GenMode::Stratum,
-    }
+    sharecheck::gen::GenMode::from_name(s).unwrap_or(sharecheck::gen::GenMode::Stratum)
 }

@@ -14,11 +14,13 @@ pub fn run(cfg: &Config, a: VerifyArgs) -> anyhow::Result<()> {
     let on_bad_job = |line: u64, msg: &str| {
         eprintln!("sharecheck: line {line}: job skipped: {msg}");
     };
+    let mut validation = cfg.validation.clone();
+    validation.audit_headers = a.audit_headers;
     let summary = sharecheck::verify::run(
         super::input(a.file.as_deref())?,
         out,
         backend.as_ref(),
-        cfg.validation.clone(),
+        validation,
         cfg.backend.batch.max_shares,
         on_bad_job,
     )?;

@@ -2,11 +2,14 @@
 //! one message each, acknowledged before any share after them is produced (and the shares
 //! after a job are stamped later than it, so that staleness by time sees the file's order).
 //! Shares go to the shares topic as binary batches keyed by miner session: extranonce1 for
-//! stratum shares, prevhash for header shares (duplicates are tracked per partition, so every
-//! share that could repeat another must land in the same partition).
+//! stratum shares (the channel's extranonce prefix for SV2 extended shares), the job id for
+//! SV2 standard shares (a standard job is its channel's), prevhash for header shares
+//! (duplicates are tracked per partition, so every share that could repeat another must land
+//! in the same partition).
 
 use super::{now_ms, producer_config};
 use crate::config::KafkaConfig;
+use crate::model::share::KIND_SV2_STANDARD;
 use crate::model::Verdict;
 use crate::wire::binary::{encode_job, encode_shares, ShareRecord, KIND_HEADER};
 use crate::wire::jsonl;
@@ -49,7 +52,10 @@ pub fn key_of(rec: &ShareRecord) -> &[u8] {
         // prevhash: header bytes 4..36.
         return &rec.payload[4..36];
     }
-    let n = (rec.extranonce1_len as usize).min(16);
+    if rec.kind == KIND_SV2_STANDARD {
+        return &rec.payload[16..16 + (rec.job_id_len as usize).min(32)];
+    }
+    let n = (rec.extranonce1_len as usize).min(32);
     &rec.payload[48..48 + n]
 }
 

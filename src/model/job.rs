@@ -15,6 +15,9 @@ pub const MAX_COINB: usize = 16 * 1024;
 pub const MAX_BRANCH: usize = 32;
 /// BIP310's default version-rolling mask.
 pub const DEFAULT_VERSION_MASK: u32 = 0x1fff_e000;
+/// The bits an SV2 miner may roll (BIP323's general-purpose bits, SRI's mask): BIP310's and
+/// bits 5–12 beside them.
+pub const SV2_VERSION_MASK: u32 = 0x1fff_ffe0;
 
 /// A decoded mining job: the mining.notify parameters plus the session's version mask.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,11 @@ pub struct Job {
     /// when the job says (1–32): a stratum share of another length is `malformed`, since
     /// its coinbase would not be the transaction the job meant. None: any length.
     pub extranonce_size: Option<u8>,
+    /// A Stratum V2 standard job (`NewMiningJob`): the header's merkle root, in header byte
+    /// order. Its shares carry no extranonce and hash the 80-byte header built from the job
+    /// and their own version, ntime and nonce; coinb1, coinb2 and the branch are then empty.
+    /// Header shares are judged against such jobs (by prevhash, merkle root and nbits).
+    pub merkle_root: Option<[u8; 32]>,
 }
 
 /// Why a job cannot be used.
@@ -52,6 +60,8 @@ pub enum JobError {
     ZeroTarget(u32),
     #[error("extranonce_size {0} is not 1 to 32 (extranonce1 and extranonce2 are 16 bytes each at most)")]
     ExtranonceSize(u8),
+    #[error("a job with a merkle_root (a standard job) has no coinb1, coinb2, merkle_branch or extranonce_size")]
+    StandardWithCoinbase,
 }
 
 /// Swaps the bytes within each 4-byte word: stratum's prevhash ↔ header byte order.
@@ -101,6 +111,14 @@ impl JobCtx {
             if !(1..=(MAX_EXTRANONCE1 + MAX_EXTRANONCE2) as u8).contains(&n) {
                 return Err(JobError::ExtranonceSize(n));
             }
+        }
+        if job.merkle_root.is_some()
+            && (!job.coinb1.is_empty()
+                || !job.coinb2.is_empty()
+                || !job.merkle_branch.is_empty()
+                || job.extranonce_size.is_some())
+        {
+            return Err(JobError::StandardWithCoinbase);
         }
         let network_target =
             target_from_compact(job.nbits).map_err(|e| JobError::Nbits(job.nbits, e))?;
@@ -223,6 +241,21 @@ impl JobCtx {
     }
 }
 
+impl JobCtx {
+    /// The 80-byte header of a share on a standard job (one with a merkle root).
+    pub fn standard_header(&self, version: u32, ntime: u32, nonce: u32) -> Option<[u8; 80]> {
+        let root = self.job.merkle_root?;
+        let mut h = [0u8; 80];
+        h[..4].copy_from_slice(&version.to_le_bytes());
+        h[4..36].copy_from_slice(&self.job.prevhash);
+        h[36..68].copy_from_slice(&root);
+        h[68..72].copy_from_slice(&ntime.to_le_bytes());
+        h[72..76].copy_from_slice(&self.job.nbits.to_le_bytes());
+        h[76..].copy_from_slice(&nonce.to_le_bytes());
+        Some(h)
+    }
+}
+
 /// The 80 header bytes from header words.
 pub fn header_bytes(words: &[u32; 20]) -> [u8; 80] {
     let mut out = [0u8; 80];
@@ -258,6 +291,7 @@ mod tests {
             clean_jobs: false,
             version_mask: DEFAULT_VERSION_MASK,
             extranonce_size: None,
+            merkle_root: None,
         })
         .unwrap()
     }

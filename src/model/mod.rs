@@ -102,6 +102,28 @@ impl Verdict {
         }
     }
 
+    /// The Stratum V2 `SubmitShares.Error` code that answers this verdict (mining_sv2's
+    /// constants), None for a share to count (accepted, block). A bad_version share's code
+    /// is `invalid-non-rollable-version-bit`; a front end whose job allows no version rolling
+    /// at all answers `version-rolling-not-allowed` instead, as SRI does (docs/wire-format.md).
+    pub fn sv2_error(&self) -> Option<&'static str> {
+        Some(match self.status {
+            Status::Accepted | Status::Block => return None,
+            Status::LowDifficulty => "difficulty-too-low",
+            Status::Duplicate => "duplicate-share",
+            Status::Stale => "stale-share",
+            Status::UnknownJob => "invalid-job-id",
+            Status::BadNtime => "invalid-share",
+            Status::BadVersion => "invalid-non-rollable-version-bit",
+            Status::Malformed => match self.error {
+                Some(Malformed::Record(
+                    RecordError::ExtranonceSize(_) | RecordError::Sv2ExtranonceLength(_),
+                )) => "bad-extranonce-size",
+                _ => "invalid-share",
+            },
+        })
+    }
+
     pub fn malformed(id: Option<u64>, error: Malformed) -> Verdict {
         Verdict {
             id,
@@ -142,7 +164,9 @@ impl From<RecordError> for Malformed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[repr(u16)]
 pub enum RecordError {
-    #[error("unknown share kind {0} (1 = stratum, 2 = header)")]
+    #[error(
+        "unknown share kind {0} (1 = stratum, 2 = header, 3 = SV2 standard, 4 = SV2 extended)"
+    )]
     UnknownKind(u8) = 1,
     #[error("unknown flag bits {0:#04x} set")]
     UnknownFlags(u8) = 2,
@@ -168,6 +192,12 @@ pub enum RecordError {
     HeaderWithJobFields = 12,
     #[error("extranonce1 + extranonce2 are {0} bytes, not the job's extranonce_size")]
     ExtranonceSize(u8) = 13,
+    #[error("the share's kind does not fit its job: stratum and SV2 extended shares need a job with a coinbase, SV2 standard shares a job with a merkle_root")]
+    JobKind = 14,
+    #[error("an SV2 standard share carries no extranonce")]
+    StandardWithExtranonce = 15,
+    #[error("the extranonce prefix and extranonce are {0} bytes; at most 32 are supported")]
+    Sv2ExtranonceLength(u8) = 16,
 }
 
 impl RecordError {
@@ -186,6 +216,9 @@ impl RecordError {
             RecordError::Padding => 11,
             RecordError::HeaderWithJobFields => 12,
             RecordError::ExtranonceSize(_) => 13,
+            RecordError::JobKind => 14,
+            RecordError::StandardWithExtranonce => 15,
+            RecordError::Sv2ExtranonceLength(_) => 16,
         }
     }
 
@@ -205,6 +238,9 @@ impl RecordError {
             11 => RecordError::Padding,
             12 => RecordError::HeaderWithJobFields,
             13 => RecordError::ExtranonceSize(arg),
+            14 => RecordError::JobKind,
+            15 => RecordError::StandardWithExtranonce,
+            16 => RecordError::Sv2ExtranonceLength(arg),
             _ => return None,
         })
     }
@@ -217,7 +253,8 @@ impl RecordError {
             | RecordError::JobIdLength(a)
             | RecordError::Extranonce1Length(a)
             | RecordError::Extranonce2Length(a)
-            | RecordError::ExtranonceSize(a) => a,
+            | RecordError::ExtranonceSize(a)
+            | RecordError::Sv2ExtranonceLength(a) => a,
             _ => 0,
         }
     }

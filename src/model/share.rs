@@ -11,6 +11,13 @@ use bytemuck::{Pod, Zeroable};
 /// Share kinds.
 pub const KIND_STRATUM: u8 = 1;
 pub const KIND_HEADER: u8 = 2;
+/// A Stratum V2 standard share (`SubmitSharesStandard`) on a standard job.
+pub const KIND_SV2_STANDARD: u8 = 3;
+/// A Stratum V2 extended share (`SubmitSharesExtended`): a stratum share whose version is the
+/// full version and whose extranonce (the channel's prefix, then the share's own) is packed.
+pub const KIND_SV2_EXTENDED: u8 = 4;
+/// Longest extranonce of an extended share, prefix included (SV2's limit).
+pub const MAX_SV2_EXTRANONCE: usize = 32;
 /// Share flag: `version_bits` is present (stratum shares).
 pub const FLAG_VERSION_BITS: u8 = 1;
 /// Share flag: the target field holds an explicit 32-byte big-endian target; otherwise its
@@ -47,6 +54,15 @@ pub enum ShareData<'a> {
         ntime: u32,
         nonce: u32,
         version_bits: Option<u32>,
+        /// `version_bits` is the full version (SV2 extended shares), not the rolled bits.
+        full_version: bool,
+    },
+    /// An SV2 standard share: the header is its job's, with this version, ntime and nonce.
+    Standard {
+        job_id: &'a str,
+        ntime: u32,
+        nonce: u32,
+        version: u32,
     },
     Header {
         header: &'a [u8; 80],
@@ -101,6 +117,52 @@ impl ShareRecord {
         r.payload[16..16 + job_id.len()].copy_from_slice(job_id.as_bytes());
         r.payload[48..48 + extranonce1.len()].copy_from_slice(extranonce1);
         r.payload[64..64 + extranonce2.len()].copy_from_slice(extranonce2);
+        r
+    }
+
+    /// An SV2 standard share (`SubmitSharesStandard`; `version` is the full version). Panics
+    /// only on a job id over 32 bytes, which callers check first.
+    pub fn sv2_standard(
+        id: u64,
+        job_id: &str,
+        ntime: u32,
+        nonce: u32,
+        version: u32,
+        target: ShareTarget,
+    ) -> ShareRecord {
+        let mut r = ShareRecord::zeroed();
+        r.id = id.to_le_bytes();
+        r.kind = KIND_SV2_STANDARD;
+        r.job_id_len = job_id.len() as u8;
+        r.set_target(target);
+        r.payload[0..4].copy_from_slice(&ntime.to_le_bytes());
+        r.payload[4..8].copy_from_slice(&nonce.to_le_bytes());
+        r.payload[8..12].copy_from_slice(&version.to_le_bytes());
+        r.payload[16..16 + job_id.len()].copy_from_slice(job_id.as_bytes());
+        r
+    }
+
+    /// An SV2 extended share (`SubmitSharesExtended`): the channel's extranonce prefix and the
+    /// share's extranonce, 32 bytes at most together. Panics only on lengths above the
+    /// maxima, which callers check first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sv2_extended(
+        id: u64,
+        job_id: &str,
+        extranonce_prefix: &[u8],
+        extranonce: &[u8],
+        ntime: u32,
+        nonce: u32,
+        version: u32,
+        target: ShareTarget,
+    ) -> ShareRecord {
+        let mut r = ShareRecord::sv2_standard(id, job_id, ntime, nonce, version, target);
+        r.kind = KIND_SV2_EXTENDED;
+        r.extranonce1_len = extranonce_prefix.len() as u8;
+        r.extranonce2_len = extranonce.len() as u8;
+        let e1 = 48 + extranonce_prefix.len();
+        r.payload[48..e1].copy_from_slice(extranonce_prefix);
+        r.payload[e1..e1 + extranonce.len()].copy_from_slice(extranonce);
         r
     }
 
@@ -183,8 +245,10 @@ impl ShareRecord {
                     ntime: u32_at(p, 0),
                     nonce: u32_at(p, 4),
                     version_bits: (self.flags & FLAG_VERSION_BITS != 0).then(|| u32_at(p, 8)),
+                    full_version: false,
                 }
             }
+            KIND_SV2_STANDARD | KIND_SV2_EXTENDED => self.check_sv2()?,
             KIND_HEADER => {
                 let unknown = self.flags & !FLAG_TARGET;
                 if unknown != 0 {
@@ -204,6 +268,59 @@ impl ShareRecord {
             k => return Err(RecordError::UnknownKind(k)),
         };
         Ok(ShareView { id, target, data })
+    }
+}
+
+impl ShareRecord {
+    /// The fields of an SV2 share (kinds 3 and 4): the version is always the full version,
+    /// the extranonce (extended shares only) is packed from byte 48 of the payload.
+    fn check_sv2(&self) -> Result<ShareData<'_>, RecordError> {
+        let unknown = self.flags & !FLAG_TARGET;
+        if unknown != 0 {
+            return Err(RecordError::UnknownFlags(unknown));
+        }
+        let p = &self.payload;
+        if u32_at(p, 12) != 0 {
+            return Err(RecordError::Reserved);
+        }
+        let (jl, e1, e2) = (
+            self.job_id_len as usize,
+            self.extranonce1_len as usize,
+            self.extranonce2_len as usize,
+        );
+        if jl == 0 || jl > MAX_JOB_ID {
+            return Err(RecordError::JobIdLength(self.job_id_len));
+        }
+        let standard = self.kind == KIND_SV2_STANDARD;
+        if standard && (e1 != 0 || e2 != 0) {
+            return Err(RecordError::StandardWithExtranonce);
+        }
+        if e1 + e2 > MAX_SV2_EXTRANONCE {
+            return Err(RecordError::Sv2ExtranonceLength((e1 + e2) as u8));
+        }
+        if p[16 + jl..48].iter().any(|&b| b != 0) || p[48 + e1 + e2..].iter().any(|&b| b != 0) {
+            return Err(RecordError::Padding);
+        }
+        let job_id = std::str::from_utf8(&p[16..16 + jl]).map_err(|_| RecordError::JobIdUtf8)?;
+        let (ntime, nonce, version) = (u32_at(p, 0), u32_at(p, 4), u32_at(p, 8));
+        Ok(if standard {
+            ShareData::Standard {
+                job_id,
+                ntime,
+                nonce,
+                version,
+            }
+        } else {
+            ShareData::Stratum {
+                job_id,
+                extranonce1: &p[48..48 + e1],
+                extranonce2: &p[48 + e1..48 + e1 + e2],
+                ntime,
+                nonce,
+                version_bits: Some(version),
+                full_version: true,
+            }
+        })
     }
 }
 

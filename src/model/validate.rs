@@ -53,6 +53,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
+mod audit;
+mod sv2;
+use sv2::{entry_ntime_limit, root_key};
+
 /// Validation settings (the `[validation]` table of the config file).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -86,6 +90,15 @@ pub struct ValidationConfig {
     /// duplicate is ever accepted; a single job over the cap has its further shares `stale`.
     /// Header shares' sets have the same cap of their own. Default 4194304.
     pub max_seen_entries: usize,
+    /// SV2 shares (standard and extended), service mode: ntime may run ahead of the job's
+    /// min_ntime by the seconds since the job was published plus this slack (the SV2 mining
+    /// protocol's rule, with room for the clocks of pool and broker to differ). Default 600.
+    pub sv2_ntime_slack_s: u32,
+    /// Judge header shares on their own (the header against its own nbits), without a job:
+    /// for audits of historical headers (`verify --audit-headers`). Never set by the config
+    /// file, and never in a node: there a header share must belong to a live job.
+    #[serde(skip)]
+    pub audit_headers: bool,
 }
 
 impl Default for ValidationConfig {
@@ -99,6 +112,8 @@ impl Default for ValidationConfig {
             stale_grace_ms: 1000,
             job_ttl_s: 600,
             max_seen_entries: 4 << 20,
+            sv2_ntime_slack_s: 600,
+            audit_headers: false,
         }
     }
 }
@@ -315,6 +330,8 @@ struct JobEntry {
     seq: u64,
     /// The fingerprint of the job's work ([`work_of`]): the key of its duplicate set.
     work: u128,
+    /// A standard job: the key its header shares find it by ([`root_key`]).
+    root_key: Option<u128>,
     /// Service mode: when the job was published (ms since the epoch).
     published_ms: Option<i64>,
     /// Service mode: shares stamped after this instant are stale (a clean job superseded this
@@ -359,7 +376,33 @@ fn work_of(job: &Job, seed: u64) -> u128 {
     for h in &job.merkle_branch {
         b.extend_from_slice(h);
     }
+    if let Some(root) = &job.merkle_root {
+        b.push(b'R');
+        b.extend_from_slice(root);
+    }
     xxh3_128_with_seed(&b, seed)
+}
+
+/// The duplicate-set key of a stratum share: its decoded fields and the rolled version (the
+/// work is implied by the set).
+fn stratum_fingerprint(
+    en1: &[u8],
+    en2: &[u8],
+    ntime: u32,
+    nonce: u32,
+    version: u32,
+    seed: u64,
+) -> u128 {
+    let mut key = [0u8; 46];
+    key[0] = en1.len() as u8;
+    key[1] = en2.len() as u8;
+    key[2..6].copy_from_slice(&ntime.to_le_bytes());
+    key[6..10].copy_from_slice(&nonce.to_le_bytes());
+    key[10..14].copy_from_slice(&version.to_le_bytes());
+    key[14..14 + en1.len()].copy_from_slice(en1);
+    let e2 = 14 + en1.len();
+    key[e2..e2 + en2.len()].copy_from_slice(en2);
+    xxh3_128_with_seed(&key[..e2 + en2.len()], seed)
 }
 
 /// Jobs seen so far and the duplicate sets: the state that checks 2–6 need.
@@ -377,6 +420,13 @@ pub struct Validator {
     live_order: VecDeque<(String, u64)>,
     stale: HashSet<String>,
     stale_order: VecDeque<String>,
+    /// Standard jobs by [`root_key`] (prevhash, merkle root, nbits): how a header share
+    /// finds the job it belongs to.
+    by_root: HashMap<u128, String>,
+    /// Root keys of retired standard jobs, so that their header shares are `stale`, not
+    /// `unknown_job` (at most `max_stale_jobs`, oldest forgotten first).
+    stale_roots: HashSet<u128>,
+    stale_roots_order: VecDeque<u128>,
     /// Header shares' duplicate sets per prevhash, oldest first, at most
     /// `header_prevhash_window` of them: a window of a few, searched newest first, finds the
     /// current prevhash at once where a map would hash 32 bytes per share.
@@ -403,6 +453,9 @@ impl Validator {
             live_order: VecDeque::new(),
             stale: HashSet::default(),
             stale_order: VecDeque::new(),
+            by_root: HashMap::default(),
+            stale_roots: HashSet::default(),
+            stale_roots_order: VecDeque::new(),
             headers_seen: VecDeque::new(),
             clock_ms: i64::MIN,
             next_expiry_ms: i64::MAX,
@@ -481,12 +534,19 @@ impl Validator {
         self.remove_live(&id);
         let work = work_of(&ctx.job, self.seed);
         self.work_sets.entry(work).or_default().jobs += 1;
+        let root_key = ctx.job.merkle_root.map(|r| {
+            let key = root_key(&ctx.job.prevhash, &r, ctx.job.nbits, self.seed);
+            self.by_root.insert(key, id.clone());
+            self.stale_roots.remove(&key);
+            key
+        });
         self.live.insert(
             id.clone(),
             JobEntry {
                 ctx,
                 seq,
                 work,
+                root_key,
                 published_ms: at,
                 stale_after_ms: None,
             },
@@ -556,10 +616,7 @@ impl Validator {
             return;
         }
         for id in retire {
-            self.remove_live(&id);
-            if self.stale.insert(id.clone()) {
-                self.stale_order.push_back(id);
-            }
+            self.retire(id);
         }
         let live = &self.live;
         self.live_order
@@ -580,10 +637,28 @@ impl Validator {
             .clamp(0, u32::MAX as i64) as u32
     }
 
+    /// Makes a live job stale: its shares (and, for a standard job, its header shares) are
+    /// `stale` from now on. The caller trims the stale lists.
+    fn retire(&mut self, id: String) {
+        if let Some(key) = self.remove_live(&id).and_then(|e| e.root_key) {
+            if self.stale_roots.insert(key) {
+                self.stale_roots_order.push_back(key);
+            }
+        }
+        if self.stale.insert(id.clone()) {
+            self.stale_order.push_back(id);
+        }
+    }
+
     /// Takes a job out of the live ones; its work's duplicate set goes with the last job
     /// that carries it.
     fn remove_live(&mut self, id: &str) -> Option<JobEntry> {
         let e = self.live.remove(id)?;
+        if let Some(key) = e.root_key {
+            if self.by_root.get(&key).is_some_and(|j| j == id) {
+                self.by_root.remove(&key);
+            }
+        }
         if let Some(w) = self.work_sets.get_mut(&e.work) {
             w.jobs -= 1;
             if w.jobs == 0 {
@@ -610,10 +685,7 @@ impl Validator {
                 self.live_order.push_front((old, seq));
                 return false;
             }
-            self.remove_live(&old);
-            if self.stale.insert(old.clone()) {
-                self.stale_order.push_back(old);
-            }
+            self.retire(old);
             self.jobs_retired_early += 1;
         }
         self.trim_stale();
@@ -634,15 +706,20 @@ impl Validator {
                 None => break,
             }
         }
+        while self.stale_roots.len() > self.cfg.max_stale_jobs {
+            match self.stale_roots_order.pop_front() {
+                Some(old) => {
+                    self.stale_roots.remove(&old);
+                }
+                None => break,
+            }
+        }
     }
 
     fn make_others_stale(&mut self, keep: &str) {
         let ids: Vec<String> = self.live.keys().filter(|k| *k != keep).cloned().collect();
         for id in ids {
-            self.remove_live(&id);
-            if self.stale.insert(id.clone()) {
-                self.stale_order.push_back(id);
-            }
+            self.retire(id);
         }
         self.live_order.retain(|(id, _)| id == keep);
         self.trim_stale();
@@ -698,68 +775,23 @@ impl Validator {
             ShareData::Header {
                 header,
                 network_target,
-            } => self.check_header(&view, header, network_target, batch),
+            } if self.cfg.audit_headers => self.check_header(&view, header, network_target, batch),
+            ShareData::Header { header, .. } => self.check_bound_header(&view, header, ts, batch),
+            ShareData::Standard {
+                job_id,
+                ntime,
+                nonce,
+                version,
+            } => {
+                let share = sv2::StandardShare {
+                    version,
+                    ntime,
+                    nonce,
+                };
+                self.check_standard(&view, job_id, share, ts, batch)
+            }
             ShareData::Stratum { .. } => self.check_stratum(&view, ts, batch),
         }
-    }
-
-    /// Check 6 of a header share (1 is done; 2–5 do not apply to a header).
-    fn check_header(
-        &mut self,
-        view: &ShareView<'_>,
-        header: &[u8; 80],
-        network_target: U256,
-        batch: Option<&mut Batch>,
-    ) -> Result<(), Verdict> {
-        let id = view.id;
-        // 6. duplicate: the same 80 bytes, per prevhash.
-        let prev: [u8; 32] = header[4..36].try_into().expect("32");
-        let fp = xxh3_128_with_seed(header, self.seed);
-        let seen = &mut self.headers_seen;
-        let mut at = match seen.iter().rposition(|s| s.0 == prev) {
-            Some(at) => at,
-            None => {
-                let window = self.cfg.header_prevhash_window.max(1);
-                while seen.len() >= window {
-                    if let Some((_, old)) = seen.pop_front() {
-                        self.header_seen -= old.len();
-                    }
-                }
-                seen.push_back((prev, FingerprintSet::default()));
-                seen.len() - 1
-            }
-        };
-        if seen[at].1.contains(&fp) {
-            return Err(Verdict::rejected(id, Status::Duplicate));
-        }
-        // At the cap the oldest prevhashes' sets go first (their shares are stale work);
-        // the share's own prevhash over the cap alone makes it stale.
-        while self.header_seen >= self.cfg.max_seen_entries {
-            if at == 0 {
-                return Err(Verdict::rejected(id, Status::Stale));
-            }
-            if let Some((_, old)) = seen.pop_front() {
-                self.header_seen -= old.len();
-            }
-            at -= 1;
-        }
-        seen[at].1.insert(fp);
-        self.header_seen += 1;
-        let Some(batch) = batch else {
-            return Ok(());
-        };
-        let mut task = HashTask::zeroed();
-        task.job = HashTask::HEADER;
-        task.data = *header;
-        batch.push_task(
-            task,
-            TaskMeta {
-                id,
-                share_target: view.target,
-                network_target,
-            },
-        );
-        Ok(())
     }
 
     /// Checks 2–6 of a stratum share (1 is done).
@@ -777,6 +809,7 @@ impl Validator {
             ntime,
             nonce,
             version_bits,
+            full_version,
         } = view.data
         else {
             return Ok(());
@@ -797,6 +830,10 @@ impl Validator {
             }
         }
         let ctx = &entry.ctx;
+        if ctx.job.merkle_root.is_some() {
+            let e = RecordError::JobKind;
+            return Err(Verdict::malformed(Some(id), e.into()));
+        }
         // 1 (for this job). The coinbase must be the one the job meant: its extranonce slot
         // filled exactly (SRI's bad-extranonce-size).
         let en_len = extranonce1.len() + extranonce2.len();
@@ -808,31 +845,29 @@ impl Validator {
             let e = RecordError::ExtranonceSize(en_len as u8);
             return Err(Verdict::malformed(Some(id), e.into()));
         }
-        // 4. bad_version
-        if let Some(v) = version_bits {
-            if v & !ctx.job.version_mask != 0 {
+        // 4. bad_version: only the bits the job lets roll may differ from its version
+        // (BIP310's version_bits carry the rolled bits; an SV2 share the full version).
+        let version = match version_bits {
+            Some(v) if full_version => {
+                if (v ^ ctx.job.version) & !ctx.job.version_mask != 0 {
+                    return Err(Verdict::rejected(id, Status::BadVersion));
+                }
+                v
+            }
+            Some(v) if v & !ctx.job.version_mask != 0 => {
                 return Err(Verdict::rejected(id, Status::BadVersion));
             }
-        }
-        // 5. bad_ntime: not before the job, not long after it, not too far in the future.
-        let lo = ctx.job.ntime;
-        let hi = lo.saturating_add(self.cfg.max_ntime_offset_s).min(latest);
-        if ntime < lo || ntime > hi {
+            _ => ctx.rolled_version(version_bits),
+        };
+        // 5. bad_ntime: not before the job, not long after it, not too far in the future
+        // (nor, for an SV2 share, further ahead than the time since the job came).
+        let hi = entry_ntime_limit(entry, ts, full_version, &self.cfg).min(latest);
+        if ntime < ctx.job.ntime || ntime > hi {
             return Err(Verdict::rejected(id, Status::BadNtime));
         }
         // 6. duplicate, on decoded bytes (the work is implied by the set: one per work,
         // shared by the jobs that carry it).
-        let version = ctx.rolled_version(version_bits);
-        let mut key = [0u8; 46];
-        key[0] = extranonce1.len() as u8;
-        key[1] = extranonce2.len() as u8;
-        key[2..6].copy_from_slice(&ntime.to_le_bytes());
-        key[6..10].copy_from_slice(&nonce.to_le_bytes());
-        key[10..14].copy_from_slice(&version.to_le_bytes());
-        key[14..14 + extranonce1.len()].copy_from_slice(extranonce1);
-        let e2 = 14 + extranonce1.len();
-        key[e2..e2 + extranonce2.len()].copy_from_slice(extranonce2);
-        let fp = xxh3_128_with_seed(&key[..e2 + extranonce2.len()], self.seed);
+        let fp = stratum_fingerprint(extranonce1, extranonce2, ntime, nonce, version, self.seed);
         let work = entry.work;
         let seen = &mut self.work_sets.entry(work).or_default().seen;
         if seen.contains(&fp) {
@@ -891,6 +926,7 @@ mod tests {
             clean_jobs: clean,
             version_mask: DEFAULT_VERSION_MASK,
             extranonce_size: None,
+            merkle_root: None,
         }
     }
 
@@ -1065,6 +1101,7 @@ mod tests {
     fn the_header_duplicate_sets_are_capped_too() {
         let mut v = Validator::new(ValidationConfig {
             max_seen_entries: 10,
+            audit_headers: true,
             ..Default::default()
         });
         let mut b = Batch::new();
@@ -1192,6 +1229,7 @@ mod tests {
     fn header_duplicate_sets_are_bounded_by_prevhash_window() {
         let mut v = Validator::new(ValidationConfig {
             header_prevhash_window: 2,
+            audit_headers: true,
             ..Default::default()
         });
         let mut b = Batch::new();
@@ -1334,10 +1372,17 @@ mod tests {
             Some(Status::Duplicate)
         );
         assert_eq!(status(v.check_at(&share(6, "b", 8), 2_200, &mut b)), None);
-        // Header shares too.
+        // Header shares too, on a standard job.
+        let mut std_job = job("s", false);
+        (std_job.coinb1, std_job.coinb2, std_job.merkle_branch) = Default::default();
+        std_job.prevhash = [4; 32];
+        std_job.merkle_root = Some([0; 32]);
+        v.add_job_at(std_job.clone(), 2_000).unwrap();
         let mut h = [0u8; 80];
+        h[..4].copy_from_slice(&std_job.version.to_le_bytes());
         h[4..36].fill(4);
-        h[72..76].copy_from_slice(&0x1d00ffffu32.to_le_bytes());
+        h[68..72].copy_from_slice(&std_job.ntime.to_le_bytes());
+        h[72..76].copy_from_slice(&std_job.nbits.to_le_bytes());
         assert!(v.record_seen_at(
             &ShareRecord::header(7, &h, ShareTarget::Difficulty(1.0)),
             2_300

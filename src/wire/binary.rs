@@ -376,10 +376,17 @@ pub fn batch_count(msg: &[u8], kind: RecordKind) -> Result<u32, DecodeError> {
 const JOB_FIXED: usize = 88;
 /// Job flag: clean_jobs.
 pub const JFLAG_CLEAN: u8 = 1;
+/// Job flag: a standard job (SV2 `NewMiningJob`): no coinbase or branch, the 32-byte merkle
+/// root (header byte order) follows the fixed part.
+pub const JFLAG_STANDARD: u8 = 2;
 
 /// Encodes one job as a message (kind 3, count 1, record_size = body length).
 pub fn encode_job(job: &Job) -> Vec<u8> {
-    let body_len = JOB_FIXED + job.coinb1.len() + job.coinb2.len() + 32 * job.merkle_branch.len();
+    let body_len = JOB_FIXED
+        + job.coinb1.len()
+        + job.coinb2.len()
+        + 32 * job.merkle_branch.len()
+        + if job.merkle_root.is_some() { 32 } else { 0 };
     let mut out = Vec::with_capacity(16 + body_len);
     out.extend_from_slice(bytemuck::bytes_of(&BatchHeader::new(
         RecordKind::Job,
@@ -387,7 +394,12 @@ pub fn encode_job(job: &Job) -> Vec<u8> {
         body_len as u32,
     )));
     out.push(job.job_id.len() as u8);
-    out.push(if job.clean_jobs { JFLAG_CLEAN } else { 0 });
+    let standard = if job.merkle_root.is_some() {
+        JFLAG_STANDARD
+    } else {
+        0
+    };
+    out.push(if job.clean_jobs { JFLAG_CLEAN } else { 0 } | standard);
     out.push(job.merkle_branch.len() as u8);
     out.push(job.extranonce_size.unwrap_or(0));
     for v in [job.version, job.version_mask, job.nbits, job.ntime] {
@@ -403,6 +415,9 @@ pub fn encode_job(job: &Job) -> Vec<u8> {
     out.extend_from_slice(&job.coinb2);
     for b in &job.merkle_branch {
         out.extend_from_slice(b);
+    }
+    if let Some(root) = &job.merkle_root {
+        out.extend_from_slice(root);
     }
     out
 }
@@ -428,9 +443,10 @@ pub fn decode_job(msg: &[u8]) -> Result<Job, DecodeError> {
     if id_len == 0 || id_len > MAX_JOB_ID {
         return Err(bad("job_id length must be 1 to 32"));
     }
-    if body[1] & !JFLAG_CLEAN != 0 {
+    if body[1] & !(JFLAG_CLEAN | JFLAG_STANDARD) != 0 {
         return Err(bad("unknown job flags"));
     }
+    let root_len = if body[1] & JFLAG_STANDARD != 0 { 32 } else { 0 };
     let branch = body[2] as usize;
     // Byte 3 was the high byte of a 16-bit branch count, always 0 (≤ 32 entries): jobs
     // written before it held the extranonce size read as "not stated".
@@ -440,7 +456,7 @@ pub fn decode_job(msg: &[u8]) -> Result<Job, DecodeError> {
     if c1 > MAX_COINB || c2 > MAX_COINB || branch > MAX_BRANCH {
         return Err(bad("coinbase or merkle branch longer than supported"));
     }
-    if body.len() != JOB_FIXED + c1 + c2 + 32 * branch {
+    if body.len() != JOB_FIXED + c1 + c2 + 32 * branch + root_len {
         return Err(bad(
             "body length does not match coinb1, coinb2 and branch lengths",
         ));
@@ -457,7 +473,7 @@ pub fn decode_job(msg: &[u8]) -> Result<Job, DecodeError> {
         prevhash: body[24..56].try_into().expect("32"),
         coinb1: rest[..c1].to_vec(),
         coinb2: rest[c1..c1 + c2].to_vec(),
-        merkle_branch: rest[c1 + c2..]
+        merkle_branch: rest[c1 + c2..rest.len() - root_len]
             .chunks_exact(32)
             .map(|c| c.try_into().expect("32"))
             .collect(),
@@ -467,5 +483,6 @@ pub fn decode_job(msg: &[u8]) -> Result<Job, DecodeError> {
         ntime: u32_at(body, 16),
         clean_jobs: body[1] & JFLAG_CLEAN != 0,
         extranonce_size,
+        merkle_root: (root_len != 0).then(|| rest[rest.len() - 32..].try_into().expect("32")),
     })
 }

@@ -6,6 +6,7 @@ use super::hex;
 use crate::model::job::{
     swap_words, Job, DEFAULT_VERSION_MASK, MAX_EXTRANONCE1, MAX_EXTRANONCE2, MAX_JOB_ID,
 };
+use crate::model::share::MAX_SV2_EXTRANONCE;
 use crate::model::{Malformed, Verdict};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -115,6 +116,12 @@ pub fn parse_job(o: &Map<String, Value>) -> Result<Job, String> {
     if job_id.is_empty() || job_id.len() > MAX_JOB_ID {
         return Err(format!("job_id must be 1 to {MAX_JOB_ID} bytes"));
     }
+    // A standard job (SV2 NewMiningJob) states its merkle root and has no coinbase.
+    let merkle_root = match o.get("merkle_root") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(hex_fixed::<32>(o, "merkle_root")?),
+    };
+    let standard = merkle_root.is_some();
     let branch = match o.get("merkle_branch") {
         Some(Value::Array(a)) => a
             .iter()
@@ -129,6 +136,7 @@ pub fn parse_job(o: &Map<String, Value>) -> Result<Job, String> {
             })
             .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err("merkle_branch must be an array".into()),
+        None if standard => Vec::new(),
         None => return Err("missing field merkle_branch".into()),
     };
     let clean_jobs = match o.get("clean_jobs") {
@@ -152,8 +160,8 @@ pub fn parse_job(o: &Map<String, Value>) -> Result<Job, String> {
     Ok(Job {
         job_id,
         prevhash: swap_words(&hex_fixed::<32>(o, "prevhash")?),
-        coinb1: hex_var(o, "coinb1")?,
-        coinb2: hex_var(o, "coinb2")?,
+        coinb1: coinbase_part(o, "coinb1", standard)?,
+        coinb2: coinbase_part(o, "coinb2", standard)?,
         merkle_branch: branch,
         version: hex_u32(o, "version")?,
         nbits: hex_u32(o, "nbits")?,
@@ -161,7 +169,98 @@ pub fn parse_job(o: &Map<String, Value>) -> Result<Job, String> {
         clean_jobs,
         version_mask,
         extranonce_size,
+        merkle_root,
     })
+}
+
+/// coinb1 or coinb2: required, except in a standard job (which has none).
+fn coinbase_part(o: &Map<String, Value>, k: &str, standard: bool) -> Result<Vec<u8>, String> {
+    if standard && !o.contains_key(k) {
+        return Ok(Vec::new());
+    }
+    hex_var(o, k)
+}
+
+/// A u32 of an SV2 share: a JSON integer, or 8 hex digits as stratum writes them.
+fn u32_field(o: &Map<String, Value>, k: &str) -> Result<u32, String> {
+    match o.get(k) {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("{k} must be an integer 0 to 2^32-1 or 8 hex digits")),
+        _ => hex_u32(o, k),
+    }
+}
+
+/// An SV2 share's job id: a string, or the integer SV2 carries (written in decimal).
+fn sv2_job_id(o: &Map<String, Value>) -> Result<String, String> {
+    let id = match o.get("job_id") {
+        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
+        _ => str_field(o, "job_id")?.to_string(),
+    };
+    if id.is_empty() || id.len() > MAX_JOB_ID {
+        return Err(format!("job_id must be 1 to {MAX_JOB_ID} bytes"));
+    }
+    Ok(id)
+}
+
+/// An SV2 share ("kind": "sv2_standard" or "sv2_extended").
+fn parse_sv2_share(
+    id: u64,
+    kind: &str,
+    o: &Map<String, Value>,
+    target: ShareTarget,
+) -> Result<ShareRecord, String> {
+    let standard = match kind {
+        "sv2_standard" => true,
+        "sv2_extended" => false,
+        _ => {
+            return Err(format!(
+                "unknown kind {kind:?} (sv2_standard or sv2_extended; stratum and header shares need none)"
+            ))
+        }
+    };
+    let mut allowed = vec![
+        "id",
+        "kind",
+        "job_id",
+        "ntime",
+        "nonce",
+        "version",
+        "difficulty",
+    ];
+    allowed.extend(["target", "expect", "channel_id", "sequence_number"]);
+    if !standard {
+        allowed.extend(["extranonce_prefix", "extranonce"]);
+    }
+    if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!("an {kind} share has no {k}"));
+    }
+    let job_id = sv2_job_id(o)?;
+    let (ntime, nonce, version) = (
+        u32_field(o, "ntime")?,
+        u32_field(o, "nonce")?,
+        u32_field(o, "version")?,
+    );
+    if standard {
+        return Ok(ShareRecord::sv2_standard(
+            id, &job_id, ntime, nonce, version, target,
+        ));
+    }
+    let prefix = match o.get("extranonce_prefix") {
+        None => Vec::new(),
+        Some(_) => hex_var(o, "extranonce_prefix")?,
+    };
+    let en = hex_var(o, "extranonce")?;
+    if prefix.len() + en.len() > MAX_SV2_EXTRANONCE {
+        return Err(format!(
+            "extranonce_prefix and extranonce are {} bytes; at most {MAX_SV2_EXTRANONCE} are supported",
+            prefix.len() + en.len()
+        ));
+    }
+    Ok(ShareRecord::sv2_extended(
+        id, &job_id, &prefix, &en, ntime, nonce, version, target,
+    ))
 }
 
 /// Reads a share object into a record; anything wrong is a malformed verdict.
@@ -189,6 +288,10 @@ fn parse_share_fields(id: u64, o: &Map<String, Value>) -> Result<ShareRecord, St
         (Some(_), Some(_)) => return Err("give difficulty or target, not both".into()),
         (None, None) => return Err("missing field difficulty (or target)".into()),
     };
+    if let Some(kind) = o.get("kind") {
+        let kind = kind.as_str().ok_or("kind must be a string")?;
+        return parse_sv2_share(id, kind, o, target);
+    }
     if o.contains_key("header") {
         for k in [
             "job_id",
@@ -251,6 +354,9 @@ struct VerdictJson<'a> {
     header: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// The SV2 `SubmitShares.Error` code of a rejected share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sv2_error: Option<&'static str>,
 }
 
 /// One verdict as a JSON line (without the newline).
@@ -263,6 +369,7 @@ pub fn verdict_json(v: &Verdict) -> String {
         difficulty: v.difficulty,
         header: v.header.as_ref().map(|h| hex::encode(&h[..])),
         error: err.as_deref(),
+        sv2_error: v.sv2_error(),
     })
     .expect("verdicts always serialize")
 }
@@ -275,17 +382,21 @@ pub fn job_json(job: &Job) -> Value {
         "prevhash".into(),
         hex::encode(&swap_words(&job.prevhash)).into(),
     );
-    m.insert("coinb1".into(), hex::encode(&job.coinb1).into());
-    m.insert("coinb2".into(), hex::encode(&job.coinb2).into());
-    m.insert(
-        "merkle_branch".into(),
-        Value::Array(
-            job.merkle_branch
-                .iter()
-                .map(|b| hex::encode(b).into())
-                .collect(),
-        ),
-    );
+    if let Some(root) = &job.merkle_root {
+        m.insert("merkle_root".into(), hex::encode(root).into());
+    } else {
+        m.insert("coinb1".into(), hex::encode(&job.coinb1).into());
+        m.insert("coinb2".into(), hex::encode(&job.coinb2).into());
+        m.insert(
+            "merkle_branch".into(),
+            Value::Array(
+                job.merkle_branch
+                    .iter()
+                    .map(|b| hex::encode(b).into())
+                    .collect(),
+            ),
+        );
+    }
     m.insert("version".into(), format!("{:08x}", job.version).into());
     m.insert("nbits".into(), format!("{:08x}", job.nbits).into());
     m.insert("ntime".into(), format!("{:08x}", job.ntime).into());

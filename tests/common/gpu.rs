@@ -101,6 +101,7 @@ pub fn random_job(rng: &mut ChaCha8Rng, i: usize) -> Arc<JobCtx> {
             clean_jobs: false,
             version_mask: DEFAULT_VERSION_MASK,
             extranonce_size: None,
+            merkle_root: None,
         })
         .expect("valid job"),
     )

@@ -42,17 +42,19 @@ pub fn genesis_share(id: u64, job_id: &str) -> Value {
 
 /// Runs `verify` in-process on JSON lines; returns the verdict objects.
 pub fn verify_lines(lines: &[String], backend: &dyn Backend, batch: usize) -> Vec<Value> {
+    verify_lines_with(lines, backend, batch, ValidationConfig::default())
+}
+
+pub fn verify_lines_with(
+    lines: &[String],
+    backend: &dyn Backend,
+    batch: usize,
+    cfg: ValidationConfig,
+) -> Vec<Value> {
     let input = lines.join("\n");
     let mut out = Vec::new();
-    sharecheck::verify::run(
-        input.as_bytes(),
-        &mut out,
-        backend,
-        ValidationConfig::default(),
-        batch,
-        |_, _| {},
-    )
-    .expect("verify runs");
+    sharecheck::verify::run(input.as_bytes(), &mut out, backend, cfg, batch, |_, _| {})
+        .expect("verify runs");
     String::from_utf8(out)
         .unwrap()
         .lines()
@@ -64,6 +66,33 @@ pub fn verify_values(lines: &[Value]) -> Vec<Value> {
     let b = sharecheck::backend::open("cpu:scalar", 1).unwrap();
     let lines: Vec<String> = lines.iter().map(|v| v.to_string()).collect();
     verify_lines(&lines, b.as_ref(), 64)
+}
+
+/// `verify --audit-headers`: header shares judged against their own nbits, without a job.
+#[allow(dead_code)]
+pub fn audit_values(lines: &[Value]) -> Vec<Value> {
+    let b = sharecheck::backend::open("cpu:scalar", 1).unwrap();
+    let lines: Vec<String> = lines.iter().map(|v| v.to_string()).collect();
+    let cfg = ValidationConfig {
+        audit_headers: true,
+        ..Default::default()
+    };
+    verify_lines_with(&lines, b.as_ref(), 64, cfg)
+}
+
+/// The genesis block as a standard job (SV2 `NewMiningJob` with its `SetNewPrevHash`): the
+/// job a header share of the genesis header belongs to.
+#[allow(dead_code)]
+pub fn genesis_standard_job(id: &str) -> Value {
+    serde_json::json!({"job": {
+        "job_id": id,
+        "prevhash": "00".repeat(32),
+        "merkle_root": &GENESIS_HEADER[72..136],
+        "version": "00000001",
+        "nbits": "1d00ffff",
+        "ntime": "495fab29",
+        "clean_jobs": false,
+    }})
 }
 
 /// Every CPU path this machine supports, as backends.

@@ -518,6 +518,7 @@ mod tests {
                 clean_jobs: false,
                 version_mask: 0,
                 extranonce_size: None,
+                merkle_root: None,
             })
             .unwrap(),
         )

@@ -47,6 +47,7 @@ fn job(id: &str) -> Job {
         clean_jobs: false,
         version_mask: 0,
         extranonce_size: None,
+        merkle_root: None,
     }
 }
 
