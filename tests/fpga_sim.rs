@@ -155,7 +155,8 @@ fn backend_matches_the_reference() {
     }
 }
 
-/// `verify` with the FPGA backend gives the CPU's verdicts on a generated workload.
+/// `verify` with the FPGA backend gives the CPU's verdicts on a generated workload of every
+/// kind of share (stratum, header, SV2 standard, SV2 extended).
 #[test]
 fn verify_through_the_card_matches_cpu() {
     let card = Card::start("verify");
@@ -163,7 +164,7 @@ fn verify_through_the_card_matches_cpu() {
     let cfg = sharecheck::gen::GenConfig {
         shares: 1500,
         seed: 8,
-        mode: sharecheck::gen::GenMode::Mixed,
+        mode: sharecheck::gen::GenMode::All,
         accepted: 0.6,
         blocks: 0.02,
         rejects: 0.2,
@@ -180,6 +181,7 @@ fn verify_through_the_card_matches_cpu() {
     let want = common::verify_lines(&lines, cpu.as_ref(), 256);
     assert_eq!(common::verify_lines(&lines, &b, 256), want);
     assert!(want.iter().any(|v| v["status"] == "block"));
+    assert!(lines.iter().any(|l| l.contains("\"sv2_standard\"")));
 }
 
 /// No card: a clear error within the time-out, not a hang.

@@ -5,9 +5,10 @@ mod kafka_support;
 use kafka_support::*;
 use std::time::Duration;
 
+/// Every kind of share (stratum, header, SV2 standard, SV2 extended) and every status.
 #[test]
 fn kafka_verdicts_match_verify_by_share_id() {
-    verdicts_match_verify("e2e", "", 4);
+    verdicts_match_verify("e2e", "", 4, "all");
 }
 
 /// The same with three validation lanes, small batches and five partitions (spread unevenly
@@ -18,13 +19,15 @@ fn kafka_verdicts_match_verify_with_three_lanes() {
         "e2e-lanes",
         "[backend]\nlanes = 3\n[backend.batch]\nmax_shares = 200\n",
         5,
+        "mixed",
     );
     assert!(node_log.contains("lanes=3"), "node log:\n{node_log}");
 }
 
-/// Sends the generated mixed workload through a node configured with `extra` and checks
-/// its verdicts against `verify`, its blocks topic, and its metrics. Returns the node's log.
-fn verdicts_match_verify(test: &str, extra: &str, partitions: i32) -> String {
+/// Sends the generated workload of `gen --mode MODE` through a node configured with `extra`
+/// and checks its verdicts against `verify`, its blocks topic, and its metrics. Returns the
+/// node's log.
+fn verdicts_match_verify(test: &str, extra: &str, partitions: i32, mode: &str) -> String {
     let port = free_port();
     let env = Env::with_partitions(
         test,
@@ -33,7 +36,7 @@ fn verdicts_match_verify(test: &str, extra: &str, partitions: i32) -> String {
     );
     let file = env.gen(
         "mixed.jsonl",
-        &["--mode", "mixed", "--shares", "3000", "--seed", "7"],
+        &["--mode", mode, "--shares", "3000", "--seed", "7"],
     );
     let expected = env.verify(&file);
     assert_eq!(expected.len(), 3000);
@@ -57,7 +60,7 @@ fn verdicts_match_verify(test: &str, extra: &str, partitions: i32) -> String {
         let g = got
             .get(id)
             .unwrap_or_else(|| panic!("no verdict for share {id}"));
-        for field in ["status", "hash", "difficulty", "header"] {
+        for field in ["status", "hash", "difficulty", "header", "sv2_error"] {
             assert_eq!(
                 g[field], w[field],
                 "share {id}: {field}: kafka {g} verify {w}"
@@ -259,6 +262,11 @@ fn header_shares_get_verdicts_while_the_jobs_topic_is_empty() {
     std::fs::write(&file, shares_only).unwrap();
     let expected = env.verify(&file);
     assert_eq!(expected.len(), 400);
+    // Without the pool's standard jobs no header share is worth anything.
+    for v in &expected {
+        let s = v["status"].as_str().unwrap();
+        assert!(["unknown_job", "malformed"].contains(&s), "{v}");
+    }
     env.send(&file, &["--batch", "25"]);
     let mut node = env.node("node.log");
     let got = env.receive(400, 60, &[]);

@@ -251,11 +251,12 @@ pub fn odd_batch_sizes(api: Api) {
     }
 }
 
+/// Every kind of share: stratum, header, SV2 standard and SV2 extended, in turn.
 fn mixed_workload(shares: u64, seed: u64) -> String {
     let cfg = sharecheck::gen::GenConfig {
         shares,
         seed,
-        mode: sharecheck::gen::GenMode::Mixed,
+        mode: sharecheck::gen::GenMode::All,
         ..Default::default()
     };
     let mut out = Vec::new();
@@ -282,7 +283,8 @@ fn cpu() -> Box<dyn Backend> {
 }
 
 /// `verify` through the GPU backend (wrapped as the service wraps it) gives byte-identical
-/// verdict lines to the CPU on a `gen --mode mixed` workload, which has every status.
+/// verdict lines to the CPU on a `gen --mode all` workload, which has every status and every
+/// kind of share.
 pub fn verify_matches_cpu(api: Api) {
     if skipped(api) {
         return;
