@@ -13,8 +13,18 @@ use serde::Serialize;
 use std::time::Duration;
 
 pub use crate::backend::fixture::{
-    check_against_reference, header_fixture, measure, stratum_fixture, Fixture,
+    check_against_reference, header_fixture, measure, standard_fixture, stratum_fixture, Fixture,
 };
+
+/// The fixture of a bench mode: `header` (free-standing headers, every first block its own),
+/// `standard` (SV2 standard shares: headers of a few jobs and versions), `stratum`.
+pub fn fixture(mode: &str, n: usize) -> Fixture {
+    match mode {
+        "header" => header_fixture(n, 7),
+        "standard" => standard_fixture(n, 7),
+        _ => stratum_fixture(n, 7),
+    }
+}
 
 /// What a baseline needs per stratum share: its bytes, laid out once outside the timing.
 pub struct BaselineShare {
@@ -161,11 +171,7 @@ pub fn run(plan: &BenchPlan, mut report: impl FnMut(&Figure)) -> anyhow::Result<
     let mut all = Vec::new();
     let max_batch = plan.batches.iter().copied().max().unwrap_or(1);
     for &mode in &plan.modes {
-        let fx = if mode == "header" {
-            header_fixture(max_batch, 7)
-        } else {
-            stratum_fixture(max_batch, 7)
-        };
+        let fx = fixture(mode, max_batch);
         for &engine in &plan.engines {
             for &threads in &plan.threads {
                 let backend = CpuBackend::new(Some(engine), threads)?;
@@ -193,7 +199,7 @@ pub fn run(plan: &BenchPlan, mut report: impl FnMut(&Figure)) -> anyhow::Result<
         // Baselines, one core, over the largest batch.
         let n = max_batch.min(4096);
         let t = fx.share_target;
-        let (sha2_rate, btc_rate) = if mode == "header" {
+        let (sha2_rate, btc_rate) = if mode != "stratum" {
             let hs = baseline_headers(&fx);
             let hs = &hs[..n];
             (
@@ -244,11 +250,7 @@ pub fn run_backend(
     let mut all = Vec::new();
     let max_batch = plan.batches.iter().copied().max().unwrap_or(1);
     for &mode in &plan.modes {
-        let fx = if mode == "header" {
-            header_fixture(max_batch, 7)
-        } else {
-            stratum_fixture(max_batch, 7)
-        };
+        let fx = fixture(mode, max_batch);
         for &batch in &plan.batches {
             let mut out: Vec<State> = vec![[0; 8]; batch];
             let tasks = &fx.tasks[..batch];

@@ -3,8 +3,11 @@
 //!
 //! Work is cut into chunks of up to [`CHUNK`] tasks. Within a chunk, stratum shares are grouped
 //! by shape (coinbase tail blocks, branch depth) so that every lane of an engine call does the
-//! same sequence of compressions; lanes may belong to different jobs. All scratch space lives on
-//! the stack: no heap allocation per share.
+//! same sequence of compressions; lanes may belong to different jobs. A chunk of header tasks
+//! whose headers share their first 64 bytes (the shares of one standard job and version, as
+//! an SV2 channel sends them) hashes each distinct first block once and every share with two
+//! compressions instead of three. All scratch space lives on the stack: no heap allocation
+//! per share.
 
 use super::Backend;
 use crate::model::{HashTask, JobCtx};
@@ -95,6 +98,9 @@ struct Work {
     right: [State; CHUNK],
     /// (tail blocks, branch depth, task index) of the stratum tasks, sorted to group shapes.
     order: [(u16, u16, u16); CHUNK],
+    /// Header tasks with a shared first block: each one's midstate and last 16 bytes.
+    mids: [State; CHUNK],
+    tails: [[u32; 4]; CHUNK],
 }
 
 thread_local! {
@@ -105,6 +111,8 @@ thread_local! {
             blocks: [[0; 16]; CHUNK],
             right: [[0; 8]; CHUNK],
             order: [(0, 0, 0); CHUNK],
+            mids: [[0; 8]; CHUNK],
+            tails: [[0; 4]; CHUNK],
         },
     }));
 }
@@ -119,10 +127,74 @@ pub fn hash_chunk(
     assert!(tasks.len() <= CHUNK && out.len() == tasks.len());
     SCRATCH.with(|s| {
         let sc = &mut **s.borrow_mut();
+        if hash_shared_prefixes(engine, tasks, out, &mut sc.work) {
+            return;
+        }
         let headers = &mut sc.headers[..tasks.len()];
         build_headers(&mut sc.work, engine, jobs, tasks, headers);
         engine.sha256d_80(headers, out);
     });
+}
+
+/// Recent distinct first blocks a chunk's header tasks are compared with.
+const PREFIX_WAYS: usize = 4;
+/// Tasks looked at before giving up on a chunk whose first blocks rarely repeat.
+const PREFIX_PROBE: usize = 32;
+
+/// Hashes a chunk of header tasks with one compression of each distinct first 64 bytes
+/// (found among the last [`PREFIX_WAYS`] distinct ones) and two per task: the second block
+/// from that midstate, and the outer hash. Returns false, having written nothing, when the
+/// chunk holds other tasks or its first blocks repeat too rarely to pay (then the caller
+/// hashes it the ordinary way, three compressions per header).
+fn hash_shared_prefixes(
+    engine: &dyn Engine,
+    tasks: &[HashTask],
+    out: &mut [State],
+    sc: &mut Work,
+) -> bool {
+    let n = tasks.len();
+    if n < 2 || tasks.iter().any(|t| !t.is_header()) {
+        return false;
+    }
+    // recent[k] = (index of the task whose first block is distinct block `slot`, slot).
+    let mut recent = [(0usize, 0u16); PREFIX_WAYS];
+    let (mut filled, mut victim, mut distinct) = (0, 0, 0usize);
+    for (i, t) in tasks.iter().enumerate() {
+        let prefix = &t.data[..64];
+        let hit = recent[..filled]
+            .iter()
+            .find(|(rep, _)| tasks[*rep].data[..64] == *prefix);
+        let slot = match hit {
+            Some(&(_, slot)) => slot,
+            None => {
+                let slot = distinct as u16;
+                sc.blocks[distinct] = crate::sha256::soft::block_from_bytes(prefix);
+                distinct += 1;
+                if filled < PREFIX_WAYS {
+                    filled += 1;
+                }
+                recent[victim] = (i, slot);
+                victim = (victim + 1) % PREFIX_WAYS;
+                slot
+            }
+        };
+        sc.order[i].0 = slot;
+        let probed = i + 1;
+        if (probed == PREFIX_PROBE.min(n) || probed == n) && distinct * 2 > probed {
+            return false;
+        }
+    }
+    let mids = &mut sc.right[..distinct];
+    mids.fill(sha256::IV);
+    engine.compress(mids, &sc.blocks[..distinct]);
+    for (i, t) in tasks.iter().enumerate() {
+        sc.mids[i] = sc.right[sc.order[i].0 as usize];
+        for (w, c) in sc.tails[i].iter_mut().zip(t.data[64..].chunks_exact(4)) {
+            *w = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        }
+    }
+    engine.sha256d_80_mid(&sc.mids[..n], &sc.tails[..n], &mut out[..n]);
+    true
 }
 
 /// The twenty header words of each of up to CHUNK tasks, in task order: header shares carry

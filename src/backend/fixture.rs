@@ -82,6 +82,41 @@ pub fn header_fixture(n: usize, seed: u64) -> Fixture {
     }
 }
 
+/// SV2 standard shares as the validator queues them (header tasks built from their job):
+/// eight channels, each with its own standard job (prevhash shared, merkle root its own),
+/// their shares arriving in runs of 64 per channel (a share message of one channel), each
+/// share with one of the four versions its miner rolls, its own ntime and nonce. The
+/// headers of one job and version share their first 64 bytes.
+pub fn standard_fixture(n: usize, seed: u64) -> Fixture {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let prevhash: [u8; 32] = rng.random();
+    let roots: Vec<[u8; 32]> = (0..8).map(|_| rng.random()).collect();
+    let versions: Vec<[u32; 4]> = (0..8)
+        .map(|_| std::array::from_fn(|_| 0x2000_0000 | (rng.random::<u32>() & 0x1fff_ffe0)))
+        .collect();
+    let tasks = (0..n)
+        .map(|i| {
+            let ch = (i / 64) % 8;
+            let mut t = HashTask::zeroed();
+            t.job = HashTask::HEADER;
+            let version = versions[ch][rng.random_range(0..4)];
+            t.data[..4].copy_from_slice(&version.to_le_bytes());
+            t.data[4..36].copy_from_slice(&prevhash);
+            t.data[36..68].copy_from_slice(&roots[ch]);
+            t.data[68..72]
+                .copy_from_slice(&(1_750_000_000 + rng.random_range(0..120u32)).to_le_bytes());
+            t.data[72..76].copy_from_slice(&0x1703_4219u32.to_le_bytes());
+            t.data[76..].copy_from_slice(&rng.random::<u32>().to_le_bytes());
+            t
+        })
+        .collect();
+    Fixture {
+        jobs: vec![],
+        tasks,
+        share_target: crate::model::target::DIFF1,
+    }
+}
+
 /// Runs `f` (which processes `per_call` shares) repeatedly for about `time`; shares/s.
 pub fn measure(time: Duration, per_call: usize, mut f: impl FnMut()) -> f64 {
     f(); // warm up: page in buffers, settle caches and clocks

@@ -175,8 +175,9 @@ pub struct BenchArgs {
     /// Thread counts (comma-separated; 0 = one per core).
     #[arg(long, default_value = "1,0")]
     pub threads: String,
-    /// header, stratum, or both.
-    #[arg(long, default_value = "both", value_parser = ["header", "stratum", "both"])]
+    /// header (free-standing headers), standard (SV2 standard shares: the headers of a few
+    /// jobs and versions), stratum, or all (`both` is the same, as before).
+    #[arg(long, default_value = "all", value_parser = ["header", "standard", "stratum", "all", "both"])]
     pub mode: String,
     /// Seconds per measurement.
     #[arg(long, default_value_t = 0.3)]

@@ -12,6 +12,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         let b = sharecheck::backend::cpu::CpuBackend::new(Some(e), 1)?;
         bench::check_against_reference(&b, &bench::stratum_fixture(300, 1))?;
         bench::check_against_reference(&b, &bench::header_fixture(300, 1))?;
+        bench::check_against_reference(&b, &bench::standard_fixture(600, 1))?;
     }
     let plan = BenchPlan {
         engines,
@@ -19,8 +20,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         threads: list(&a.threads, "--threads")?,
         modes: match a.mode.as_str() {
             "header" => vec!["header"],
+            "standard" => vec!["standard"],
             "stratum" => vec!["stratum"],
-            _ => vec!["header", "stratum"],
+            _ => vec!["header", "standard", "stratum"],
         },
         time: std::time::Duration::from_secs_f64(a.seconds.max(0.01)),
     };

@@ -125,6 +125,11 @@ impl Engine for Avx512 {
     fn sha256d_80(&self, headers: &[[u32; 20]], out: &mut [State]) {
         multibuf::sha256d_80_by(headers, out, |h, o| unsafe { sha256d_80_group(h, o) });
     }
+    fn sha256d_80_mid(&self, mids: &[State], tails: &[[u32; 4]], out: &mut [State]) {
+        multibuf::sha256d_80_mid_by(mids, tails, out, |m, t, o| unsafe {
+            sha256d_80_mid_group(m, t, o)
+        });
+    }
 }
 
 #[cfg(test)]

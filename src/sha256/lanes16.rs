@@ -132,6 +132,9 @@ impl Engine for Lanes16 {
     fn sha256d_80(&self, headers: &[[u32; 20]], out: &mut [State]) {
         multibuf::sha256d_80_by(headers, out, sha256d_80_group);
     }
+    fn sha256d_80_mid(&self, mids: &[State], tails: &[[u32; 4]], out: &mut [State]) {
+        multibuf::sha256d_80_mid_by(mids, tails, out, sha256d_80_mid_group);
+    }
 }
 
 #[cfg(test)]

@@ -77,6 +77,29 @@ pub trait Engine: Send + Sync {
     /// Block-header hash: `out[i] = SHA-256d(80 header bytes)`, where `headers[i]` holds the
     /// header's 80 bytes as twenty big-endian words (three compressions).
     fn sha256d_80(&self, headers: &[[u32; 20]], out: &mut [State]);
+
+    /// Block-header hash from a midstate: `out[i] = SHA-256d` of an 80-byte header whose first
+    /// 64 bytes left the state `mids[i]` and whose last 16 bytes are `tails[i]` (four
+    /// big-endian words): two compressions, for headers that share their first block (the
+    /// shares of one standard job and version). Engines may fuse the two; this default runs
+    /// [`Engine::compress`] and [`Engine::sha256_32`].
+    fn sha256d_80_mid(&self, mids: &[State], tails: &[[u32; 4]], out: &mut [State]) {
+        let n = mids.len().min(tails.len()).min(out.len());
+        let mut blocks = [[0u32; 16]; 64];
+        for ((m, t), o) in mids[..n]
+            .chunks(64)
+            .zip(tails[..n].chunks(64))
+            .zip(out[..n].chunks_mut(64))
+        {
+            for (b, tail) in blocks.iter_mut().zip(t) {
+                b[..4].copy_from_slice(tail);
+                b[4..].copy_from_slice(&PAD80_TAIL);
+            }
+            o.copy_from_slice(m);
+            self.compress(o, &blocks[..o.len()]);
+            self.sha256_32(o);
+        }
+    }
 }
 
 /// `K[t] + W[t]` for every round of a block whose message words are all constants, so that an
@@ -219,6 +242,20 @@ pub(crate) mod check {
             e.sha256d_80(&hdrs, &mut got);
             let want: Vec<State> = hdrs.iter().map(soft::sha256d_80).collect();
             assert_eq!(got, want, "{} sha256d_80, n = {n}", e.name());
+
+            // From the midstate of each header's first block: the same hash.
+            let mids: Vec<State> = hdrs
+                .iter()
+                .map(|h| {
+                    let mut s = super::IV;
+                    soft::compress(&mut s, h[..16].try_into().unwrap());
+                    s
+                })
+                .collect();
+            let tails: Vec<[u32; 4]> = hdrs.iter().map(|h| h[16..].try_into().unwrap()).collect();
+            let mut got = vec![[0u32; 8]; n];
+            e.sha256d_80_mid(&mids, &tails, &mut got);
+            assert_eq!(got, want, "{} sha256d_80_mid, n = {n}", e.name());
         }
     }
 

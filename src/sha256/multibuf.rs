@@ -100,6 +100,32 @@ pub(crate) fn sha256d_80_by<const L: usize>(
     }
 }
 
+/// Runs `f` over `mids`/`tails`/`out` in groups of `L`, padding the last partial group.
+#[inline]
+pub(crate) fn sha256d_80_mid_by<const L: usize>(
+    mids: &[State],
+    tails: &[[u32; 4]],
+    out: &mut [State],
+    mut f: impl FnMut(&[State; L], &[[u32; 4]; L], &mut [State; L]),
+) {
+    let n = mids.len().min(tails.len()).min(out.len());
+    let (mg, mt) = mids[..n].as_chunks::<L>();
+    let (tg, tt) = tails[..n].as_chunks::<L>();
+    let (og, ot) = out[..n].as_chunks_mut::<L>();
+    for ((m, t), o) in mg.iter().zip(tg).zip(og) {
+        f(m, t, o);
+    }
+    if !mt.is_empty() {
+        let mut m = [[0; 8]; L];
+        let mut t = [[0; 4]; L];
+        let mut o = [[0; 8]; L];
+        m[..mt.len()].copy_from_slice(mt);
+        t[..tt.len()].copy_from_slice(tt);
+        f(&m, &t, &mut o);
+        ot.copy_from_slice(&o[..ot.len()]);
+    }
+}
+
 /// One SHA-256 round. The caller rotates the argument order from round to round, so only `d`
 /// and `h` are written and no register moves are needed.
 macro_rules! mb_round {
@@ -290,6 +316,26 @@ macro_rules! multibuf_engine {
                 splat(p[8]), splat(p[9]), splat(p[10]), splat(p[11]),
             ];
             let init = s;
+            compress_w(&mut s, &init, &mut w);
+            store_states(&outer(&s), out);
+        }
+
+        /// One group of [`Engine::sha256d_80_mid`](crate::sha256::Engine::sha256d_80_mid):
+        /// the second block from the midstates, then the outer hash, without leaving registers.
+        $(#[$attr])*
+        pub(crate) fn sha256d_80_mid_group(
+            mids: &[$crate::sha256::State; LANES],
+            tails: &[[u32; 4]; LANES],
+            out: &mut [$crate::sha256::State; LANES],
+        ) {
+            let mut blocks = [[0u32; 16]; LANES];
+            for (b, t) in blocks.iter_mut().zip(tails) {
+                b[..4].copy_from_slice(t);
+                b[4..].copy_from_slice(&$crate::sha256::PAD80_TAIL);
+            }
+            let init = load_states(mids);
+            let mut w = load_blocks(&blocks);
+            let mut s = init;
             compress_w(&mut s, &init, &mut w);
             store_states(&outer(&s), out);
         }

@@ -310,6 +310,35 @@ fn sha256d_80_group<const N: usize>(headers: &[[u32; 20]; N], out: &mut [State; 
     }
 }
 
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn sha256d_80_mid_group<const N: usize>(
+    mids: &[State; N],
+    tails: &[[u32; 4]; N],
+    out: &mut [State; N],
+) {
+    let p = PAD80_TAIL;
+    let mut s = [[_mm_setzero_si128(); 2]; N];
+    let mut m = [[_mm_setzero_si128(); 4]; N];
+    for i in 0..N {
+        s[i] = load_state(&mids[i]);
+        m[i] = [
+            ldu(&tails[i]),
+            cw([p[0], p[1], p[2], p[3]]),
+            cw([p[4], p[5], p[6], p[7]]),
+            cw([p[8], p[9], p[10], p[11]]),
+        ];
+    }
+    let init = s;
+    rounds(&mut s, &mut m);
+    for i in 0..N {
+        add2(&mut s[i], &init[i]);
+    }
+    let o = outer(&s);
+    for i in 0..N {
+        store_state(&o[i], &mut out[i]);
+    }
+}
+
 /// The SHA-NI engine, interleaving `N` streams. It can only be obtained through
 /// [`engine`](super::engine) (or [`detect_width_for_bench`]), which check that the CPU has the
 /// features its code uses.
@@ -374,6 +403,11 @@ impl<const N: usize> Engine for ShaNi<N> {
     }
     fn sha256d_80(&self, headers: &[[u32; 20]], out: &mut [State]) {
         multibuf::sha256d_80_by(headers, out, |h, o| unsafe { sha256d_80_group::<N>(h, o) });
+    }
+    fn sha256d_80_mid(&self, mids: &[State], tails: &[[u32; 4]], out: &mut [State]) {
+        multibuf::sha256d_80_mid_by(mids, tails, out, |m, t, o| unsafe {
+            sha256d_80_mid_group::<N>(m, t, o)
+        });
     }
 }
 
