@@ -222,6 +222,7 @@ pub fn run(plan: &BenchPlan, mut report: impl FnMut(&Figure)) -> anyhow::Result<
                 }),
             )
         };
+        all.extend(whole_rows(plan, mode, &mut report)?);
         for (name, rate) in [
             ("baseline:sha2", sha2_rate),
             ("baseline:rust-bitcoin", btc_rate),
@@ -230,6 +231,108 @@ pub fn run(plan: &BenchPlan, mut report: impl FnMut(&Figure)) -> anyhow::Result<
                 backend: name.into(),
                 mode,
                 batch: n,
+                threads: 1,
+                shares_per_sec: rate,
+            };
+            report(&fig);
+            all.push(fig);
+        }
+    }
+    Ok(all)
+}
+
+/// A generated workload, read once: its jobs and share records in file order.
+pub struct Workload {
+    pub items: Vec<WorkItem>,
+    pub shares: usize,
+}
+
+pub enum WorkItem {
+    Job(crate::model::Job),
+    Share(crate::wire::binary::ShareRecord),
+}
+
+/// `gen`'s workload of `mode` with `shares` shares, all mined to be hashed (accepted, with a
+/// few blocks and low-difficulty ones, no rejects): the work a node does for each of them.
+pub fn workload(mode: crate::gen::GenMode, shares: u64) -> Workload {
+    let cfg = crate::gen::GenConfig {
+        shares,
+        seed: 7,
+        mode,
+        rejects: 0.0,
+        ..Default::default()
+    };
+    let mut text = Vec::new();
+    crate::gen::generate(&cfg, &mut text).expect("gen writes to memory");
+    let mut items = Vec::new();
+    for line in String::from_utf8(text).expect("gen writes UTF-8").lines() {
+        match crate::wire::jsonl::parse_line(line) {
+            crate::wire::jsonl::Line::Job(Ok(j)) => items.push(WorkItem::Job(j)),
+            crate::wire::jsonl::Line::Share(Ok(r)) => items.push(WorkItem::Share(r)),
+            _ => {}
+        }
+    }
+    let shares = items
+        .iter()
+        .filter(|i| matches!(i, WorkItem::Share(_)))
+        .count();
+    Workload { items, shares }
+}
+
+/// The whole per-share work of a node on `w`, once: record checks, job lookup, checks 1–6
+/// with the duplicate sets (a fresh validator, so no share repeats the last round's),
+/// hashing on `backend`, check 7, and the verdict message. Returns the message's length.
+pub fn validate_workload(backend: &dyn Backend, w: &Workload) -> usize {
+    use crate::model::{Batch, ValidationConfig, Validator};
+    let mut v = Validator::new(ValidationConfig::default());
+    let mut batch = Batch::with_capacity(w.shares);
+    for item in &w.items {
+        match item {
+            WorkItem::Job(j) => {
+                let _ = v.add_job(j.clone());
+            }
+            WorkItem::Share(r) => {
+                v.check(r, &mut batch);
+            }
+        }
+    }
+    let mut out: Vec<State> = vec![[0; 8]; batch.tasks.len()];
+    backend
+        .hash(&batch.jobs, &batch.tasks, &mut out)
+        .expect("cpu backend cannot fail");
+    let verdicts = batch.finish(&out);
+    crate::wire::binary::encode_verdicts(&verdicts).len()
+}
+
+/// Rows of the whole validation for the bench mode `mode`, one thread per engine: stratum
+/// shares and SV2 extended shares beside the stratum hashing rows, SV2 standard shares
+/// beside the standard rows, header shares (on their standard jobs) beside the header rows.
+fn whole_rows(
+    plan: &BenchPlan,
+    mode: &'static str,
+    report: &mut impl FnMut(&Figure),
+) -> anyhow::Result<Vec<Figure>> {
+    use crate::gen::GenMode;
+    let kinds: &[(&str, GenMode)] = match mode {
+        "stratum" => &[
+            ("whole", GenMode::Stratum),
+            ("whole-sv2x", GenMode::Sv2Extended),
+        ],
+        "standard" => &[("whole", GenMode::Sv2Standard)],
+        _ => &[("whole", GenMode::Header)],
+    };
+    let mut all = Vec::new();
+    for &(name, gen_mode) in kinds {
+        let w = workload(gen_mode, 8192);
+        for &engine in &plan.engines {
+            let backend = CpuBackend::new(Some(engine), 1)?;
+            let rate = measure(plan.time, w.shares, || {
+                std::hint::black_box(validate_workload(&backend, &w));
+            });
+            let fig = Figure {
+                backend: format!("{name}:{}", backend.name()),
+                mode,
+                batch: w.shares,
                 threads: 1,
                 shares_per_sec: rate,
             };
