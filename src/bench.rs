@@ -323,7 +323,8 @@ fn whole_rows(
     };
     let mut all = Vec::new();
     for &(name, gen_mode) in kinds {
-        let w = workload(gen_mode, 8192);
+        let max_batch = plan.batches.iter().copied().max().unwrap_or(1);
+        let w = workload(gen_mode, max_batch.min(8192) as u64);
         for &engine in &plan.engines {
             let backend = CpuBackend::new(Some(engine), 1)?;
             let rate = measure(plan.time, w.shares, || {

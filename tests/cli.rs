@@ -210,16 +210,23 @@ fn bench_json_lines() {
         names,
         [
             "cpu:scalar",
+            "whole:cpu:scalar",
             "baseline:sha2",
             "baseline:rust-bitcoin",
             "cpu:scalar",
+            "whole:cpu:scalar",
+            "baseline:sha2",
+            "baseline:rust-bitcoin",
+            "cpu:scalar",
+            "whole:cpu:scalar",
+            "whole-sv2x:cpu:scalar",
             "baseline:sha2",
             "baseline:rust-bitcoin"
         ]
     );
     for f in &figs {
         assert!(f["shares_per_sec"].as_f64().unwrap() > 0.0);
-        assert!(["header", "stratum"].contains(&f["mode"].as_str().unwrap()));
+        assert!(["header", "standard", "stratum"].contains(&f["mode"].as_str().unwrap()));
         assert!(f["batch"].as_u64().unwrap() > 0 && f["threads"].as_u64().unwrap() == 1);
     }
 }
