@@ -124,16 +124,6 @@ const KNOWN: &[Known] = &[
         sharecheck: "invalid-share",
         applies: |c, t0| c.ntime > t0 + FUTURE_S,
     },
-    // An extended job without version_rolling_allowed: both refuse a changed version; SRI
-    // answers version-rolling-not-allowed, sharecheck's JSON verdict the generic
-    // invalid-non-rollable-version-bit (its front end answers version-rolling-not-allowed
-    // where the job allows no rolling, docs/wire-format.md).
-    Known {
-        name: "version rolling not allowed",
-        sri: &["version-rolling-not-allowed"],
-        sharecheck: "invalid-non-rollable-version-bit",
-        applies: |c, _| c.extended && !c.rolling,
-    },
     // SRI keeps the jobs of the previous prev hash only as stale; at the next SetNewPrevHash
     // it forgets them, and their late shares are invalid-job-id. sharecheck remembers up to
     // max_stale_jobs (65536) stale job ids.
@@ -151,6 +141,13 @@ const KNOWN: &[Known] = &[
         sri: &["invalid-share"],
         sharecheck: "invalid-non-rollable-version-bit",
         applies: |c, _| is(c, Kind::VersionAndNtime),
+    },
+    // The same on an extended job that allows no version rolling at all.
+    Known {
+        name: "check order (ntime vs no rolling)",
+        sri: &["invalid-share"],
+        sharecheck: "version-rolling-not-allowed",
+        applies: |c, _| is(c, Kind::VersionAndNtime) && c.extended && !c.rolling,
     },
 ];
 

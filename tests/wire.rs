@@ -286,26 +286,42 @@ fn verdict_batches_are_compact_unless_a_verdict_carries_a_header() {
         difficulty: Some(id as f64 * 1.5),
         header: None,
         error: None,
+        rolling_forbidden: false,
     };
     let mut vs = vec![
         hashed(1, Status::Accepted),
         Verdict::rejected(2, Status::Duplicate),
         hashed(3, Status::LowDifficulty),
+        // The SV2 answer of a bad_version share survives the wire.
+        Verdict::bad_version(4, 0),
+        Verdict::bad_version(5, 0x1fff_e000),
     ];
     let compact = binary::encode_verdicts(&vs);
-    assert_eq!(compact.len(), 16 + 3 * binary::COMPACT_VERDICT_SIZE);
+    assert_eq!(compact.len(), 16 + 5 * binary::COMPACT_VERDICT_SIZE);
     assert_eq!(&compact[12..16], &56u32.to_le_bytes());
     assert_eq!(binary::decode_verdicts(&compact).unwrap(), vs);
     assert_eq!(
         binary::batch_count(&compact, binary::RecordKind::Verdicts),
-        Ok(3)
+        Ok(5)
+    );
+    let codes: Vec<_> = binary::decode_verdicts(&compact)
+        .unwrap()
+        .iter()
+        .map(|v| v.sv2_error())
+        .collect();
+    assert_eq!(
+        codes[3..],
+        [
+            Some("version-rolling-not-allowed"),
+            Some("invalid-non-rollable-version-bit")
+        ]
     );
 
     let mut block = hashed(4, Status::Block);
     block.header = Some(Box::new([7; 80]));
     vs.insert(1, block);
     let full = binary::encode_verdicts(&vs);
-    assert_eq!(full.len(), 16 + 4 * 136);
+    assert_eq!(full.len(), 16 + 6 * 136);
     assert_eq!(&full[12..16], &136u32.to_le_bytes());
     assert_eq!(binary::decode_verdicts(&full).unwrap(), vs);
 
@@ -314,7 +330,7 @@ fn verdict_batches_are_compact_unless_a_verdict_carries_a_header() {
     for v in &vs {
         w.push(v);
     }
-    assert_eq!(w.len(), 4);
+    assert_eq!(w.len(), 6);
     assert_eq!(w.finish(), full);
 
     // A compact record cannot say it carries a header.

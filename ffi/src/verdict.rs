@@ -38,6 +38,9 @@ impl From<&sharecheck::model::Verdict> for Verdict {
     fn from(v: &sharecheck::model::Verdict) -> Verdict {
         let (error_code, error_arg) = match &v.error {
             Some(Malformed::Record(e)) => (e.code(), e.arg()),
+            _ if v.rolling_forbidden => {
+                (sharecheck::wire::binary::BAD_VERSION_ROLLING_FORBIDDEN, 0)
+            }
             _ => (0, 0),
         };
         Verdict {

@@ -87,6 +87,9 @@ pub struct Verdict {
     pub header: Option<Box<[u8; 80]>>,
     /// When the status is `malformed`: what is wrong.
     pub error: Option<Malformed>,
+    /// When the status is `bad_version`: the job allows no version rolling at all (its mask
+    /// is 0), so SV2's answer is `version-rolling-not-allowed`.
+    pub rolling_forbidden: bool,
 }
 
 impl Verdict {
@@ -99,13 +102,22 @@ impl Verdict {
             difficulty: None,
             header: None,
             error: None,
+            rolling_forbidden: false,
+        }
+    }
+
+    /// A bad_version verdict for a share on a job with version mask `mask`.
+    pub fn bad_version(id: u64, mask: u32) -> Verdict {
+        Verdict {
+            rolling_forbidden: mask == 0,
+            ..Verdict::rejected(id, Status::BadVersion)
         }
     }
 
     /// The Stratum V2 `SubmitShares.Error` code that answers this verdict (mining_sv2's
     /// constants), None for a share to count (accepted, block). A bad_version share's code
-    /// is `invalid-non-rollable-version-bit`; a front end whose job allows no version rolling
-    /// at all answers `version-rolling-not-allowed` instead, as SRI does (docs/wire-format.md).
+    /// is `version-rolling-not-allowed` when its job allows no rolling at all, else
+    /// `invalid-non-rollable-version-bit`, as SRI answers.
     pub fn sv2_error(&self) -> Option<&'static str> {
         Some(match self.status {
             Status::Accepted | Status::Block => return None,
@@ -114,6 +126,7 @@ impl Verdict {
             Status::Stale => "stale-share",
             Status::UnknownJob => "invalid-job-id",
             Status::BadNtime => "invalid-share",
+            Status::BadVersion if self.rolling_forbidden => "version-rolling-not-allowed",
             Status::BadVersion => "invalid-non-rollable-version-bit",
             Status::Malformed => match self.error {
                 Some(Malformed::Record(
@@ -132,6 +145,7 @@ impl Verdict {
             difficulty: None,
             header: None,
             error: Some(error),
+            rolling_forbidden: false,
         }
     }
 }

@@ -288,6 +288,7 @@ fn classify(jobs: &[Arc<JobCtx>], task: &HashTask, meta: &TaskMeta, hash: &State
         difficulty: Some(achieved_difficulty(&value)),
         header,
         error: None,
+        rolling_forbidden: false,
     }
 }
 
@@ -850,12 +851,12 @@ impl Validator {
         let version = match version_bits {
             Some(v) if full_version => {
                 if (v ^ ctx.job.version) & !ctx.job.version_mask != 0 {
-                    return Err(Verdict::rejected(id, Status::BadVersion));
+                    return Err(Verdict::bad_version(id, ctx.job.version_mask));
                 }
                 v
             }
             Some(v) if v & !ctx.job.version_mask != 0 => {
-                return Err(Verdict::rejected(id, Status::BadVersion));
+                return Err(Verdict::bad_version(id, ctx.job.version_mask));
             }
             _ => ctx.rolled_version(version_bits),
         };

@@ -204,6 +204,9 @@ impl From<&Verdict> for VerdictRecord {
             r.error = e.code().to_le_bytes();
             r.error_arg = e.arg();
         }
+        if v.status == Status::BadVersion && v.rolling_forbidden {
+            r.error = BAD_VERSION_ROLLING_FORBIDDEN.to_le_bytes();
+        }
         r
     }
 }
@@ -230,9 +233,14 @@ impl VerdictRecord {
             difficulty: hashed.then(|| f64::from_le_bytes(self.difficulty)),
             header: (self.flags & VFLAG_HEADER != 0).then(|| Box::new(self.header)),
             error,
+            rolling_forbidden: status == Status::BadVersion
+                && u16::from_le_bytes(self.error) == BAD_VERSION_ROLLING_FORBIDDEN,
         })
     }
 }
+
+/// The error code of a bad_version verdict whose job allows no version rolling at all.
+pub const BAD_VERSION_ROLLING_FORBIDDEN: u16 = 1;
 
 /// Size of a compact verdict record: a [`VerdictRecord`] without its header field. A verdict
 /// batch in which no verdict carries a header (no block) uses compact records, so that the

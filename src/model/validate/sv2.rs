@@ -119,7 +119,7 @@ impl Validator {
         }
         // 4. bad_version: only the bits the job lets roll may differ from its version.
         if (share.version ^ job.version) & !job.version_mask != 0 {
-            return Err(Verdict::rejected(id, Status::BadVersion));
+            return Err(Verdict::bad_version(id, job.version_mask));
         }
         // 5. bad_ntime
         let hi = entry_ntime_limit(entry, ts, true, &self.cfg).min(latest);
