@@ -184,7 +184,7 @@ pub struct KafkaConfig {
     /// The most the node's job log holds of coinbase parts, merkle branches and job ids;
     /// beyond it the oldest jobs go (a new validator then does not get them; validators
     /// that have them keep them until they expire). It also keeps at most
-    /// `validation.max_live_jobs` jobs. Default 67108864 (64 MiB).
+    /// `validation.max_live_jobs + validation.max_jobs_ahead` jobs. Default 67108864 (64 MiB).
     pub max_job_log_bytes: usize,
     /// Staleness and job expiry are judged by the shares and jobs topics' message
     /// timestamps. With `CreateTime` topics a producer chooses them (one share stamped in

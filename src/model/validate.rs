@@ -71,8 +71,17 @@ pub struct ValidationConfig {
     /// Default 7000.
     pub max_ntime_future_s: u32,
     /// Live (not stale) jobs kept; beyond this the oldest is forgotten and its shares become
-    /// unknown_job. Default 1024.
+    /// unknown_job. In the node, jobs stamped after the share being judged do not count
+    /// until its clock reaches them (see `max_jobs_ahead`). A pool with SV2 standard
+    /// channels publishes one job per channel per template: set this above channels × jobs
+    /// per block. Default 1024.
     pub max_live_jobs: usize,
+    /// Service mode: jobs stamped after the share a validator is at, kept beyond
+    /// `max_live_jobs`. A node behind its shares (a backlog, a partition taken over from a
+    /// stopped node) has read the jobs published since; a share finds its job as long as no
+    /// more than this many were published after it. The node's job log keeps
+    /// `max_live_jobs + max_jobs_ahead` jobs for the same reason. Default 8192.
+    pub max_jobs_ahead: usize,
     /// Stale job ids remembered (so their shares are `stale`, not `unknown_job`). Default 65536.
     pub max_stale_jobs: usize,
     /// Header shares are de-duplicated per prevhash; this many recent prevhashes keep their
@@ -107,6 +116,7 @@ impl Default for ValidationConfig {
             max_ntime_offset_s: 7200,
             max_ntime_future_s: 7000,
             max_live_jobs: 1024,
+            max_jobs_ahead: 8192,
             max_stale_jobs: 65536,
             header_prevhash_window: 16,
             stale_grace_ms: 1000,
@@ -437,6 +447,12 @@ pub struct Validator {
     /// Service mode: the earliest instant at which some live entry expires or turns stale,
     /// so that advancing the clock is a comparison, not a scan, for almost every share.
     next_expiry_ms: i64,
+    /// Service mode: the newest live jobs, from the first one stamped after the clock (id,
+    /// seq, stamp), in arrival order: they do not count toward `max_live_jobs` until the
+    /// clock passes them ([`Validator::cap_live_jobs`]). Dead entries are skipped.
+    ahead: VecDeque<(String, u64, i64)>,
+    /// Live jobs among `ahead` (every live job from its first entry's seq on).
+    ahead_live: usize,
     /// Seed of the duplicate fingerprints, random per process so that nobody can aim at a
     /// collision.
     seed: u64,
@@ -460,6 +476,8 @@ impl Validator {
             headers_seen: VecDeque::new(),
             clock_ms: i64::MIN,
             next_expiry_ms: i64::MAX,
+            ahead: VecDeque::new(),
+            ahead_live: 0,
             seed: rand::random(),
         }
     }
@@ -552,16 +570,60 @@ impl Validator {
                 stale_after_ms: None,
             },
         );
+        if let Some(t) = at.filter(|t| *t > self.clock_ms || !self.ahead.is_empty()) {
+            self.ahead.push_back((id.clone(), seq, t));
+            self.ahead_live += 1;
+        }
         self.live_order.push_back((id, seq));
-        while self.live.len() > self.cfg.max_live_jobs {
+        self.cap_live_jobs();
+    }
+
+    /// Forgets the oldest live jobs beyond `max_live_jobs`. In service mode only jobs the
+    /// clock has reached count: a node that reads the job log ahead of its shares (after a
+    /// restart, a backlog or a partition move) holds many jobs newer than the share it
+    /// judges, and forgetting by arrival alone would drop that share's own job, which the
+    /// share, judged by its stamp, should still find. The jobs ahead count once the clock
+    /// passes them ([`Validator::advance`] calls this again); at most `max_jobs_ahead` of
+    /// them are kept, so a partition whose shares stop while jobs keep coming stays
+    /// bounded.
+    fn cap_live_jobs(&mut self) {
+        let ahead = self.ahead_live.min(self.cfg.max_jobs_ahead);
+        let mut retired = false;
+        while self.live.len() > self.cfg.max_live_jobs + ahead {
             match self.live_order.pop_front() {
-                Some((old, s)) => {
-                    if self.live.get(&old).is_some_and(|e| e.seq == s) {
+                Some((old, s)) => match self.live.get(&old).filter(|e| e.seq == s) {
+                    // A superseded job waiting out its slack is stale to `verify`, which
+                    // judges by arrival: pushed out, it is remembered as stale, as there.
+                    Some(e) if e.stale_after_ms.is_some() => {
+                        self.retire(old);
+                        retired = true;
+                    }
+                    Some(_) => {
                         self.remove_live(&old);
                     }
-                }
+                    None => {}
+                },
                 None => break,
             }
+        }
+        if retired {
+            self.trim_stale();
+        }
+        self.pass_ahead(i64::MIN);
+    }
+
+    /// Drops the leading entries of `ahead` that are dead or stamped at or before `clock`
+    /// (the clock has reached them: they count toward `max_live_jobs` from now on).
+    fn pass_ahead(&mut self, clock: i64) {
+        while let Some((id, seq, t)) = self.ahead.front() {
+            let live = self.live.get(id).is_some_and(|e| e.seq == *seq);
+            if live && *t > clock {
+                break;
+            }
+            if live {
+                self.ahead_live -= 1;
+            }
+            self.ahead.pop_front();
         }
     }
 
@@ -592,6 +654,16 @@ impl Validator {
     /// their duplicate sets are freed.
     fn advance(&mut self, ts_ms: i64) {
         self.clock_ms = self.clock_ms.max(ts_ms);
+        self.expire();
+        // After expiry (the jobs it retired no longer count toward max_live_jobs), the jobs
+        // the clock has now reached count.
+        self.pass_ahead(self.clock_ms);
+        self.cap_live_jobs();
+    }
+
+    /// Retires the live jobs whose time is up at the clock (their TTL, or the slack after a
+    /// clean job superseded them).
+    fn expire(&mut self) {
         if self.clock_ms < self.next_expiry_ms {
             return;
         }
@@ -622,6 +694,8 @@ impl Validator {
         let live = &self.live;
         self.live_order
             .retain(|(id, s)| live.get(id).is_some_and(|e| e.seq == *s));
+        self.ahead
+            .retain(|(id, s, _)| live.get(id).is_some_and(|e| e.seq == *s));
         self.trim_stale();
     }
 
@@ -655,6 +729,9 @@ impl Validator {
     /// that carries it.
     fn remove_live(&mut self, id: &str) -> Option<JobEntry> {
         let e = self.live.remove(id)?;
+        if self.ahead.front().is_some_and(|f| e.seq >= f.1) {
+            self.ahead_live -= 1;
+        }
         if let Some(key) = e.root_key {
             if self.by_root.get(&key).is_some_and(|j| j == id) {
                 self.by_root.remove(&key);
@@ -1196,6 +1273,131 @@ mod tests {
         assert!(matches!(
             v.check(&share(3, "a", 1), &mut b),
             Prepared::Done(Status::BadNtime)
+        ));
+    }
+
+    #[test]
+    fn jobs_ahead_of_the_clock_do_not_push_out_the_job_of_an_earlier_share() {
+        // A node reading the job log ahead of its shares (a backlog, a partition move) holds
+        // more jobs than max_live_jobs: the share stamped before the newer jobs still finds
+        // its own, and it is forgotten once the clock has passed enough newer jobs.
+        let mut v = Validator::new(ValidationConfig {
+            max_live_jobs: 3,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        for (i, id) in ["a", "b", "c", "d", "e", "f"].into_iter().enumerate() {
+            v.add_job_at(job(id, false), 1_000 * (i as i64 + 1))
+                .unwrap();
+        }
+        assert_eq!(v.live_jobs(), 6);
+        assert!(matches!(
+            v.check_at(&share(1, "a", 1), 1_500, &mut b),
+            Prepared::Queued
+        ));
+        // At 4.5 s four jobs are reached: the oldest goes.
+        assert!(matches!(
+            v.check_at(&share(2, "b", 1), 4_500, &mut b),
+            Prepared::Queued
+        ));
+        assert!(matches!(
+            v.check_at(&share(3, "a", 2), 4_500, &mut b),
+            Prepared::Done(Status::UnknownJob)
+        ));
+        assert!(matches!(
+            v.check_at(&share(4, "c", 1), 6_500, &mut b),
+            Prepared::Done(Status::UnknownJob)
+        ));
+        assert_eq!(v.live_jobs(), 3);
+    }
+
+    #[test]
+    fn a_superseded_job_pushed_out_by_max_live_jobs_is_stale_not_unknown() {
+        // Within the slack after a clean job the superseded jobs are still live; pushed out
+        // by newer ones they are remembered as stale, which `verify` (by arrival) says.
+        let mut v = Validator::new(ValidationConfig {
+            max_live_jobs: 2,
+            max_jobs_ahead: 0,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        v.add_job_at(job("old", false), 1_000).unwrap();
+        v.add_job_at(job("new", true), 2_000).unwrap();
+        v.add_job_at(job("next", false), 3_000).unwrap();
+        v.add_job_at(job("last", false), 3_500).unwrap();
+        assert!(matches!(
+            v.check_at(&share(1, "old", 1), 4_000, &mut b),
+            Prepared::Done(Status::Stale)
+        ));
+        assert!(matches!(
+            v.check_at(&share(2, "next", 1), 4_000, &mut b),
+            Prepared::Queued
+        ));
+    }
+
+    #[test]
+    fn the_count_of_jobs_ahead_stays_exact_under_random_jobs_and_shares() {
+        let mut v = Validator::new(ValidationConfig {
+            max_live_jobs: 8,
+            max_jobs_ahead: 6,
+            job_ttl_s: 5,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..5_000u64 {
+            let r = next();
+            let t = 1_000 * (i as i64 / 4) + (r % 30_000) as i64 - 10_000;
+            if r % 3 == 0 {
+                let _ = v.check_at(&share(i, &format!("j{}", r % 40), i as u32), t, &mut b);
+            } else {
+                let clean = r % 17 == 0;
+                v.add_job_at(job(&format!("j{}", r % 40), clean), t)
+                    .unwrap();
+            }
+            let counted = v
+                .ahead
+                .iter()
+                .filter(|(id, s, _)| v.live.get(id).is_some_and(|e| e.seq == *s))
+                .count();
+            assert_eq!(v.ahead_live, counted, "step {i}");
+            assert!(v.live_jobs() <= 14, "step {i}: {} live", v.live_jobs());
+        }
+    }
+
+    #[test]
+    fn jobs_ahead_of_the_clock_are_kept_up_to_max_jobs_ahead() {
+        // A partition whose shares stop while jobs keep coming: the clock never reaches
+        // them, and max_jobs_ahead bounds what its validator holds.
+        let mut v = Validator::new(ValidationConfig {
+            max_live_jobs: 2,
+            max_jobs_ahead: 3,
+            ..Default::default()
+        });
+        let mut b = Batch::new();
+        assert!(matches!(
+            v.check_at(&share(1, "none", 1), 500, &mut b),
+            Prepared::Done(Status::UnknownJob)
+        ));
+        for i in 0..20 {
+            v.add_job_at(job(&format!("j{i}"), false), 1_000 * (i + 1))
+                .unwrap();
+            assert!(v.live_jobs() <= 5, "{} live jobs", v.live_jobs());
+        }
+        // The newest five are kept (the oldest of the ahead ones go first).
+        assert!(matches!(
+            v.check_at(&share(2, "j15", 1), 600, &mut b),
+            Prepared::Queued
+        ));
+        assert!(matches!(
+            v.check_at(&share(3, "j14", 1), 600, &mut b),
+            Prepared::Done(Status::UnknownJob)
         ));
     }
 

@@ -37,8 +37,8 @@ pub struct JobState {
 pub struct LogLimits {
     /// Jobs older than this before the newest are expired in every validator.
     pub ttl_ms: i64,
-    /// A validator keeps at most this many live jobs (`validation.max_live_jobs`), so a new
-    /// one needs no more.
+    /// A validator keeps at most this many live jobs (`validation.max_live_jobs` and
+    /// `max_jobs_ahead`: a new one, started behind the newest jobs, needs no more).
     pub max_jobs: usize,
     /// `kafka.max_job_log_bytes`: a flood of large jobs holds at most this much.
     pub max_bytes: usize,
@@ -119,7 +119,11 @@ impl JobsReader {
         let stop = Arc::new(AtomicBool::new(false));
         let limits = LogLimits {
             ttl_ms: (sh.cfg.validation.job_ttl_s as i64).saturating_mul(1000),
-            max_jobs: sh.cfg.validation.max_live_jobs,
+            max_jobs: sh
+                .cfg
+                .validation
+                .max_live_jobs
+                .saturating_add(sh.cfg.validation.max_jobs_ahead),
             max_bytes: sh.cfg.kafka.max_job_log_bytes,
         };
         let reader = {
