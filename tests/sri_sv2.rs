@@ -26,9 +26,9 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use template_distribution_sv2::{NewTemplateOwned, SetNewPrevHashOwned as TdpSetNewPrevHash};
 
-/// The general purpose version bits (BIP320): what a standard job, and an extended job with
-/// `version_rolling_allowed`, lets the miner roll. SRI's `VERSION_ROLLING_MASK`.
-const ROLLING_MASK: u32 = 0x1fff_ffe0;
+mod sri_support;
+use sri_support::{add_extended_fields, hex, job_fields, ROLLING_MASK};
+
 /// Regtest's nbits: the network target is about 2^255, so about half of all hashes are blocks.
 const NBITS: u32 = 0x207f_ffff;
 /// sharecheck's default `max_ntime_future_s`: ntime at most this far past its clock.
@@ -222,19 +222,6 @@ struct Live {
     version: u32,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A prev hash in header byte order (as SV2 carries it) in stratum's word-swapped order.
-fn stratum_prevhash(p: &[u8; 32]) -> String {
-    let mut w = *p;
-    for c in w.chunks_mut(4) {
-        c.reverse();
-    }
-    hex(&w)
-}
-
 /// sharecheck's job line for a job message under the prev hash `tip`.
 fn job_line(
     job: &JobMsg,
@@ -243,33 +230,22 @@ fn job_line(
     clean: bool,
     en: usize,
 ) -> Value {
-    let mut j = json!({
-        "job_id": job.job_id().to_string(),
-        "prevhash": stratum_prevhash(&tip.prev_hash.to_array()),
-        "version": format!("{:08x}", job.version()),
-        "nbits": format!("{:08x}", tip.nbits),
-        "ntime": format!("{min_ntime:08x}"),
-        "clean_jobs": clean,
-    });
-    let o = j.as_object_mut().unwrap();
+    let prev_hash = tip.prev_hash.to_array();
+    let mut j = job_fields(
+        job.job_id(),
+        &prev_hash,
+        job.version(),
+        tip.nbits,
+        min_ntime,
+        clean,
+    );
     match job {
         JobMsg::Standard(m) => {
+            let o = j.as_object_mut().unwrap();
             o.insert("merkle_root".into(), hex(m.merkle_root.as_bytes()).into());
             o.insert("version_mask".into(), format!("{ROLLING_MASK:08x}").into());
         }
-        JobMsg::Extended(m) => {
-            o.insert("coinb1".into(), hex(m.coinbase_tx_prefix.as_bytes()).into());
-            o.insert("coinb2".into(), hex(m.coinbase_tx_suffix.as_bytes()).into());
-            let branch: Vec<String> = m.merkle_path.iter().map(|h| hex(h.as_bytes())).collect();
-            o.insert("merkle_branch".into(), branch.into());
-            let mask = if m.version_rolling_allowed {
-                ROLLING_MASK
-            } else {
-                0
-            };
-            o.insert("version_mask".into(), format!("{mask:08x}").into());
-            o.insert("extranonce_size".into(), en.into());
-        }
+        JobMsg::Extended(m) => add_extended_fields(&mut j, m, en),
     }
     json!({ "job": j })
 }
