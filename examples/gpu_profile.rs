@@ -8,7 +8,8 @@
 //!     [--kernel FILE] [--batch 65536,1048576] [--seconds 1]
 //! ```
 //! `--kernel` runs another kernel source (e.g. a variant under study) instead of the shipped
-//! one.
+//! one. Modes: header (free-standing headers), standard (SV2 standard shares, packed from
+//! midstates), stratum.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,11 +97,11 @@ fn main() -> anyhow::Result<()> {
         "mode", "batch", "pack ns", "unpack ns", "host M/s", "hash M/s", "checked M/s"
     );
     let max = a.batches.iter().copied().max().unwrap_or(1);
-    for mode in ["header", "stratum"] {
-        let fx: Fixture = if mode == "header" {
-            bench::header_fixture(max, 7)
-        } else {
-            bench::stratum_fixture(max, 7)
+    for mode in ["header", "standard", "stratum"] {
+        let fx: Fixture = match mode {
+            "header" => bench::header_fixture(max, 7),
+            "standard" => bench::standard_fixture(max, 7),
+            _ => bench::stratum_fixture(max, 7),
         };
         for &n in &a.batches {
             let tasks: &[HashTask] = &fx.tasks[..n];

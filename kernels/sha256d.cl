@@ -11,6 +11,8 @@
 #define HEADER_REC_WORDS 22u
 #define OUT_WORDS 9u
 #define HEADER_JOB 0xffffffffu
+#define MID_REC_WORDS 14u
+#define MID_JOB 0xfffffffeu
 
 __constant uint K[64] = {
     0x428a2f98U, 0x71374491U, 0xb5c0fbcfU, 0xe9b5dba5U, 0x3956c25bU, 0x59f111f1U, 0x923f82a4U, 0xab1c5ed5U,
@@ -82,6 +84,19 @@ static void sha256d_64(uint l[8], const uint r[8]) {
     w[15] = 512;
     compress(l, w);
     sha256_32(l);
+}
+
+// s = SHA-256d of an 80-byte header from m, the state after its first 64 bytes, and its last 16
+// bytes t (4 big-endian words): two compressions.
+static void sha256d_80_mid(const uint m[8], const uint t[4], uint s[8]) {
+    uint w[16];
+    for (int k = 0; k < 8; k++) s[k] = m[k];
+    for (int k = 0; k < 4; k++) w[k] = t[k];
+    w[4] = 0x80000000u;
+    for (int k = 5; k < 15; k++) w[k] = 0;
+    w[15] = 640;
+    compress(s, w);
+    sha256_32(s);
 }
 
 // s = SHA-256d of the 80-byte header h (20 big-endian words).
@@ -182,17 +197,25 @@ __kernel void sha256d(__global const uint *jobs,
     uint idx = (uint)get_global_id(0);
     if (idx >= n) return;
     __global const uint *task = tasks + idx * stride;
-    uint h[20];
-    if (task[0] == HEADER_JOB && stride >= HEADER_REC_WORDS) {
-        for (int k = 0; k < 20; k++) h[k] = bswap32(task[2 + k]);
-    } else if (task[0] < njobs && stride >= REC_HEAD_WORDS) {
-        stratum_header(jobs, task, stride, h);
-    } else {
-        // Refused by the host before upload; a zero header keeps the work item well defined.
-        for (int k = 0; k < 20; k++) h[k] = 0;
-    }
     uint hs[8];
-    sha256d_80(h, hs);
+    if (task[0] == MID_JOB && stride >= MID_REC_WORDS) {
+        // A header share of a run that shares its first 64 bytes: the host hashed them once.
+        uint m[8], t[4];
+        for (int k = 0; k < 8; k++) m[k] = task[2 + k];
+        for (int k = 0; k < 4; k++) t[k] = bswap32(task[10 + k]);
+        sha256d_80_mid(m, t, hs);
+    } else {
+        uint h[20];
+        if (task[0] == HEADER_JOB && stride >= HEADER_REC_WORDS) {
+            for (int k = 0; k < 20; k++) h[k] = bswap32(task[2 + k]);
+        } else if (task[0] < njobs && stride >= REC_HEAD_WORDS) {
+            stratum_header(jobs, task, stride, h);
+        } else {
+            // Refused by the host before upload; a zero header keeps the work item well defined.
+            for (int k = 0; k < 20; k++) h[k] = 0;
+        }
+        sha256d_80(h, hs);
+    }
     __global uint *o = out + idx * OUT_WORDS;
     for (int k = 0; k < 8; k++) o[k] = hs[k];
     uint flags = tag << 8;

@@ -19,8 +19,12 @@
 //   stratum share: 0 job index, 1 target pair index, 2 version, 3 ntime, 4 nonce,
 //                  5 extranonce length in bytes, 6.. extranonce1 ‖ extranonce2 bytes
 //   header share:  0 HEADER_JOB, 1 target pair index, 2..22 the 80 header bytes
+//   header share from a midstate: 0 MID_JOB, 1 target pair index, 2..10 the SHA-256 state
+//                  after the header's first 64 bytes, 10..14 header bytes 64..80
 // (the host picks the smallest stride its batch needs: 8 words for 8-byte extranonces, 22 when
-// the batch holds a header share).
+// the batch holds a header share, 14 when its header shares come in runs that share their
+// first 64 bytes, as SV2 standard shares of one job and version do: the host hashes each
+// run's first block once, and every share costs two compressions here instead of three).
 //
 // Target pairs (`targets`, 16 words per pair, params.ntargets pairs): share target then network
 // target, each as eight 32-bit limbs, least significant first; a record names its pair. The
@@ -38,6 +42,8 @@ const REC_HEAD_WORDS: u32 = 6u;
 const HEADER_REC_WORDS: u32 = 22u;
 const OUT_WORDS: u32 = 9u;
 const HEADER_JOB: u32 = 0xffffffffu;
+const MID_REC_WORDS: u32 = 14u;
+const MID_JOB: u32 = 0xfffffffeu;
 
 struct Params {
     n: u32,
@@ -223,15 +229,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let base = idx * params.stride;
-    var h: array<u32, 20>;
-    if (tasks[base] == HEADER_JOB && params.stride >= HEADER_REC_WORDS) {
-        for (var k = 0u; k < 20u; k = k + 1u) { h[k] = bswap(tasks[base + 2u + k]); }
-    } else if (tasks[base] < params.njobs && params.stride >= REC_HEAD_WORDS) {
-        h = stratum_header(base);
+    var hs: array<u32, 8>;
+    if (tasks[base] == MID_JOB && params.stride >= MID_REC_WORDS) {
+        // A header share of a run that shares its first 64 bytes: the host hashed them once.
+        var m: array<u32, 8>;
+        for (var k = 0u; k < 8u; k = k + 1u) { m[k] = tasks[base + 2u + k]; }
+        let s = compress(m, array<u32, 16>(bswap(tasks[base + 10u]), bswap(tasks[base + 11u]),
+                                           bswap(tasks[base + 12u]), bswap(tasks[base + 13u]),
+                                           0x80000000u, 0u, 0u, 0u, 0u, 0u, 0u, 0u,
+                                           0u, 0u, 0u, 640u));
+        hs = sha256_32(s);
+    } else {
+        var h: array<u32, 20>;
+        if (tasks[base] == HEADER_JOB && params.stride >= HEADER_REC_WORDS) {
+            for (var k = 0u; k < 20u; k = k + 1u) { h[k] = bswap(tasks[base + 2u + k]); }
+        } else if (tasks[base] < params.njobs && params.stride >= REC_HEAD_WORDS) {
+            h = stratum_header(base);
+        }
+        // (A task naming a job outside the table is refused by the host before upload; the
+        // zero header above only keeps the invocation well defined.)
+        hs = sha256d_80(h);
     }
-    // (A task naming a job outside the table is refused by the host before upload; the zero
-    // header above only keeps the invocation well defined.)
-    let hs = sha256d_80(h);
     let o = idx * OUT_WORDS;
     for (var k = 0u; k < 8u; k = k + 1u) { result[o + k] = hs[k]; }
     var flags = params.tag << 8u;

@@ -22,6 +22,11 @@ fn odd_batch_sizes() {
 }
 
 #[test]
+fn standard_shares_from_midstates() {
+    gpu::standard_shares_from_midstates(API);
+}
+
+#[test]
 fn verify_matches_cpu() {
     gpu::verify_matches_cpu(API);
 }

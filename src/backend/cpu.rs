@@ -137,14 +137,14 @@ pub fn hash_chunk(
 }
 
 /// Recent distinct first blocks a chunk's header tasks are compared with.
-const PREFIX_WAYS: usize = 4;
+pub(super) const PREFIX_WAYS: usize = 4;
 /// Tasks looked at before giving up on a chunk whose first blocks rarely repeat.
 const PREFIX_PROBE: usize = 32;
 
 /// Whether two headers have the same first 64 bytes, compared as eight words (inlined; a
 /// call to memcmp per task cost more than the compression it saves on SHA-NI).
 #[inline]
-fn same_first_block(a: &[u8; 80], b: &[u8; 80]) -> bool {
+pub(super) fn same_first_block(a: &[u8; 80], b: &[u8; 80]) -> bool {
     let word =
         |h: &[u8; 80], i: usize| u64::from_ne_bytes(h[8 * i..8 * i + 8].try_into().expect("8"));
     (0..8).fold(0u64, |acc, i| acc | (word(a, i) ^ word(b, i))) == 0

@@ -21,6 +21,15 @@ pub const REC_HEAD_WORDS: usize = 6;
 /// u32 words of a header share's record: job index ([`HashTask::HEADER`]), target pair index,
 /// then the 80 header bytes.
 pub const HEADER_REC_WORDS: usize = 22;
+/// u32 words of a header share's record packed from its midstate: job index [`MID_JOB`],
+/// target pair index, the SHA-256 state after the header's first 64 bytes, then header bytes
+/// 64..80. A batch whose header shares mostly come in runs sharing their first 64 bytes (SV2
+/// standard shares of one job and version) is packed this way: the host compresses each
+/// run's first block once, the kernel does two compressions a share instead of three, and a
+/// record is 56 bytes instead of 88.
+pub const MID_REC_WORDS: usize = 14;
+/// The job index of a record packed from a midstate.
+pub const MID_JOB: u32 = 0xffff_fffe;
 /// u32 words per task of output: 8 state words and a flags word.
 pub const OUT_WORDS: usize = 9;
 /// u32 words per task of targets: share target then network target, 8 limbs each.
@@ -107,24 +116,111 @@ pub fn pack_jobs(jobs: &[Arc<JobCtx>], out: &mut Vec<u32>) {
 /// the host keeps up with a device that hashes hundreds of millions of shares a second.
 const HOST_BLOCK: usize = 8192;
 
-/// Words of the record `t` needs.
-fn record_words(t: &HashTask) -> usize {
-    if t.is_header() {
-        HEADER_REC_WORDS
-    } else {
-        REC_HEAD_WORDS + (t.en_len as usize).min(MAX_EXTRANONCE).div_ceil(4)
+/// Words of the record a stratum share `t` needs.
+fn stratum_record_words(t: &HashTask) -> usize {
+    REC_HEAD_WORDS + (t.en_len as usize).min(MAX_EXTRANONCE).div_ceil(4)
+}
+
+/// The last few distinct first blocks (64 bytes) of the header tasks of a packing block,
+/// each as the index of a task that has it and the slot of its midstate, like the CPU
+/// backend's search (SV2 standard shares of a run come with the few versions their miner
+/// rolls).
+struct RecentFirsts {
+    ways: [(usize, u32); super::cpu::PREFIX_WAYS],
+    filled: usize,
+    victim: usize,
+}
+
+impl RecentFirsts {
+    fn new() -> RecentFirsts {
+        RecentFirsts {
+            ways: [(0, 0); super::cpu::PREFIX_WAYS],
+            filled: 0,
+            victim: 0,
+        }
+    }
+
+    /// The slot of header task `t`'s first block among the recent ones of `tasks`.
+    fn find(&self, tasks: &[HashTask], t: &HashTask) -> Option<u32> {
+        self.ways[..self.filled]
+            .iter()
+            .find(|(i, _)| super::cpu::same_first_block(&tasks[*i].data, &t.data))
+            .map(|&(_, slot)| slot)
+    }
+
+    /// Task `i` brought a new first block, with midstate slot `slot`.
+    fn insert(&mut self, i: usize, slot: u32) {
+        self.ways[self.victim] = (i, slot);
+        self.victim = (self.victim + 1) % self.ways.len();
+        self.filled = (self.filled + 1).min(self.ways.len());
+    }
+}
+
+/// What decides a batch's record stride: the longest stratum record, the header shares, and
+/// how many of those found their first 64 bytes among the recent ones of their packing block.
+#[derive(Clone, Copy, Default)]
+struct Shape {
+    stratum_words: usize,
+    headers: usize,
+    repeats: usize,
+}
+
+impl Shape {
+    /// The shape of one packing block (at most [`HOST_BLOCK`] tasks, as [`pack_records`]
+    /// packs them: each block searches its own recent first blocks).
+    fn of_block(ts: &[HashTask]) -> Shape {
+        let mut s = Shape {
+            stratum_words: REC_HEAD_WORDS,
+            ..Shape::default()
+        };
+        let mut recent = RecentFirsts::new();
+        for (i, t) in ts.iter().enumerate() {
+            if t.is_header() {
+                s.headers += 1;
+                match recent.find(ts, t) {
+                    Some(_) => s.repeats += 1,
+                    None => recent.insert(i, 0),
+                }
+            } else {
+                s.stratum_words = s.stratum_words.max(stratum_record_words(t));
+            }
+        }
+        s
+    }
+
+    fn add(self, o: Shape) -> Shape {
+        Shape {
+            stratum_words: self.stratum_words.max(o.stratum_words),
+            headers: self.headers + o.headers,
+            repeats: self.repeats + o.repeats,
+        }
+    }
+
+    /// Header shares are packed from midstates when at least half of them repeat a recent
+    /// first block (each distinct first block costs the host one compression, which pays for
+    /// itself once two shares have it); otherwise as whole headers.
+    fn stride(self) -> usize {
+        if self.headers == 0 {
+            self.stratum_words
+        } else if self.headers >= 2 && self.repeats * 2 >= self.headers {
+            self.stratum_words.max(MID_REC_WORDS)
+        } else {
+            HEADER_REC_WORDS
+        }
     }
 }
 
 /// The record stride (u32 words per task) of a batch: the longest record any of its tasks
 /// needs, so that a batch of stratum shares with 8-byte extranonces uploads 32 bytes a share
-/// rather than a whole [`HashTask`]. [`check_tasks`] returns it too, in the same pass.
+/// rather than a whole [`HashTask`]; header shares take [`HEADER_REC_WORDS`], or
+/// [`MID_REC_WORDS`] when they come in runs (see [`MID_REC_WORDS`]; the stride says which, for
+/// [`pack_records`]). [`check_tasks`] returns it too, in the same pass.
 pub fn record_stride(tasks: &[HashTask]) -> usize {
     tasks
-        .iter()
-        .map(record_words)
-        .max()
-        .unwrap_or(REC_HEAD_WORDS)
+        .chunks(HOST_BLOCK)
+        .map(Shape::of_block)
+        .fold(Shape::default(), Shape::add)
+        .stride()
 }
 
 /// Bytes as little-endian words (a partial last word zero-padded): how the kernels read bytes.
@@ -158,6 +254,14 @@ fn pack_block(
     let mut table = Vec::new();
     let mut seen: Vec<(U256, U256, u32)> = Vec::new();
     let mut last: Option<usize> = None;
+    // Midstate packing: the distinct first blocks of the header shares (a run's first block
+    // once), and which one each header share's record takes.
+    let mut firsts = Vec::new();
+    let mut slots = Vec::new();
+    let mut recent = RecentFirsts::new();
+    if stride < HEADER_REC_WORDS && tasks.iter().any(HashTask::is_header) {
+        slots.resize(tasks.len(), 0u32);
+    }
     for (i, (t, r)) in tasks.iter().zip(dst.chunks_exact_mut(stride)).enumerate() {
         let tidx = match meta {
             None => 0,
@@ -186,7 +290,17 @@ fn pack_block(
         };
         r[0] = t.job;
         r[1] = tidx;
-        if t.is_header() {
+        if t.is_header() && stride < HEADER_REC_WORDS {
+            // From a midstate: the state words come once the block's first blocks are hashed.
+            r[0] = MID_JOB;
+            le_words(&mut r[10..MID_REC_WORDS], &t.data[64..]);
+            slots[i] = recent.find(tasks, t).unwrap_or_else(|| {
+                let slot = firsts.len() as u32;
+                firsts.push(crate::sha256::soft::block_from_bytes(&t.data[..64]));
+                recent.insert(i, slot);
+                slot
+            });
+        } else if t.is_header() {
             le_words(&mut r[2..HEADER_REC_WORDS], &t.data);
         } else {
             r[2] = t.version;
@@ -195,6 +309,15 @@ fn pack_block(
             r[5] = t.en_len;
             let en = (t.en_len as usize).min(MAX_EXTRANONCE);
             le_words(&mut r[REC_HEAD_WORDS..], &t.data[..en]);
+        }
+    }
+    if !firsts.is_empty() {
+        let mut mids = vec![crate::sha256::IV; firsts.len()];
+        crate::sha256::best().compress(&mut mids, &firsts);
+        for ((t, r), &slot) in tasks.iter().zip(dst.chunks_exact_mut(stride)).zip(&slots) {
+            if t.is_header() {
+                r[2..10].copy_from_slice(&mids[slot as usize]);
+            }
         }
     }
     table
@@ -252,8 +375,7 @@ pub fn pack_records(
 /// batches are checked in parallel: on a fast device this pass is part of every share's cost.
 pub fn check_tasks(jobs: &[Arc<JobCtx>], tasks: &[HashTask]) -> anyhow::Result<usize> {
     use rayon::prelude::*;
-    let block = |first: usize, ts: &[HashTask]| -> anyhow::Result<usize> {
-        let mut stride = REC_HEAD_WORDS;
+    let block = |first: usize, ts: &[HashTask]| -> anyhow::Result<Shape> {
         for (i, t) in ts.iter().enumerate() {
             if !t.is_header() {
                 anyhow::ensure!(
@@ -270,18 +392,21 @@ pub fn check_tasks(jobs: &[Arc<JobCtx>], tasks: &[HashTask]) -> anyhow::Result<u
                     t.en_len
                 );
             }
-            stride = stride.max(record_words(t));
         }
-        Ok(stride)
+        Ok(ts
+            .chunks(HOST_BLOCK)
+            .map(Shape::of_block)
+            .fold(Shape::default(), Shape::add))
     };
     if tasks.len() <= 2 * HOST_BLOCK {
-        return block(0, tasks);
+        return Ok(block(0, tasks)?.stride());
     }
-    tasks
+    let shape = tasks
         .par_chunks(HOST_BLOCK)
         .enumerate()
         .map(|(b, ts)| block(b * HOST_BLOCK, ts))
-        .try_reduce(|| REC_HEAD_WORDS, |a, b| Ok(a.max(b)))
+        .try_reduce(Shape::default, |a, b| Ok(a.add(b)))?;
+    Ok(shape.stride())
 }
 
 /// Copies the hashes out of a kernel's output and checks it: every task must carry this
@@ -469,6 +594,48 @@ mod tests {
             vec![0; TARGET_WORDS],
             "one zero pair keeps the binding valid"
         );
+    }
+
+    #[test]
+    fn header_runs_are_packed_from_midstates() {
+        // SV2 standard shares in runs of 64 sharing their first block, across packing blocks,
+        // with a stratum share now and then (it breaks a run and widens nothing).
+        let f = crate::bench::standard_fixture(2 * HOST_BLOCK + 100, 7);
+        let mut tasks = f.tasks.clone();
+        for i in (0..tasks.len()).step_by(301) {
+            tasks[i] = stratum_task(0, &[7; 12]);
+        }
+        let stride = record_stride(&tasks);
+        assert_eq!(stride, MID_REC_WORDS);
+        let jobs = crate::bench::stratum_fixture(1, 1).jobs;
+        assert_eq!(
+            check_tasks(&jobs, &tasks).unwrap(),
+            stride,
+            "check_tasks agrees"
+        );
+        let mut d = vec![0u32; tasks.len() * stride];
+        let mut targets = Vec::new();
+        pack_records(&tasks, None, stride, &mut d, &mut targets);
+        for (i, (t, r)) in tasks.iter().zip(d.chunks_exact(stride)).enumerate() {
+            if !t.is_header() {
+                assert_eq!(r[0], 0, "task {i}");
+                continue;
+            }
+            assert_eq!(r[0], MID_JOB, "task {i}");
+            let mut mid = crate::sha256::IV;
+            crate::sha256::soft::compress(
+                &mut mid,
+                &crate::sha256::soft::block_from_bytes(&t.data[..64]),
+            );
+            assert_eq!(r[2..10], mid, "task {i}: its own first block's midstate");
+            let mut tail = [0u32; 4];
+            le_words(&mut tail, &t.data[64..]);
+            assert_eq!(r[10..14], tail, "task {i}");
+        }
+        // Lone header shares (no two in a row share a first block) stay whole headers.
+        let h = crate::bench::header_fixture(100, 3);
+        assert_eq!(record_stride(&h.tasks), HEADER_REC_WORDS);
+        assert_eq!(check_tasks(&[], &h.tasks).unwrap(), HEADER_REC_WORDS);
     }
 
     #[test]

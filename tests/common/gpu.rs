@@ -251,6 +251,52 @@ pub fn odd_batch_sizes(api: Api) {
     }
 }
 
+/// SV2 standard shares in runs that share their first 64 bytes, which the backends pack from
+/// midstates (two compressions a share on the device): alone, broken up by stratum shares,
+/// across dispatches and host packing blocks, with device-side target checks.
+pub fn standard_shares_from_midstates(api: Api) {
+    if skipped(api) {
+        return;
+    }
+    let f = sharecheck::bench::standard_fixture(20_000, 11);
+    let s = sharecheck::bench::stratum_fixture(20_000, 12);
+    let mut mixed = f.tasks.clone();
+    for i in (0..mixed.len()).step_by(97) {
+        mixed[i] = s.tasks[i];
+    }
+    assert_eq!(
+        sharecheck::backend::gpu::record_stride(&mixed),
+        sharecheck::backend::gpu::MID_REC_WORDS,
+        "the batch is packed from midstates"
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    for tasks in [&f.tasks, &mixed] {
+        let want: Vec<[u32; 8]> = tasks.iter().map(|t| reference_hash(&s.jobs, t)).collect();
+        let meta = targets_around(&mut rng, &want);
+        for chunk in [1usize << 18, 1000] {
+            let b = open(
+                api,
+                GpuOptions {
+                    chunk,
+                    ..GpuOptions::default()
+                },
+            );
+            let mut got = vec![[0u32; 8]; tasks.len()];
+            b.hash_checked(&s.jobs, tasks, &meta, &mut got)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", b.name()));
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g, w, "{} chunk {chunk}: share {i}", b.name());
+            }
+            for n in [1, 2, 63, 65, 300] {
+                let mut out = vec![[0u32; 8]; n];
+                b.hash(&s.jobs, &tasks[..n], &mut out)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", b.name()));
+                assert_eq!(out, want[..n], "{} chunk {chunk} batch {n}", b.name());
+            }
+        }
+    }
+}
+
 /// Every kind of share: stratum, header, SV2 standard and SV2 extended, in turn.
 fn mixed_workload(shares: u64, seed: u64) -> String {
     let cfg = sharecheck::gen::GenConfig {
