@@ -227,3 +227,21 @@ __kernel void sha256d(__global const uint *jobs,
     }
     o[8] = flags;
 }
+
+// The device's own ceiling (src/backend/gpu/ceiling.rs): each work item chains `rounds`
+// compressions of one block from its own state, no memory traffic in the loop; the block's
+// first word takes the state's after each round, so no round can be skipped.
+__kernel void ceiling(__global uint *out, const uint rounds) {
+    uint idx = (uint)get_global_id(0);
+    uint s[8], blk[16], w[16];
+    iv(s);
+    s[0] ^= idx;
+    for (int k = 0; k < 16; k++) blk[k] = idx + (uint)k;
+    for (uint r = 0; r < rounds; r++) {
+        // compress() uses w as its schedule and overwrites it.
+        for (int k = 0; k < 16; k++) w[k] = blk[k];
+        compress(s, w);
+        blk[0] = s[0];
+    }
+    for (int k = 0; k < 8; k++) out[idx * 8 + k] = s[k];
+}

@@ -262,3 +262,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     result[o + 8u] = flags;
 }
+
+// The device's own ceiling (src/backend/gpu/ceiling.rs): each invocation chains params.tag
+// compressions of one block from its own state, no memory traffic in the loop; the block's
+// first word takes the state's after each round, so no round can be skipped. params.n is the
+// number of invocations; the state goes to result[8 * idx ..].
+@compute @workgroup_size(WG)
+fn ceiling(@builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let idx = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (idx >= params.n) {
+        return;
+    }
+    var s = iv();
+    s[0] = s[0] ^ idx;
+    var w: array<u32, 16>;
+    for (var k = 0u; k < 16u; k = k + 1u) { w[k] = idx + k; }
+    for (var r = 0u; r < params.tag; r = r + 1u) {
+        s = compress(s, w);
+        w[0] = s[0];
+    }
+    for (var k = 0u; k < 8u; k = k + 1u) { result[idx * 8u + k] = s[k]; }
+}

@@ -155,6 +155,25 @@ pub struct Figure {
     pub batch: usize,
     pub threads: usize,
     pub shares_per_sec: f64,
+    /// GPU rows: the device's ceiling in SHA-256 compressions/s
+    /// ([`crate::backend::gpu::ceiling`]) and the fraction of it this rate reaches
+    /// (shares/s × [`device_compressions`] of the mode / ceiling).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling_compressions_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_ceiling: Option<f64>,
+}
+
+/// SHA-256 compressions a GPU kernel does per share of a bench mode's fixture: a header 3,
+/// an SV2 standard share 2 (from its run's midstate), a stratum share 44 (the fixture's
+/// 200-byte coinbase: 4 tail blocks and the outer hash, 12 merkle levels of 3, the header's
+/// 3).
+pub fn device_compressions(mode: &str) -> f64 {
+    match mode {
+        "header" => 3.0,
+        "standard" => 2.0,
+        _ => 44.0,
+    }
 }
 
 /// Settings of `sharecheck bench`.
@@ -190,6 +209,8 @@ pub fn run(plan: &BenchPlan, mut report: impl FnMut(&Figure)) -> anyhow::Result<
                         batch,
                         threads: backend.threads(),
                         shares_per_sec: rate,
+                        ceiling_compressions_per_sec: None,
+                        fraction_of_ceiling: None,
                     };
                     report(&fig);
                     all.push(fig);
@@ -233,6 +254,8 @@ pub fn run(plan: &BenchPlan, mut report: impl FnMut(&Figure)) -> anyhow::Result<
                 batch: n,
                 threads: 1,
                 shares_per_sec: rate,
+                ceiling_compressions_per_sec: None,
+                fraction_of_ceiling: None,
             };
             report(&fig);
             all.push(fig);
@@ -336,6 +359,8 @@ fn whole_rows(
                 batch: w.shares,
                 threads: 1,
                 shares_per_sec: rate,
+                ceiling_compressions_per_sec: None,
+                fraction_of_ceiling: None,
             };
             report(&fig);
             all.push(fig);
@@ -349,6 +374,7 @@ fn whole_rows(
 pub fn run_backend(
     backend: &dyn Backend,
     plan: &BenchPlan,
+    ceiling: Option<f64>,
     mut report: impl FnMut(&Figure),
 ) -> anyhow::Result<Vec<Figure>> {
     let mut all = Vec::new();
@@ -374,6 +400,8 @@ pub fn run_backend(
                 batch,
                 threads: 0,
                 shares_per_sec: rate,
+                ceiling_compressions_per_sec: ceiling,
+                fraction_of_ceiling: ceiling.map(|c| rate * device_compressions(mode) / c),
             };
             report(&fig);
             all.push(fig);

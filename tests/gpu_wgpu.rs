@@ -27,6 +27,11 @@ fn standard_shares_from_midstates() {
 }
 
 #[test]
+fn ceiling_is_measured_and_checked() {
+    gpu::ceiling_is_measured_and_checked(API, ("        w[0] = s[0];", "        w[0] = s[1];"));
+}
+
+#[test]
 fn verify_matches_cpu() {
     gpu::verify_matches_cpu(API);
 }

@@ -113,6 +113,10 @@ impl Backend for Fallback {
             spot_check(b, jobs, tasks, &out.borrow())
         })
     }
+
+    fn ceiling(&self) -> Option<anyhow::Result<f64>> {
+        self.primary.ceiling()
+    }
 }
 
 /// Recomputes a few of the batch's hashes with the scalar reference: a device that returns

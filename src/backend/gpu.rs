@@ -6,6 +6,7 @@
 //! only what varies per share. The layouts are documented word by word at the top of
 //! kernels/sha256d.wgsl. [`ring`] runs a batch through a device with these layouts.
 
+pub mod ceiling;
 pub mod ring;
 
 use crate::model::validate::TaskMeta;

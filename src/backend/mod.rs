@@ -50,6 +50,13 @@ pub trait Backend: Send + Sync {
         let _ = meta;
         self.hash(jobs, tasks, out)
     }
+
+    /// The device's own SHA-256 ceiling in compressions per second (see
+    /// [`gpu::ceiling`]), measured now (a fraction of a second); `None` for backends without
+    /// one (the CPU's is `cargo run --release --example sha_speed`).
+    fn ceiling(&self) -> Option<anyhow::Result<f64>> {
+        None
+    }
 }
 
 /// Backend names `open` understands: the words of `backend.kind`.

@@ -206,6 +206,8 @@ struct Cl {
     // Field order matters: the kernel goes before the context it lives in (and the ring drops
     // its slots before this).
     kernel: Kernel,
+    /// The ceiling kernel ([`gpu::ceiling`]), when the source has one.
+    ceiling: Option<Kernel>,
     context: Context,
     work_group_size: usize,
     max_alloc: u64,
@@ -273,8 +275,10 @@ impl OpenClBackend {
         // Tasks per dispatch: the configured chunk, bounded by what one buffer may hold.
         let per_task = (gpu::HEADER_REC_WORDS.max(OUT_WORDS) * 4) as u64;
         let fit = (max_alloc / per_task).max(1) as usize;
+        let ceiling = Kernel::create(&program, "ceiling").ok();
         let cl = Cl {
             kernel,
+            ceiling,
             context,
             work_group_size: opts.work_group_size as usize,
             max_alloc,
@@ -305,6 +309,36 @@ impl OpenClBackend {
 }
 
 impl Cl {
+    /// One dispatch of the ceiling kernel: `items` work items of `rounds` rounds; their states.
+    fn run_ceiling(&self, items: usize, rounds: u32) -> anyhow::Result<Vec<u32>> {
+        let kernel = self
+            .ceiling
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("opencl: the kernel source has no ceiling kernel"))?;
+        let queue = CommandQueue::create_default(&self.context, 0)
+            .map_err(|e| cl_err("create command queue", e))?;
+        let wg = self.work_group_size;
+        // Whole work groups (the kernel has no bound check): the extra items write beyond
+        // `items` into room of their own.
+        let global = items.div_ceil(wg) * wg;
+        let out = self.buffer(CL_MEM_WRITE_ONLY, global * 8)?;
+        let mut host = vec![0u32; global * 8];
+        // SAFETY: the buffer and `host` outlive the blocking read that ends the queue's work.
+        unsafe {
+            kernel
+                .set_arg(0, &out.get())
+                .and_then(|_| kernel.set_arg(1, &(rounds as cl_uint)))
+                .map_err(|e| cl_err("set kernel arguments", e))?;
+            queue
+                .enqueue_nd_range_kernel(kernel.get(), 1, ptr::null(), &global, &wg, &[])
+                .map_err(|e| cl_err("launch the ceiling kernel", e))?;
+            queue
+                .enqueue_read_buffer(&out, CL_BLOCKING, 0, &mut host, &[])
+                .map_err(|e| cl_err("read the ceiling results", e))?;
+        }
+        Ok(host)
+    }
+
     fn buffer(&self, flags: cl_mem_flags, words: usize) -> anyhow::Result<Buffer<u32>> {
         // SAFETY: no host pointer is passed; the buffer is owned by the returned object.
         unsafe {
@@ -462,5 +496,17 @@ impl Backend for OpenClBackend {
         out: &mut [State],
     ) -> anyhow::Result<()> {
         self.run(jobs, tasks, Some(meta), out)
+    }
+
+    fn ceiling(&self) -> Option<anyhow::Result<f64>> {
+        let mut ring = match self.ring.lock() {
+            Ok(r) => r,
+            Err(_) => return Some(Err(anyhow::anyhow!("opencl backend poisoned"))),
+        };
+        let cl = ring.device();
+        cl.ceiling.as_ref()?;
+        Some(gpu::ceiling::measure(|items, rounds| {
+            cl.run_ceiling(items, rounds)
+        }))
     }
 }

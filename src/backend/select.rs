@@ -192,6 +192,10 @@ pub struct Probe {
     /// `Some(true)` passed, `Some(false)` failed, `None` not run.
     pub self_test: Option<bool>,
     pub shares_per_sec: Option<f64>,
+    /// GPU backends: the device's ceiling in SHA-256 compressions/s ([`super::gpu::ceiling`])
+    /// and the fraction of it `shares_per_sec` reaches (stratum shares: 44 compressions each).
+    pub ceiling_compressions_per_sec: Option<f64>,
+    pub fraction_of_ceiling: Option<f64>,
 }
 
 fn probe_one(
@@ -200,6 +204,7 @@ fn probe_one(
     name: String,
     b: anyhow::Result<Box<dyn Backend>>,
     opts: &Options,
+    ceiling: bool,
 ) -> Probe {
     let mut p = Probe {
         kind: kind.to_string(),
@@ -209,6 +214,8 @@ fn probe_one(
         reason: None,
         self_test: None,
         shares_per_sec: None,
+        ceiling_compressions_per_sec: None,
+        fraction_of_ceiling: None,
     };
     let b = match b {
         Ok(b) => b,
@@ -231,14 +238,25 @@ fn probe_one(
         Ok(r) => p.shares_per_sec = Some(r),
         Err(e) => p.reason = Some(format!("measurement failed: {e:#}")),
     }
+    match b.ceiling().filter(|_| ceiling) {
+        Some(Ok(c)) => {
+            p.ceiling_compressions_per_sec = Some(c);
+            p.fraction_of_ceiling = p
+                .shares_per_sec
+                .map(|r| r * crate::bench::device_compressions("stratum") / c);
+        }
+        Some(Err(e)) => p.reason = Some(format!("ceiling not measured: {e:#}")),
+        None => {}
+    }
     p
 }
 
 /// Every backend and device this build knows, available or not (and why), with its self-test
-/// result and measured shares/s at `opts.batch`. `apis` limits the GPU APIs probed.
-pub fn probe_all(opts: &Options, include_cpu_paths: bool) -> Vec<Probe> {
+/// result and measured shares/s at `opts.batch`. `full` (what `sharecheck backends` shows)
+/// adds every CPU path and each GPU's ceiling; `auto` needs neither.
+pub fn probe_all(opts: &Options, full: bool) -> Vec<Probe> {
     let mut out = Vec::new();
-    let paths: Vec<&str> = if include_cpu_paths {
+    let paths: Vec<&str> = if full {
         vec!["scalar", "sha-ni", "avx2", "avx512"]
     } else {
         vec![]
@@ -250,19 +268,20 @@ pub fn probe_all(opts: &Options, include_cpu_paths: bool) -> Vec<Probe> {
         "cpu".into(),
         best.map(|b| Box::new(b) as Box<dyn Backend>),
         opts,
+        false,
     ));
     for p in paths {
         let kind = format!("cpu:{p}");
         let b = CpuBackend::new(Some(p), opts.threads).map(|b| Box::new(b) as Box<dyn Backend>);
-        out.push(probe_one(&kind, None, kind.clone(), b, opts));
+        out.push(probe_one(&kind, None, kind.clone(), b, opts, false));
     }
-    probe_gpus(opts, &mut out);
+    probe_gpus(opts, full, &mut out);
     out
 }
 
 /// Without the `gpu` feature: one line per GPU API saying so.
 #[cfg(not(feature = "gpu"))]
-fn probe_gpus(_: &Options, out: &mut Vec<Probe>) {
+fn probe_gpus(_: &Options, _: bool, out: &mut Vec<Probe>) {
     for kind in ["wgpu", "opencl"] {
         out.push(Probe {
             kind: kind.into(),
@@ -272,13 +291,15 @@ fn probe_gpus(_: &Options, out: &mut Vec<Probe>) {
             reason: Some(NO_GPU.into()),
             self_test: None,
             shares_per_sec: None,
+            ceiling_compressions_per_sec: None,
+            fraction_of_ceiling: None,
         });
     }
 }
 
 /// Every wgpu adapter and OpenCL device, or one line per API saying why there is none.
 #[cfg(feature = "gpu")]
-fn probe_gpus(opts: &Options, out: &mut Vec<Probe>) {
+fn probe_gpus(opts: &Options, ceiling: bool, out: &mut Vec<Probe>) {
     let adapters = super::wgpu::adapters();
     if adapters.is_empty() {
         out.push(Probe {
@@ -289,12 +310,14 @@ fn probe_gpus(opts: &Options, out: &mut Vec<Probe>) {
             reason: Some(super::wgpu::INSTALL_HINT.into()),
             self_test: None,
             shares_per_sec: None,
+            ceiling_compressions_per_sec: None,
+            fraction_of_ceiling: None,
         });
     }
     for a in adapters {
         let b = open_gpu("wgpu", &opts.gpu(a.index));
         let name = format!("{} ({}, {})", a.name, a.backend, a.device_type);
-        out.push(probe_one("wgpu", Some(a.index), name, b, opts));
+        out.push(probe_one("wgpu", Some(a.index), name, b, opts, ceiling));
     }
     match super::opencl::devices() {
         Err(e) => out.push(Probe {
@@ -305,12 +328,14 @@ fn probe_gpus(opts: &Options, out: &mut Vec<Probe>) {
             reason: Some(format!("{e:#}")),
             self_test: None,
             shares_per_sec: None,
+            ceiling_compressions_per_sec: None,
+            fraction_of_ceiling: None,
         }),
         Ok(devs) => {
             for d in devs {
                 let b = open_gpu("opencl", &opts.gpu(d.index));
                 let name = format!("{} ({}, {})", d.name, d.platform, d.version);
-                out.push(probe_one("opencl", Some(d.index), name, b, opts));
+                out.push(probe_one("opencl", Some(d.index), name, b, opts, ceiling));
             }
         }
     }

@@ -92,6 +92,8 @@ struct Gpu {
     queue: wgpu::Queue,
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
+    /// The ceiling kernel ([`gpu::ceiling`]), when the source has one.
+    ceiling: Option<wgpu::ComputePipeline>,
     /// Device errors reported by wgpu's callback since the last check.
     errors: Arc<Mutex<Vec<String>>>,
     work_group_size: usize,
@@ -190,6 +192,9 @@ impl WgpuBackend {
             },
             cache: None,
         });
+        let ceiling = source
+            .contains("fn ceiling(")
+            .then(|| ceiling_pipeline(&device, &module, &constants));
         if let Some(e) = pollster::block_on(scope.pop()) {
             anyhow::bail!("wgpu: the kernel does not compile on {}: {e}", desc.name);
         }
@@ -204,6 +209,7 @@ impl WgpuBackend {
             queue,
             pipeline,
             layout,
+            ceiling,
             errors,
             work_group_size: opts.work_group_size as usize,
             max_groups: limits.max_compute_workgroups_per_dimension.max(1),
@@ -243,7 +249,97 @@ impl WgpuBackend {
     }
 }
 
+/// The pipeline of the ceiling entry point (its own layout: params and the output only).
+fn ceiling_pipeline(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("ceiling"),
+        layout: None,
+        module,
+        entry_point: Some("ceiling"),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            ..Default::default()
+        },
+        cache: None,
+    })
+}
+
 impl Gpu {
+    /// One dispatch of the ceiling kernel: `items` invocations of `rounds` rounds; their states.
+    fn run_ceiling(&self, items: usize, rounds: u32) -> anyhow::Result<Vec<u32>> {
+        use wgpu::BufferUsages as U;
+        let pipeline = self
+            .ceiling
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("wgpu: the kernel source has no ceiling entry"))?;
+        let groups = items.div_ceil(self.work_group_size) as u32;
+        let gx = groups.min(self.max_groups);
+        let gy = groups.div_ceil(gx);
+        let words = items * 8;
+        let params = self.buffer("ceiling params", PARAM_WORDS, U::UNIFORM | U::COPY_DST);
+        let out = self.buffer("ceiling out", words, U::STORAGE | U::COPY_SRC);
+        let staging = self.buffer("ceiling staging", words, U::MAP_READ | U::COPY_DST);
+        let mut p = [0u32; PARAM_WORDS];
+        p[0] = items as u32;
+        p[1] = rounds;
+        self.queue
+            .write_buffer(&params, 0, bytemuck::cast_slice(&p));
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("ceiling"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: params.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: out.as_entire_binding(),
+                },
+            ],
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("ceiling"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("ceiling"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+        enc.copy_buffer_to_buffer(&out, 0, &staging, 0, (words * 4) as u64);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow::anyhow!("wgpu: waiting for the device failed: {e}"))?;
+        self.take_errors()?;
+        rx.recv()
+            .map_err(|_| anyhow::anyhow!("wgpu: the read-back never completed"))?
+            .map_err(|e| anyhow::anyhow!("wgpu: cannot map the results: {e}"))?;
+        let host = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| anyhow::anyhow!("wgpu: cannot read the results: {e}"))?;
+            bytemuck::cast_slice(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(host)
+    }
+
     fn take_errors(&self) -> anyhow::Result<()> {
         let mut v = self
             .errors
@@ -490,5 +586,17 @@ impl Backend for WgpuBackend {
         out: &mut [State],
     ) -> anyhow::Result<()> {
         self.run(jobs, tasks, Some(meta), out)
+    }
+
+    fn ceiling(&self) -> Option<anyhow::Result<f64>> {
+        let mut ring = match self.ring.lock() {
+            Ok(r) => r,
+            Err(_) => return Some(Err(anyhow::anyhow!("wgpu backend poisoned"))),
+        };
+        let dev = ring.device();
+        dev.ceiling.as_ref()?;
+        Some(gpu::ceiling::measure(|items, rounds| {
+            dev.run_ceiling(items, rounds)
+        }))
     }
 }

@@ -19,12 +19,12 @@ pub fn run(cfg: &Config, a: BackendsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<12} {:>6} {:<44} {:<9} {:<9} {:>12}  note",
-        "kind", "device", "name", "available", "self-test", "shares/s"
+        "{:<12} {:>6} {:<44} {:<9} {:<9} {:>12} {:>14} {:>8}  note",
+        "kind", "device", "name", "available", "self-test", "shares/s", "ceiling M/s", "of limit"
     );
     for p in &probes {
         println!(
-            "{:<12} {:>6} {:<44} {:<9} {:<9} {:>12}  {}",
+            "{:<12} {:>6} {:<44} {:<9} {:<9} {:>12} {:>14} {:>8}  {}",
             p.kind,
             p.device
                 .map(|d| d.to_string())
@@ -39,9 +39,19 @@ pub fn run(cfg: &Config, a: BackendsArgs) -> anyhow::Result<()> {
             p.shares_per_sec
                 .map(|r| format!("{r:.0}"))
                 .unwrap_or_else(|| "-".into()),
+            p.ceiling_compressions_per_sec
+                .map(|c| format!("{:.1}", c / 1e6))
+                .unwrap_or_else(|| "-".into()),
+            p.fraction_of_ceiling
+                .map(|x| format!("{:.0} %", x * 100.0))
+                .unwrap_or_else(|| "-".into()),
             p.reason.as_deref().unwrap_or(""),
         );
     }
-    println!("(measured on stratum shares at batch {})", opts.batch);
+    println!(
+        "(measured on stratum shares at batch {}; a GPU's ceiling is its SHA-256 compressions/s \
+         in a one-block kernel, of limit = shares/s x 44 compressions / ceiling)",
+        opts.batch
+    );
     Ok(())
 }

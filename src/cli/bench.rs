@@ -47,7 +47,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             Ok(b)
         });
         match opened {
-            Ok(b) => figs.extend(bench::run_backend(b.as_ref(), &plan, report)?),
+            Ok(b) => {
+                let ceiling = ceiling_of(b.as_ref());
+                figs.extend(bench::run_backend(b.as_ref(), &plan, ceiling, report)?)
+            }
             Err(e) if !required => eprintln!("\nsharecheck: {api} skipped: {e:#}"),
             Err(e) => return Err(e),
         }
@@ -57,6 +60,18 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         print_table(&figs);
     }
     Ok(())
+}
+
+/// The device's ceiling (compressions/s), measured before its rows; a ceiling kernel that
+/// fails leaves the rows without it, and says why.
+fn ceiling_of(b: &dyn sharecheck::backend::Backend) -> Option<f64> {
+    match b.ceiling()? {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("\nsharecheck: {}: no ceiling: {e:#}", b.name());
+            None
+        }
+    }
 }
 
 /// What `--backend` names: CPU paths, and GPU APIs each with whether it must open (a named
@@ -101,8 +116,16 @@ fn list<T: std::str::FromStr>(s: &str, what: &str) -> anyhow::Result<Vec<T>> {
 
 fn print_table(figs: &[Figure]) {
     println!(
-        "{:<24} {:<8} {:>6} {:>7} {:>14} {:>14} {:>8} {:>8}",
-        "backend", "mode", "batch", "threads", "shares/s", "per core", "x sha2", "x btc"
+        "{:<24} {:<8} {:>6} {:>7} {:>14} {:>14} {:>8} {:>8} {:>8}",
+        "backend",
+        "mode",
+        "batch",
+        "threads",
+        "shares/s",
+        "per core",
+        "x sha2",
+        "x btc",
+        "of limit"
     );
     for f in figs {
         let base = |name: &str| {
@@ -111,17 +134,21 @@ fn print_table(figs: &[Figure]) {
                 .map(|b| b.shares_per_sec)
                 .unwrap_or(f64::NAN)
         };
-        // A GPU backend's figure is per device, not per core.
+        // A GPU backend's figure is per device, not per core; beside it, the fraction of the
+        // device's own compression rate it reaches.
         if f.threads == 0 {
+            let limit = f
+                .fraction_of_ceiling
+                .map_or_else(|| "-".to_string(), |x| format!("{:.0} %", x * 100.0));
             println!(
-                "{:<24} {:<8} {:>6} {:>7} {:>14.0} {:>14} {:>8} {:>8}",
-                f.backend, f.mode, f.batch, "-", f.shares_per_sec, "-", "-", "-"
+                "{:<24} {:<8} {:>6} {:>7} {:>14.0} {:>14} {:>8} {:>8} {:>8}",
+                f.backend, f.mode, f.batch, "-", f.shares_per_sec, "-", "-", "-", limit
             );
             continue;
         }
         let per_core = f.shares_per_sec / f.threads as f64;
         println!(
-            "{:<24} {:<8} {:>6} {:>7} {:>14.0} {:>14.0} {:>8.2} {:>8.2}",
+            "{:<24} {:<8} {:>6} {:>7} {:>14.0} {:>14.0} {:>8.2} {:>8.2} {:>8}",
             f.backend,
             f.mode,
             f.batch,
@@ -130,6 +157,22 @@ fn print_table(figs: &[Figure]) {
             per_core,
             per_core / base("baseline:sha2"),
             per_core / base("baseline:rust-bitcoin"),
+            "-",
         );
+    }
+    let mut seen = Vec::new();
+    for f in figs {
+        if let Some(c) = f.ceiling_compressions_per_sec {
+            if !seen.contains(&&f.backend) {
+                seen.push(&f.backend);
+                println!(
+                    "{}: ceiling {:.1} M SHA-256 compressions/s (one-block kernel); \
+                     of limit = shares/s x compressions a share (header 3, standard 2, \
+                     stratum 44) / ceiling",
+                    f.backend,
+                    c / 1e6
+                );
+            }
+        }
     }
 }

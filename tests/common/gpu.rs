@@ -297,6 +297,36 @@ pub fn standard_shares_from_midstates(api: Api) {
     }
 }
 
+/// The device's ceiling (compressions/s of the single-block kernel) is measured, and a
+/// ceiling kernel that skips rounds is an error, not a fast figure.
+pub fn ceiling_is_measured_and_checked(api: Api, skip_a_round: (&str, &str)) {
+    if skipped(api) {
+        return;
+    }
+    let b = open(api, GpuOptions::default());
+    let rate = b
+        .ceiling()
+        .expect("a GPU backend has a ceiling")
+        .unwrap_or_else(|e| panic!("{}: {e:#}", b.name()));
+    eprintln!("{}: ceiling {:.1} M compressions/s", b.name(), rate / 1e6);
+    assert!(rate > 1e5, "{}: {rate} compressions/s", b.name());
+    let (from, to) = skip_a_round;
+    assert_eq!(
+        api.kernel().matches(from).count(),
+        1,
+        "{from:?} is in the kernel once"
+    );
+    let broken = open_with_kernel(api, GpuOptions::default(), &api.kernel().replace(from, to));
+    let e = broken
+        .ceiling()
+        .expect("the broken kernel still has a ceiling")
+        .expect_err("a ceiling kernel that skips work must not give a figure");
+    assert!(
+        format!("{e:#}").contains("differs from the reference"),
+        "{e:#}"
+    );
+}
+
 /// Every kind of share: stratum, header, SV2 standard and SV2 extended, in turn.
 fn mixed_workload(shares: u64, seed: u64) -> String {
     let cfg = sharecheck::gen::GenConfig {
