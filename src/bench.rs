@@ -164,17 +164,7 @@ pub struct Figure {
     pub fraction_of_ceiling: Option<f64>,
 }
 
-/// SHA-256 compressions a GPU kernel does per share of a bench mode's fixture: a header 3,
-/// an SV2 standard share 2 (from its run's midstate), a stratum share 44 (the fixture's
-/// 200-byte coinbase: 4 tail blocks and the outer hash, 12 merkle levels of 3, the header's
-/// 3).
-pub fn device_compressions(mode: &str) -> f64 {
-    match mode {
-        "header" => 3.0,
-        "standard" => 2.0,
-        _ => 44.0,
-    }
-}
+pub use crate::backend::gpu::ceiling::device_compressions;
 
 /// Settings of `sharecheck bench`.
 pub struct BenchPlan {

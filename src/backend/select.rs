@@ -243,7 +243,7 @@ fn probe_one(
             p.ceiling_compressions_per_sec = Some(c);
             p.fraction_of_ceiling = p
                 .shares_per_sec
-                .map(|r| r * crate::bench::device_compressions("stratum") / c);
+                .map(|r| r * super::gpu::ceiling::device_compressions("stratum") / c);
         }
         Some(Err(e)) => p.reason = Some(format!("ceiling not measured: {e:#}")),
         None => {}
