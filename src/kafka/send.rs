@@ -15,10 +15,14 @@ use crate::wire::binary::{encode_job, encode_shares, ShareRecord, KIND_HEADER};
 use crate::wire::jsonl;
 use bytemuck::Zeroable;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::io::BufRead;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 pub struct SendOptions {
@@ -71,8 +75,54 @@ fn malformed_record(v: &Verdict) -> Option<ShareRecord> {
 struct Sender {
     producer: FutureProducer,
     topic: String,
-    pending: Vec<DeliveryFuture>,
+    /// Share messages handed to the producer, oldest first.
+    pending: VecDeque<DeliveryFuture>,
+    /// Jobs handed to the producer and not yet acknowledged, oldest first.
+    jobs: VecDeque<DeliveryFuture>,
+    gate: JobGate,
 }
+
+/// Share messages waiting for the jobs before them in the file: a message may be produced
+/// once every job produced before it was complete is acknowledged and the clock has passed
+/// those jobs' broker timestamps (so that the broker stamps the message later).
+#[derive(Default)]
+struct JobGate {
+    /// Jobs produced so far, and how many of the oldest are acknowledged.
+    sent: u64,
+    acked: u64,
+    /// The latest broker timestamp among acknowledged jobs.
+    ts: i64,
+    /// (jobs produced before the message was complete, key, payload), in file order.
+    held: VecDeque<(u64, Vec<u8>, Vec<u8>)>,
+}
+
+impl JobGate {
+    /// Whether a message complete now may be produced at once (nothing older is held).
+    fn open(&self, now: i64) -> bool {
+        self.held.is_empty() && self.acked == self.sent && now > self.ts
+    }
+
+    fn hold(&mut self, key: Vec<u8>, payload: Vec<u8>) {
+        self.held.push_back((self.sent, key, payload));
+    }
+
+    fn job_acked(&mut self, ts: i64) {
+        self.acked += 1;
+        self.ts = self.ts.max(ts);
+    }
+
+    /// The oldest held message, once the jobs before it allow it.
+    fn next_free(&mut self, now: i64) -> Option<(Vec<u8>, Vec<u8>)> {
+        if now <= self.ts || self.held.front()?.0 > self.acked {
+            return None;
+        }
+        self.held.pop_front().map(|(_, k, p)| (k, p))
+    }
+}
+
+/// Share messages held back for unacknowledged jobs before the sender stops reading and waits
+/// for the oldest job (bounds the sender's memory when the broker is slow or away).
+const MAX_HELD: usize = 4096;
 
 impl Sender {
     /// Enqueues one message; waits (without reordering) while librdkafka's queue is full.
@@ -81,7 +131,7 @@ impl Sender {
             let rec = FutureRecord::to(topic).key(key).payload(payload);
             match self.producer.send_result(rec) {
                 Ok(f) => {
-                    self.pending.push(f);
+                    self.pending.push_back(f);
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -93,18 +143,83 @@ impl Sender {
         }
     }
 
-    /// Waits for the oldest deliveries until at most `keep` are outstanding.
-    async fn drain(&mut self, keep: usize) -> anyhow::Result<i64> {
-        let mut last_ts = 0;
+    /// Waits for the oldest share deliveries until at most `keep` are outstanding.
+    async fn drain(&mut self, keep: usize) -> anyhow::Result<()> {
         while self.pending.len() > keep {
-            let f = self.pending.remove(0);
-            match f.await {
-                Ok(Ok(d)) => last_ts = d.timestamp.to_millis().unwrap_or(0),
-                Ok(Err((e, _))) => anyhow::bail!("a message was not delivered: {e}"),
-                Err(_) => anyhow::bail!("the producer shut down before delivery"),
+            if let Some(f) = self.pending.pop_front() {
+                delivered(f.await)?;
             }
         }
-        Ok(last_ts)
+        Ok(())
+    }
+
+    /// A complete share message: produced now when every job before it is acknowledged
+    /// (and the clock has passed their timestamps), held back in order otherwise.
+    async fn shares(&mut self, key: Vec<u8>, payload: Vec<u8>) -> anyhow::Result<()> {
+        if self.gate.open(now_ms()) {
+            let topic = self.topic.clone();
+            return self.produce(&topic, &key, &payload).await;
+        }
+        self.gate.hold(key, payload);
+        if self.gate.held.len() > MAX_HELD {
+            self.wait_oldest_job().await?;
+        }
+        Ok(())
+    }
+
+    /// Takes in the jobs acknowledged so far without waiting, and produces the held share
+    /// messages they free.
+    async fn poll_jobs(&mut self) -> anyhow::Result<()> {
+        let mut cx = Context::from_waker(Waker::noop());
+        while let Some(f) = self.jobs.front_mut() {
+            let Poll::Ready(r) = Pin::new(f).poll(&mut cx) else {
+                break;
+            };
+            self.jobs.pop_front();
+            self.gate.job_acked(delivered(r)?);
+        }
+        self.release().await
+    }
+
+    /// Waits for the oldest outstanding job, then releases what it frees.
+    async fn wait_oldest_job(&mut self) -> anyhow::Result<()> {
+        if let Some(f) = self.jobs.pop_front() {
+            let ts = delivered(f.await)?;
+            self.gate.job_acked(ts);
+        }
+        while now_ms() <= self.gate.ts {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        self.release().await
+    }
+
+    /// Produces the held share messages whose jobs are all acknowledged, in order.
+    async fn release(&mut self) -> anyhow::Result<()> {
+        let topic = self.topic.clone();
+        while let Some((key, payload)) = self.gate.next_free(now_ms()) {
+            self.produce(&topic, &key, &payload).await?;
+        }
+        Ok(())
+    }
+
+    /// Every job acknowledged and every share message produced.
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        while !self.jobs.is_empty() {
+            self.wait_oldest_job().await?;
+        }
+        while now_ms() <= self.gate.ts {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        self.release().await
+    }
+}
+
+/// A delivery's broker timestamp, or why it failed.
+fn delivered<E>(r: Result<OwnedDeliveryResult, E>) -> anyhow::Result<i64> {
+    match r {
+        Ok(Ok(d)) => Ok(d.timestamp.to_millis().unwrap_or(0)),
+        Ok(Err((e, _))) => anyhow::bail!("a message was not delivered: {e}"),
+        Err(_) => anyhow::bail!("the producer shut down before delivery"),
     }
 }
 
@@ -186,21 +301,22 @@ impl Sender {
         Ok(Sender {
             producer,
             topic: k.topics.shares.clone(),
-            pending: Vec::new(),
+            pending: VecDeque::new(),
+            jobs: VecDeque::new(),
+            gate: JobGate::default(),
         })
     }
 
-    /// Produces every open batch, in the order they were opened.
+    /// Passes every open batch on (see [`Sender::shares`]), in the order they were opened.
     async fn flush_all(
         &mut self,
         open: &mut OpenBatches,
         sum: &mut SendSummary,
     ) -> anyhow::Result<()> {
-        let topic = self.topic.clone();
-        for key in open.order.drain(..) {
+        for key in std::mem::take(&mut open.order) {
             if let Some(recs) = open.open.remove(&key) {
                 if !recs.is_empty() {
-                    self.produce(&topic, &key, &encode_shares(&recs)).await?;
+                    self.shares(key, encode_shares(&recs)).await?;
                     sum.messages += 1;
                 }
             }
@@ -208,19 +324,43 @@ impl Sender {
         Ok(())
     }
 
-    /// A job, produced once every share before it is acknowledged, and acknowledged before
-    /// the next share is produced, which is stamped after it (timestamps are in ms). With
-    /// LogAppendTime topics the broker's append order is the order of the timestamps: a
-    /// share still waiting in the producer (a broker away) must not be appended after the
+    /// A job. The shares after it in the file are produced only once it is acknowledged, and
+    /// are stamped after it (timestamps are in ms): with LogAppendTime topics the broker's
+    /// append order is the order of the timestamps, and a share appended before its job
+    /// would find no job. Until then the sender reads on, holding those shares back, so a
+    /// stream with a job every few shares costs no round trip a job. A clean job makes
+    /// every job before it stale, so every share before it is acknowledged first: a share
+    /// still waiting in the producer (a broker away) must not be appended after the clean
     /// job that follows it in the file, or it would be judged stale.
-    async fn job(&mut self, topic: &str, job: &crate::model::Job) -> anyhow::Result<()> {
-        self.drain(0).await?;
-        self.produce(topic, job.job_id.as_bytes(), &encode_job(job))
-            .await?;
-        let ts = self.drain(0).await?;
-        while now_ms() <= ts {
-            tokio::time::sleep(Duration::from_micros(200)).await;
+    async fn job(
+        &mut self,
+        topic: &str,
+        job: &crate::model::Job,
+        open: &mut OpenBatches,
+        sum: &mut SendSummary,
+    ) -> anyhow::Result<()> {
+        if job.clean_jobs {
+            self.flush_all(open, sum).await?;
+            self.settle().await?;
+            self.drain(0).await?;
         }
+        let payload = encode_job(job);
+        let f = loop {
+            let rec = FutureRecord::to(topic)
+                .key(job.job_id.as_bytes())
+                .payload(&payload);
+            match self.producer.send_result(rec) {
+                Ok(f) => break f,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    self.wait_oldest_job().await?;
+                    self.drain(self.pending.len() / 2).await?;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => anyhow::bail!("cannot produce to {topic}: {e}"),
+            }
+        };
+        self.jobs.push_back(f);
+        self.gate.sent += 1;
         Ok(())
     }
 }
@@ -251,8 +391,7 @@ pub async fn run(
         let rec = match jsonl::parse_line(&line) {
             jsonl::Line::Blank => continue,
             jsonl::Line::Job(Ok(job)) => {
-                s.flush_all(&mut open, &mut sum).await?;
-                s.job(&k.topics.jobs, &job).await?;
+                s.job(&k.topics.jobs, &job, &mut open, &mut sum).await?;
                 sum.jobs += 1;
                 continue;
             }
@@ -273,10 +412,10 @@ pub async fn run(
         };
         sum.shares += 1;
         if let Some((key, recs)) = open.add(rec) {
-            s.produce(&k.topics.shares, &key, &encode_shares(&recs))
-                .await?;
+            s.shares(key, encode_shares(&recs)).await?;
             sum.messages += 1;
         }
+        s.poll_jobs().await?;
         if opts.rate > 0.0 {
             // Paced: partial batches do not wait long, and the sender sleeps when ahead.
             if last_flush.elapsed() >= Duration::from_millis(20) {
@@ -304,6 +443,7 @@ pub async fn run(
         }
     }
     s.flush_all(&mut open, &mut sum).await?;
+    s.settle().await?;
     s.drain(0).await?;
     s.producer
         .flush(Duration::from_secs(30))
@@ -341,5 +481,30 @@ mod tests {
         .unwrap();
         assert!(m.check().is_err());
         assert_eq!(m.id(), 5);
+    }
+
+    #[test]
+    fn share_messages_wait_for_the_jobs_before_them_in_order() {
+        let mut g = JobGate::default();
+        assert!(g.open(1), "no job yet: shares go at once");
+        g.sent += 1; // job 1, not yet acknowledged
+        assert!(!g.open(1));
+        g.hold(b"a".to_vec(), b"1".to_vec());
+        g.sent += 1; // job 2
+        g.hold(b"b".to_vec(), b"2".to_vec());
+        assert_eq!(g.next_free(100), None, "job 1 not acknowledged");
+        g.job_acked(50);
+        assert_eq!(
+            g.next_free(50),
+            None,
+            "the clock must pass job 1's timestamp"
+        );
+        assert_eq!(g.next_free(51), Some((b"a".to_vec(), b"1".to_vec())));
+        assert_eq!(g.next_free(51), None, "the second waits for job 2");
+        assert!(!g.open(51), "a new message queues behind the held one");
+        g.job_acked(60);
+        assert_eq!(g.next_free(61), Some((b"b".to_vec(), b"2".to_vec())));
+        assert!(g.open(61));
+        assert!(!g.open(60), "not within job 2's millisecond");
     }
 }
