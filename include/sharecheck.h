@@ -18,6 +18,18 @@
  *   3. Read verdict batches from there and decode them (sharecheck_decode_verdicts); each
  *      verdict carries the id of its share. A block verdict carries the header to submit.
  *
+ * Stratum V2 front ends do the same with their messages: NewExtendedMiningJob is a
+ * sharecheck_job (coinb1 = coinbase_tx_prefix, coinb2 = coinbase_tx_suffix, merkle_branch =
+ * merkle_path, ntime = min_ntime, version_mask 0x1fffffe0 when version rolling is allowed, else
+ * 0, extranonce_size = the channel's extranonce_prefix length + its rollable extranonce
+ * size), SubmitSharesExtended a sharecheck_share_sv2_extended record; NewMiningJob with the
+ * SetNewPrevHash that activates it is a sharecheck_standard_job
+ * (sharecheck_encode_standard_job), SubmitSharesStandard a sharecheck_share_sv2_standard
+ * record. Publish a future job once its SetNewPrevHash arrives, with clean_jobs set: a new
+ * prev hash makes every earlier job stale. sharecheck_sv2_error gives the SubmitShares.Error
+ * code that answers a verdict (NULL: count it in SubmitShares.Success). SV2 job ids are
+ * integers; write their decimal.
+ *
  * Conventions. Every function returns SHARECHECK_OK (0) or a negative SHARECHECK_ERR_* code
  * (sharecheck_strerror gives its message) and never unwinds into the caller: a bug inside is
  * SHARECHECK_ERR_INTERNAL. Outputs are written only on success, except the size a too-small
@@ -44,7 +56,7 @@ extern "C" {
 #endif
 
 /* The ABI this header describes; compare with sharecheck_abi_version() at start. */
-#define SHARECHECK_ABI_VERSION 1
+#define SHARECHECK_ABI_VERSION 2
 
 /*
  * Kafka header of a share message naming where its verdicts go: the value is "TOPIC" or
@@ -71,6 +83,7 @@ extern "C" {
 #define SHARECHECK_ERR_TOO_LARGE (-13)        /* count or length too large */
 #define SHARECHECK_ERR_DECODE (-14)           /* not a valid verdict batch */
 #define SHARECHECK_ERR_INTERNAL (-15)         /* a bug in sharecheck */
+#define SHARECHECK_ERR_SV2_EXTRANONCE_LENGTH (-16) /* extranonce_prefix + extranonce over 32 bytes */
 
 /* Verdict statuses (docs/wire-format.md; codes are never renumbered). */
 #define SHARECHECK_STATUS_ACCEPTED 0
@@ -89,16 +102,21 @@ extern "C" {
 #define SHARECHECK_MAX_EXTRANONCE2 16
 #define SHARECHECK_MAX_COINB 16384
 #define SHARECHECK_MAX_BRANCH 32
+/* An SV2 extended share's extranonce_prefix and extranonce together. */
+#define SHARECHECK_MAX_SV2_EXTRANONCE 32
 /* BIP310's default version-rolling mask. */
 #define SHARECHECK_DEFAULT_VERSION_MASK 0x1fffe000u
 /* Size of a share batch of n records: the 16-byte batch header, then 128 bytes a record. */
 #define SHARECHECK_SHARE_BATCH_SIZE(n) (16 + 128 * (size_t)(n))
 /* The largest job message (two full coinbase halves and a full branch). */
 #define SHARECHECK_JOB_MAX_SIZE (16 + 88 + 2 * SHARECHECK_MAX_COINB + 32 * SHARECHECK_MAX_BRANCH)
+/* The size of a standard job's message (the fixed part and its merkle root). */
+#define SHARECHECK_STANDARD_JOB_SIZE (16 + 88 + 32)
 
 /*
  * One share record, 128 bytes exactly as it travels (docs/wire-format.md, "Share record");
- * opaque: fill it with sharecheck_share_stratum or sharecheck_share_header. Alignment 1, so
+ * opaque: fill it with sharecheck_share_stratum, _header, _sv2_standard or _sv2_extended.
+ * Alignment 1, so
  * records may sit anywhere, e.g. straight in a message buffer after a 16-byte header.
  */
 typedef struct sharecheck_share {
@@ -132,6 +150,23 @@ typedef struct sharecheck_job {
      * length are malformed); 0: not stated, any length */
     uint8_t extranonce_size;
 } sharecheck_job;
+
+/*
+ * An SV2 standard job: NewMiningJob's job id, merkle root and version, with the prev hash,
+ * nbits and min_ntime of the SetNewPrevHash that activates it. job_id is read only during
+ * sharecheck_encode_standard_job.
+ */
+typedef struct sharecheck_standard_job {
+    const char *job_id; /* 1 to 32 bytes of UTF-8 (SV2: the job id's decimal) */
+    size_t job_id_len;
+    uint8_t prevhash[32];    /* header byte order, as in the block header */
+    uint8_t merkle_root[32]; /* header byte order */
+    uint32_t version;
+    uint32_t nbits;
+    uint32_t min_ntime;    /* a share's ntime may not be lower */
+    uint32_t version_mask; /* the version bits a share may change; 0: none */
+    uint8_t clean_jobs;    /* non-zero: every earlier job is stale (a new prev hash) */
+} sharecheck_standard_job;
 
 /* One decoded verdict, 136 bytes. */
 typedef struct sharecheck_verdict {
@@ -183,8 +218,33 @@ int sharecheck_share_header(sharecheck_share *out, uint64_t id, const uint8_t he
                             double difficulty, const uint8_t *target);
 
 /*
+ * Fills *out with an SV2 standard share (SubmitSharesStandard): the job id's decimal, the
+ * full block version, ntime and nonce, and the channel's target (SetTarget's maximum_target
+ * as 32 big-endian bytes, not zero) or, when target is NULL, a difficulty.
+ * Errors: SHARECHECK_ERR_NULL, _JOB_ID_LENGTH, _JOB_ID_UTF8, _DIFFICULTY, _ZERO_TARGET.
+ */
+int sharecheck_share_sv2_standard(sharecheck_share *out, uint64_t id,
+                                  const char *job_id, size_t job_id_len,
+                                  uint32_t version, uint32_t ntime, uint32_t nonce,
+                                  double difficulty, const uint8_t *target);
+
+/*
+ * Fills *out with an SV2 extended share (SubmitSharesExtended): the channel's
+ * extranonce_prefix and the share's extranonce (at most SHARECHECK_MAX_SV2_EXTRANONCE bytes
+ * together), the full version, ntime and nonce, and the target as for the standard share.
+ * Errors: as sharecheck_share_sv2_standard, and _SV2_EXTRANONCE_LENGTH.
+ */
+int sharecheck_share_sv2_extended(sharecheck_share *out, uint64_t id,
+                                  const char *job_id, size_t job_id_len,
+                                  const uint8_t *extranonce_prefix, size_t extranonce_prefix_len,
+                                  const uint8_t *extranonce, size_t extranonce_len,
+                                  uint32_t version, uint32_t ntime, uint32_t nonce,
+                                  double difficulty, const uint8_t *target);
+
+/*
  * The Kafka key for a share message holding *share: a stratum share's extranonce1 (empty when
- * it is), a header share's prevhash. *key points into *share.
+ * it is), an SV2 extended share's extranonce_prefix (its channel), an SV2 standard share's
+ * job id, a header share's prevhash. *key points into *share.
  */
 int sharecheck_share_key(const sharecheck_share *share, const uint8_t **key, size_t *key_len);
 
@@ -206,6 +266,14 @@ int sharecheck_encode_shares(const sharecheck_share *records, size_t count,
 int sharecheck_encode_job(const sharecheck_job *job, uint8_t *out, size_t out_cap,
                           size_t *out_len);
 
+/*
+ * Writes the job message of *job to out (SHARECHECK_STANDARD_JOB_SIZE bytes). *out_len gets
+ * its size, also when out_cap is smaller (SHARECHECK_ERR_BUFFER_TOO_SMALL). A job the
+ * validator would refuse is refused: SHARECHECK_ERR_NULL, _JOB_ID_LENGTH, _JOB_ID_UTF8, _NBITS.
+ */
+int sharecheck_encode_standard_job(const sharecheck_standard_job *job, uint8_t *out,
+                                   size_t out_cap, size_t *out_len);
+
 /* Converts a prevhash from stratum's word-swapped form to header byte order; the two may be
  * the same buffer. */
 int sharecheck_prevhash_from_stratum(const uint8_t stratum[32], uint8_t header_order[32]);
@@ -218,6 +286,15 @@ int sharecheck_prevhash_from_stratum(const uint8_t stratum[32], uint8_t header_o
  */
 int sharecheck_decode_verdicts(const uint8_t *msg, size_t len, sharecheck_verdict *out,
                                size_t out_cap, size_t *count);
+
+/*
+ * The Stratum V2 SubmitShares.Error code that answers *verdict ("difficulty-too-low",
+ * "duplicate-share", "stale-share", "invalid-job-id", "invalid-share",
+ * "version-rolling-not-allowed", "invalid-non-rollable-version-bit", "bad-extranonce-size"),
+ * static; NULL for a share to count in SubmitShares.Success (accepted, block), for an unknown
+ * status and for a NULL verdict.
+ */
+const char *sharecheck_sv2_error(const sharecheck_verdict *verdict);
 
 #ifdef __cplusplus
 }

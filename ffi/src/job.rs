@@ -47,7 +47,7 @@ fn job_error(e: JobError) -> c_int {
         JobError::Branch(_) => SHARECHECK_ERR_BRANCH_LENGTH,
         JobError::Nbits(..) | JobError::ZeroTarget(_) => SHARECHECK_ERR_NBITS,
         JobError::ExtranonceSize(_) => crate::SHARECHECK_ERR_TOO_LARGE,
-        // A C job states no merkle root, so it is never a standard job.
+        // Each C struct is one kind of job, so neither states both.
         JobError::StandardWithCoinbase => crate::SHARECHECK_ERR_INTERNAL,
     }
 }
@@ -104,11 +104,88 @@ pub unsafe extern "C" fn sharecheck_encode_job(
         if job.is_null() || out_len.is_null() {
             return Err(SHARECHECK_ERR_NULL);
         }
-        let job = to_job(&*job)?;
-        // The checks a validator node makes when the job arrives.
-        JobCtx::new(job.clone()).map_err(job_error)?;
-        write_message(&encode_job(&job), out, out_cap, out_len)
+        write_job(to_job(&*job)?, out, out_cap, out_len)
     })
+}
+
+/// The job message of a standard job: batch header and the 88-byte fixed part with the
+/// merkle root (`SHARECHECK_STANDARD_JOB_SIZE`).
+pub const STANDARD_JOB_SIZE: usize = 16 + 88 + 32;
+
+/// An SV2 standard job (`sharecheck_standard_job` in C): `NewMiningJob`'s job id (its
+/// decimal), merkle root and version, with the prev hash, nbits and min_ntime of the
+/// `SetNewPrevHash` that activates it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct StandardJob {
+    pub job_id: *const c_char,
+    pub job_id_len: usize,
+    /// Previous block hash in header byte order.
+    pub prevhash: [u8; 32],
+    /// The header's merkle root, in header byte order.
+    pub merkle_root: [u8; 32],
+    pub version: u32,
+    pub nbits: u32,
+    /// SetNewPrevHash's min_ntime.
+    pub min_ntime: u32,
+    /// The version bits a share may change (0: none).
+    pub version_mask: u32,
+    /// Non-zero: every earlier job is stale (the job a new prev hash activates).
+    pub clean_jobs: u8,
+}
+
+/// Writes the job message of `*job` to `out` (`STANDARD_JOB_SIZE` bytes); `*out_len` gets its
+/// size, also when `out_cap` is too small (`SHARECHECK_ERR_BUFFER_TOO_SMALL`). A job the
+/// validator would refuse is refused here.
+///
+/// # Safety
+/// `job` must point to a `sharecheck_standard_job` whose `job_id` points to `job_id_len`
+/// readable bytes; `out` must point to `out_cap` writable bytes and `out_len` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn sharecheck_encode_standard_job(
+    job: *const StandardJob,
+    out: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    guard(|| {
+        if job.is_null() || out_len.is_null() {
+            return Err(SHARECHECK_ERR_NULL);
+        }
+        let j = &*job;
+        let job_id = crate::job_id(j.job_id, j.job_id_len)?;
+        let job = sharecheck::model::Job {
+            job_id: job_id.to_string(),
+            prevhash: j.prevhash,
+            coinb1: Vec::new(),
+            coinb2: Vec::new(),
+            merkle_branch: Vec::new(),
+            version: j.version,
+            nbits: j.nbits,
+            ntime: j.min_ntime,
+            clean_jobs: j.clean_jobs != 0,
+            version_mask: j.version_mask,
+            extranonce_size: None,
+            merkle_root: Some(j.merkle_root),
+        };
+        write_job(job, out, out_cap, out_len)
+    })
+}
+
+/// Writes a job's message once it passes the checks a validator node makes when the job
+/// arrives.
+///
+/// # Safety
+/// As for [`write_message`].
+unsafe fn write_job(
+    job: sharecheck::model::Job,
+    out: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+) -> Result<(), c_int> {
+    let msg = encode_job(&job);
+    JobCtx::new(job).map_err(job_error)?;
+    write_message(&msg, out, out_cap, out_len)
 }
 
 /// Converts a prevhash from stratum's form (each 4-byte word byte-swapped, as mining.notify
@@ -232,6 +309,47 @@ mod tests {
             ..job(&[b'j'; 32], &full, &deepest)
         };
         assert_eq!(encode(&j).unwrap().len(), JOB_MAX_SIZE);
+    }
+
+    #[test]
+    fn a_standard_job_decodes_to_its_fields() {
+        let j = StandardJob {
+            job_id: b"17".as_ptr().cast(),
+            job_id_len: 2,
+            prevhash: [3; 32],
+            merkle_root: [9; 32],
+            version: 0x2000_0000,
+            nbits: 0x1703a30c,
+            min_ntime: 0x66a0e2b1,
+            version_mask: 0x1fff_ffe0,
+            clean_jobs: 1,
+        };
+        let mut buf = [0u8; STANDARD_JOB_SIZE];
+        let mut len = 0;
+        let rc = unsafe { sharecheck_encode_standard_job(&j, buf.as_mut_ptr(), 10, &mut len) };
+        assert_eq!(
+            (rc, len),
+            (SHARECHECK_ERR_BUFFER_TOO_SMALL, STANDARD_JOB_SIZE)
+        );
+        let rc = unsafe { sharecheck_encode_standard_job(&j, buf.as_mut_ptr(), len, &mut len) };
+        assert_eq!(rc, SHARECHECK_OK);
+        let got = sharecheck::wire::binary::decode_job(&buf).unwrap();
+        assert_eq!(got.merkle_root, Some([9; 32]));
+        assert_eq!(got.job_id, "17");
+        assert_eq!(
+            (
+                got.version,
+                got.nbits,
+                got.ntime,
+                got.version_mask,
+                got.clean_jobs
+            ),
+            (0x2000_0000, 0x1703a30c, 0x66a0e2b1, 0x1fff_ffe0, true)
+        );
+        assert!(got.coinb1.is_empty() && got.merkle_branch.is_empty());
+        let zero = StandardJob { nbits: 0, ..j };
+        let rc = unsafe { sharecheck_encode_standard_job(&zero, buf.as_mut_ptr(), len, &mut len) };
+        assert_eq!(rc, SHARECHECK_ERR_NBITS);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The C ABI of sharecheck, for stratum servers written in C or C++ (ckpool, btcpool).
 //!
-//! A C server builds share records, frames them into share batches, encodes its jobs, and
-//! reads verdict batches, all in the binary wire format of docs/wire-format.md. Kafka is not
-//! in here: such servers already link librdkafka and publish the bytes themselves
-//! (examples/c/producer.c). `include/sharecheck.h` declares every function and type of this
+//! A C server (Stratum V1 or V2) builds share records, frames them into share batches,
+//! encodes its jobs, and reads verdict batches, all in the binary wire format of
+//! docs/wire-format.md. Kafka is not in here: such servers already link librdkafka and publish
+//! the bytes themselves (examples/c/producer.c). `include/sharecheck.h` declares every function and type of this
 //! crate; the two are kept in step by the tests of `tests/c_abi.rs`, which compile a C
 //! program against the header and the built library.
 //!
@@ -18,16 +18,21 @@ mod job;
 mod share;
 mod verdict;
 
-pub use job::{sharecheck_encode_job, sharecheck_prevhash_from_stratum, Job, JOB_MAX_SIZE};
+pub use job::{
+    sharecheck_encode_job, sharecheck_encode_standard_job, sharecheck_prevhash_from_stratum, Job,
+    StandardJob, JOB_MAX_SIZE, STANDARD_JOB_SIZE,
+};
 pub use share::{
     sharecheck_encode_shares, sharecheck_share_header, sharecheck_share_key,
-    sharecheck_share_stratum,
+    sharecheck_share_stratum, sharecheck_share_sv2_extended, sharecheck_share_sv2_standard,
 };
-pub use verdict::{sharecheck_decode_verdicts, sharecheck_status_name, Verdict};
+pub use verdict::{
+    sharecheck_decode_verdicts, sharecheck_status_name, sharecheck_sv2_error, Verdict,
+};
 
 /// Version of this ABI (`SHARECHECK_ABI_VERSION`); bumped on any incompatible change of a
 /// signature or a struct layout.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The Kafka header of a share message that names where its verdicts go.
 pub const HEADER_REPLY_TO: &str = sharecheck::kafka::reply::H_REPLY_TO;
@@ -48,6 +53,7 @@ pub const SHARECHECK_ERR_NBITS: c_int = -12;
 pub const SHARECHECK_ERR_TOO_LARGE: c_int = -13;
 pub const SHARECHECK_ERR_DECODE: c_int = -14;
 pub const SHARECHECK_ERR_INTERNAL: c_int = -15;
+pub const SHARECHECK_ERR_SV2_EXTRANONCE_LENGTH: c_int = -16;
 
 /// Every code with its name in the header and its message, in one table so that
 /// `sharecheck_strerror` and the header check of the tests cannot drift apart.
@@ -128,6 +134,11 @@ pub const ERRORS: &[(c_int, &str, &CStr)] = &[
         "SHARECHECK_ERR_INTERNAL",
         c"internal error in sharecheck",
     ),
+    (
+        SHARECHECK_ERR_SV2_EXTRANONCE_LENGTH,
+        "SHARECHECK_ERR_SV2_EXTRANONCE_LENGTH",
+        c"extranonce_prefix and extranonce must be at most 32 bytes together",
+    ),
 ];
 
 /// A static message for a code returned by any function here; unknown codes get a message
@@ -175,6 +186,17 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], c
         return Err(SHARECHECK_ERR_TOO_LARGE);
     }
     Ok(std::slice::from_raw_parts(ptr, len))
+}
+
+/// A job id from C: 1 to 32 bytes of UTF-8.
+///
+/// # Safety
+/// As for [`bytes`].
+pub(crate) unsafe fn job_id<'a>(ptr: *const c_char, len: usize) -> Result<&'a str, c_int> {
+    if len == 0 || len > sharecheck::model::job::MAX_JOB_ID {
+        return Err(SHARECHECK_ERR_JOB_ID_LENGTH);
+    }
+    std::str::from_utf8(bytes(ptr.cast(), len)?).map_err(|_| SHARECHECK_ERR_JOB_ID_UTF8)
 }
 
 /// Copies a finished message to the caller's buffer, storing its length in `*out_len` first

@@ -4,18 +4,18 @@ use crate::{
     bytes, guard, write_message, SHARECHECK_ERR_BUFFER_TOO_SMALL, SHARECHECK_ERR_DIFFICULTY,
     SHARECHECK_ERR_EXTRANONCE1_LENGTH, SHARECHECK_ERR_EXTRANONCE2_LENGTH,
     SHARECHECK_ERR_HEADER_NBITS, SHARECHECK_ERR_INTERNAL, SHARECHECK_ERR_JOB_ID_LENGTH,
-    SHARECHECK_ERR_JOB_ID_UTF8, SHARECHECK_ERR_NULL, SHARECHECK_ERR_TOO_LARGE,
-    SHARECHECK_ERR_ZERO_TARGET,
+    SHARECHECK_ERR_JOB_ID_UTF8, SHARECHECK_ERR_NULL, SHARECHECK_ERR_SV2_EXTRANONCE_LENGTH,
+    SHARECHECK_ERR_TOO_LARGE, SHARECHECK_ERR_ZERO_TARGET,
 };
+use sharecheck::kafka::send::key_of;
 use sharecheck::model::job::{MAX_EXTRANONCE1, MAX_EXTRANONCE2, MAX_JOB_ID};
+use sharecheck::model::share::MAX_SV2_EXTRANONCE;
 use sharecheck::model::RecordError;
-use sharecheck::wire::binary::{encode_shares, ShareRecord, ShareTarget, KIND_HEADER};
+use sharecheck::wire::binary::{encode_shares, ShareRecord, ShareTarget};
 use std::ffi::{c_char, c_int};
 
 /// Batch header size in front of the records.
 const BATCH_HEADER: usize = 16;
-/// Record offset of the payload; extranonce1 and the header's prevhash are found from it.
-const PAYLOAD: usize = 48;
 
 /// The code for a record that `ShareRecord::check` refuses. The builders check every field
 /// first, so this is reached only for what they cannot see alone (a header's nbits).
@@ -28,6 +28,7 @@ fn record_error(e: RecordError) -> c_int {
         RecordError::Difficulty => SHARECHECK_ERR_DIFFICULTY,
         RecordError::ZeroTarget => SHARECHECK_ERR_ZERO_TARGET,
         RecordError::HeaderNbits => SHARECHECK_ERR_HEADER_NBITS,
+        RecordError::Sv2ExtranonceLength(_) => SHARECHECK_ERR_SV2_EXTRANONCE_LENGTH,
         _ => SHARECHECK_ERR_INTERNAL,
     }
 }
@@ -38,6 +39,22 @@ unsafe fn finish(rec: ShareRecord, out: *mut ShareRecord) -> Result<(), c_int> {
     rec.check().map_err(record_error)?;
     out.write(rec);
     Ok(())
+}
+
+/// A share target given as 32 big-endian bytes (not zero), or, when `target` is NULL, as a
+/// difficulty.
+///
+/// # Safety
+/// `target` must be NULL or point to 32 readable bytes.
+unsafe fn share_target(d: f64, target: *const u8) -> Result<ShareTarget, c_int> {
+    if target.is_null() {
+        return difficulty(d);
+    }
+    let t: [u8; 32] = target.cast::<[u8; 32]>().read_unaligned();
+    if t == [0; 32] {
+        return Err(SHARECHECK_ERR_ZERO_TARGET);
+    }
+    Ok(ShareTarget::Target(t))
 }
 
 fn difficulty(d: f64) -> Result<ShareTarget, c_int> {
@@ -121,23 +138,17 @@ pub unsafe extern "C" fn sharecheck_share_header(
             return Err(SHARECHECK_ERR_NULL);
         }
         let header: [u8; 80] = header.cast::<[u8; 80]>().read_unaligned();
-        let target = if target.is_null() {
-            difficulty(difficulty_)?
-        } else {
-            let t: [u8; 32] = target.cast::<[u8; 32]>().read_unaligned();
-            if t == [0; 32] {
-                return Err(SHARECHECK_ERR_ZERO_TARGET);
-            }
-            ShareTarget::Target(t)
-        };
+        let target = share_target(difficulty_, target)?;
         finish(ShareRecord::header(id, &header, target), out)
     })
 }
 
-/// The Kafka key of a share message holding `*share`: a stratum share's extranonce1 (the
-/// session, so that its shares stay on one partition, where duplicates are tracked), a header
-/// share's prevhash. `*key` points into `*share` and is valid as long as it is; a stratum
-/// share with an empty extranonce1 has an empty key.
+/// The Kafka key of a share message holding `*share`, the bytes the node's own producers use
+/// (`sharecheck::kafka::send::key_of`): a stratum share's extranonce1 (the session, so that
+/// its shares stay on one partition, where duplicates are tracked), an SV2 extended share's
+/// extranonce_prefix (its channel), an SV2 standard share's job id (a standard job is its
+/// channel's), a header share's prevhash. `*key` points into `*share` and is valid as long
+/// as it is; a stratum share with an empty extranonce1 has an empty key.
 ///
 /// # Safety
 /// `share` must point to a 128-byte record; `key` and `key_len` must be writable.
@@ -151,19 +162,91 @@ pub unsafe extern "C" fn sharecheck_share_key(
         if share.is_null() || key.is_null() || key_len.is_null() {
             return Err(SHARECHECK_ERR_NULL);
         }
-        let rec = &*share;
-        // The same bytes as the node's own producers use (sharecheck::kafka::send::share_key).
-        let (start, len) = if rec.kind == KIND_HEADER {
-            (PAYLOAD + 4, 32)
-        } else {
-            (
-                PAYLOAD + 48,
-                (rec.extranonce1_len as usize).min(MAX_EXTRANONCE1),
-            )
-        };
-        *key = share.cast::<u8>().add(start);
-        *key_len = len;
+        let k = key_of(&*share);
+        *key = k.as_ptr();
+        *key_len = k.len();
         Ok(())
+    })
+}
+
+/// Fills `*out` with an SV2 standard share (`SubmitSharesStandard`: job_id written as its
+/// decimal, the full block version, ntime, nonce) and the channel's target, as `target` (32
+/// big-endian bytes, as `SetTarget` carries it once byte-reversed) or, when `target` is NULL,
+/// as `difficulty`. channel_id and sequence_number are the front end's to keep.
+///
+/// # Safety
+/// `out` must point to 128 writable bytes, `job_id` to `job_id_len` readable bytes, and
+/// `target` must be NULL or point to 32 readable bytes.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sharecheck_share_sv2_standard(
+    out: *mut ShareRecord,
+    id: u64,
+    job_id: *const c_char,
+    job_id_len: usize,
+    version: u32,
+    ntime: u32,
+    nonce: u32,
+    difficulty_: f64,
+    target: *const u8,
+) -> c_int {
+    guard(|| {
+        if out.is_null() {
+            return Err(SHARECHECK_ERR_NULL);
+        }
+        let job_id = crate::job_id(job_id, job_id_len)?;
+        let target = share_target(difficulty_, target)?;
+        let rec = ShareRecord::sv2_standard(id, job_id, ntime, nonce, version, target);
+        finish(rec, out)
+    })
+}
+
+/// Fills `*out` with an SV2 extended share (`SubmitSharesExtended`): the channel's
+/// extranonce_prefix and the share's extranonce (at most 32 bytes together), the full
+/// version, ntime and nonce, and the channel's target as for
+/// [`sharecheck_share_sv2_standard`].
+///
+/// # Safety
+/// As for [`sharecheck_share_sv2_standard`]; each pointer with a non-zero length must point to
+/// that many readable bytes.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sharecheck_share_sv2_extended(
+    out: *mut ShareRecord,
+    id: u64,
+    job_id: *const c_char,
+    job_id_len: usize,
+    extranonce_prefix: *const u8,
+    extranonce_prefix_len: usize,
+    extranonce: *const u8,
+    extranonce_len: usize,
+    version: u32,
+    ntime: u32,
+    nonce: u32,
+    difficulty_: f64,
+    target: *const u8,
+) -> c_int {
+    guard(|| {
+        if out.is_null() {
+            return Err(SHARECHECK_ERR_NULL);
+        }
+        let job_id = crate::job_id(job_id, job_id_len)?;
+        // Before the record is built: ShareRecord::sv2_extended panics on longer ones.
+        if extranonce_prefix_len.saturating_add(extranonce_len) > MAX_SV2_EXTRANONCE {
+            return Err(SHARECHECK_ERR_SV2_EXTRANONCE_LENGTH);
+        }
+        let target = share_target(difficulty_, target)?;
+        let rec = ShareRecord::sv2_extended(
+            id,
+            job_id,
+            bytes(extranonce_prefix, extranonce_prefix_len)?,
+            bytes(extranonce, extranonce_len)?,
+            ntime,
+            nonce,
+            version,
+            target,
+        );
+        finish(rec, out)
     })
 }
 
@@ -210,6 +293,11 @@ mod tests {
     use super::*;
     use crate::SHARECHECK_OK;
     use std::mem::MaybeUninit;
+
+    /// An all-zero record (ShareRecord is plain bytes).
+    fn blank() -> ShareRecord {
+        unsafe { std::mem::zeroed() }
+    }
 
     unsafe fn stratum(job_id: &[u8], en1: &[u8], en2: &[u8], d: f64) -> Result<ShareRecord, c_int> {
         let mut out = MaybeUninit::<ShareRecord>::uninit();
@@ -303,12 +391,117 @@ mod tests {
         let mut header = [9u8; 80];
         header[72..76].copy_from_slice(&0x1d00ffffu32.to_le_bytes());
         let hdr = ShareRecord::header(2, &header, ShareTarget::Difficulty(1.0));
-        for r in [rec, hdr] {
-            let (mut k, mut n) = (std::ptr::null(), 0);
-            assert_eq!(unsafe { sharecheck_share_key(&r, &mut k, &mut n) }, 0);
-            let key = unsafe { std::slice::from_raw_parts(k, n) };
-            assert_eq!(key, sharecheck::kafka::send::share_key(&r));
+        let mut std_ = blank();
+        let mut ext = blank();
+        unsafe {
+            let id = b"17";
+            let rc = sharecheck_share_sv2_standard(
+                &mut std_,
+                3,
+                id.as_ptr().cast(),
+                2,
+                0x2000_0000,
+                7,
+                8,
+                1.0,
+                std::ptr::null(),
+            );
+            assert_eq!(rc, 0);
+            let (prefix, en) = ([1u8, 2, 3, 4, 5, 6, 7, 8], [9u8; 8]);
+            let rc = sharecheck_share_sv2_extended(
+                &mut ext,
+                4,
+                id.as_ptr().cast(),
+                2,
+                prefix.as_ptr(),
+                8,
+                en.as_ptr(),
+                8,
+                0x2000_0000,
+                7,
+                8,
+                1.0,
+                std::ptr::null(),
+            );
+            assert_eq!(rc, 0);
         }
+        let want: [(&ShareRecord, &[u8]); 4] = [
+            (&rec, b"ETHe"),
+            (&hdr, &[9; 32]),
+            (&std_, b"17"),
+            (&ext, &[1, 2, 3, 4, 5, 6, 7, 8]),
+        ];
+        for (r, want) in want {
+            let (mut k, mut n) = (std::ptr::null(), 0);
+            assert_eq!(unsafe { sharecheck_share_key(r, &mut k, &mut n) }, 0);
+            let key = unsafe { std::slice::from_raw_parts(k, n) };
+            assert_eq!(key, want);
+            assert_eq!(key, sharecheck::kafka::send::share_key(r));
+        }
+    }
+
+    #[test]
+    fn sv2_shares_are_the_main_crates_records() {
+        let t = [0x7fu8; 32];
+        let mut out = blank();
+        let rc = unsafe {
+            sharecheck_share_sv2_standard(
+                &mut out,
+                5,
+                b"42".as_ptr().cast(),
+                2,
+                0x2000_4000,
+                0x66a0e2b1,
+                0x1c2d3e4f,
+                f64::NAN,
+                t.as_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        let want = ShareRecord::sv2_standard(
+            5,
+            "42",
+            0x66a0e2b1,
+            0x1c2d3e4f,
+            0x2000_4000,
+            ShareTarget::Target(t),
+        );
+        assert_eq!(out, want);
+        let long = [0u8; 33];
+        let mut untouched = blank();
+        let rc = unsafe {
+            sharecheck_share_sv2_extended(
+                &mut untouched,
+                6,
+                b"42".as_ptr().cast(),
+                2,
+                long.as_ptr(),
+                16,
+                long.as_ptr(),
+                17,
+                0,
+                0,
+                0,
+                1.0,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, SHARECHECK_ERR_SV2_EXTRANONCE_LENGTH);
+        assert_eq!(untouched, blank());
+        let rc = unsafe {
+            sharecheck_share_sv2_standard(
+                &mut out,
+                5,
+                b"42".as_ptr().cast(),
+                2,
+                0,
+                0,
+                0,
+                0.0,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, SHARECHECK_ERR_DIFFICULTY);
     }
 
     #[test]

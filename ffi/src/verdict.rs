@@ -3,7 +3,7 @@
 use crate::{
     bytes, guard, SHARECHECK_ERR_BUFFER_TOO_SMALL, SHARECHECK_ERR_DECODE, SHARECHECK_ERR_NULL,
 };
-use sharecheck::model::{Malformed, Status};
+use sharecheck::model::{Malformed, RecordError, Status};
 use sharecheck::wire::binary::decode_verdicts;
 use std::ffi::{c_char, c_int, CStr};
 
@@ -119,11 +119,55 @@ pub extern "C" fn sharecheck_status_name(status: c_int) -> *const c_char {
         .as_ptr()
 }
 
+/// The Stratum V2 `SubmitShares.Error` codes, as C strings (mining_sv2's constants).
+const SV2_ERRORS: [&CStr; 8] = [
+    c"difficulty-too-low",
+    c"duplicate-share",
+    c"stale-share",
+    c"invalid-job-id",
+    c"invalid-share",
+    c"version-rolling-not-allowed",
+    c"invalid-non-rollable-version-bit",
+    c"bad-extranonce-size",
+];
+
+/// The Stratum V2 `SubmitShares.Error` code that answers `*verdict` ("stale-share",
+/// "difficulty-too-low", ...), or NULL for a share to count in `SubmitShares.Success`
+/// (accepted, block) and for a verdict with an unknown status. The same mapping as the main
+/// crate's `Verdict::sv2_error`, from the status and error code the verdict carries.
+///
+/// # Safety
+/// `verdict` must be NULL or point to a `sharecheck_verdict`.
+#[no_mangle]
+pub unsafe extern "C" fn sharecheck_sv2_error(verdict: *const Verdict) -> *const c_char {
+    let found = std::panic::catch_unwind(|| {
+        let v = verdict.as_ref()?;
+        let status = Status::from_code(v.status)?;
+        let error = (status == Status::Malformed).then(|| {
+            match RecordError::from_code(v.error_code, v.error_arg) {
+                Some(e) => Malformed::Record(e),
+                None => Malformed::Text(String::new()),
+            }
+        });
+        let model = sharecheck::model::Verdict {
+            error,
+            rolling_forbidden: status == Status::BadVersion
+                && v.error_code == sharecheck::wire::binary::BAD_VERSION_ROLLING_FORBIDDEN,
+            ..sharecheck::model::Verdict::rejected(0, status)
+        };
+        let code = model.sv2_error()?;
+        SV2_ERRORS.iter().find(|c| c.to_bytes() == code.as_bytes())
+    });
+    found
+        .ok()
+        .flatten()
+        .map_or(std::ptr::null(), |c| c.as_ptr())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::SHARECHECK_OK;
-    use sharecheck::model::RecordError;
     use sharecheck::wire::binary::encode_verdicts;
 
     #[test]
@@ -179,5 +223,37 @@ mod tests {
         );
         let (rc, n, _) = decode(&msg[..msg.len() - 1], 2);
         assert_eq!((rc, n), (SHARECHECK_ERR_DECODE, 0));
+    }
+
+    #[test]
+    fn sv2_errors_are_the_main_crates() {
+        use sharecheck::model::Verdict as V;
+        let mut cases: Vec<V> = Status::ALL
+            .iter()
+            .filter(|s| **s != Status::Malformed)
+            .map(|s| V::rejected(1, *s))
+            .collect();
+        cases.push(V::bad_version(1, 0));
+        cases.push(V::malformed(Some(1), RecordError::ExtranonceSize(3).into()));
+        cases.push(V::malformed(
+            Some(1),
+            RecordError::Sv2ExtranonceLength(40).into(),
+        ));
+        cases.push(V::malformed(Some(1), RecordError::JobIdLength(0).into()));
+        cases.push(V::malformed(Some(1), Malformed::Text("bad hex".into())));
+        let mut seen = std::collections::BTreeSet::new();
+        for v in &cases {
+            // Through the wire, as a C front end gets it.
+            let msg = encode_verdicts(std::slice::from_ref(v));
+            let (rc, _, out) = decode(&msg, 1);
+            assert_eq!(rc, SHARECHECK_OK);
+            let got = unsafe { sharecheck_sv2_error(&out[0]) };
+            let got = (!got.is_null())
+                .then(|| unsafe { CStr::from_ptr(got) }.to_str().unwrap().to_string());
+            assert_eq!(got.as_deref(), v.sv2_error(), "{v:?}");
+            seen.extend(got);
+        }
+        assert_eq!(seen.len(), SV2_ERRORS.len(), "every code reached: {seen:?}");
+        assert!(unsafe { sharecheck_sv2_error(std::ptr::null()) }.is_null());
     }
 }

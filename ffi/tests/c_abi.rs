@@ -145,7 +145,7 @@ fn input_jsonl() -> String {
             r#"{{"share": {{"id": {id}, "job_id": "6b", "extranonce1": "08000002", "extranonce2": "0000000a", "ntime": "66a0e2b1", "nonce": "{nonce}", "version_bits": "00a0e000", "difficulty": {d}}}}}"#
         )
     };
-    [
+    let mut lines = vec![
         genesis_job,
         genesis_share,
         share(2, "6a", "495fab29", "7c2bac1d", None, "1"),
@@ -160,10 +160,77 @@ fn input_jsonl() -> String {
         share(10, "6a", "495fab29", "7c2bac1d", None, "1"),
         share_6b(11, "1c2d3e4f", "1e-12"),
         share_6b(12, "1c2d3e50", "65536"),
-    ]
-    .join("\n")
-        + "\n"
+    ];
+    lines.extend(sv2_lines(&coinb1, &coinb2, &branch2));
+    lines.join("\n") + "\n"
 }
+
+/// abi_test.c's SV2 part as JSON Lines: standard job 17 with SV2 standard shares and header
+/// shares of its work, then extended job 18 (job 6b's coinbase and path) with SV2 extended
+/// shares.
+fn sv2_lines(coinb1: &[u8], coinb2: &[u8], branch2: &[u8]) -> Vec<String> {
+    let prevhash: Vec<u8> = (0x20..0x40).collect();
+    // JSON jobs carry the prevhash as mining.notify does, each 4-byte word swapped.
+    let notify_prevhash = sharecheck::model::job::swap_words(&prevhash.clone().try_into().unwrap());
+    let root: Vec<u8> = (0..32u8).map(|i| 0x5a ^ i).collect();
+    let standard = |id: u64, job: &str, version: u32, nonce: u32, d: &str| {
+        format!(
+            r#"{{"share": {{"id": {id}, "kind": "sv2_standard", "job_id": "{job}", "ntime": 1721819825, "nonce": {nonce}, "version": {version}, "difficulty": {d}}}}}"#
+        )
+    };
+    let header = |id: u64, nonce: u32| {
+        let mut h = Vec::new();
+        h.extend(0x2000_0000u32.to_le_bytes());
+        h.extend(&prevhash);
+        h.extend(&root);
+        h.extend(0x66a0_e2b1u32.to_le_bytes());
+        h.extend(0x1d00_ffffu32.to_le_bytes());
+        h.extend(nonce.to_le_bytes());
+        format!(
+            r#"{{"share": {{"id": {id}, "header": "{}", "difficulty": 1e-12}}}}"#,
+            hex::encode(&h)
+        )
+    };
+    let extended = |id: u64, extranonce: &str| {
+        format!(
+            r#"{{"share": {{"id": {id}, "kind": "sv2_extended", "job_id": "18", "extranonce_prefix": "0102030405060708", "extranonce": "{extranonce}", "ntime": 1721819825, "nonce": 5, "version": 536870912, "difficulty": 1e-12}}}}"#
+        )
+    };
+    vec![
+        format!(
+            r#"{{"job": {{"job_id": "17", "prevhash": "{}", "merkle_root": "{}", "version": "20000000", "nbits": "1d00ffff", "ntime": "66a0e2b1", "clean_jobs": true, "version_mask": "1fffe000"}}}}"#,
+            hex::encode(&notify_prevhash),
+            hex::encode(&root)
+        ),
+        standard(13, "17", 0x2000_0000, 1, "1e-12"),
+        standard(14, "17", 0x2000_0000, 1, "1e-12"),
+        standard(15, "99", 0x2000_0000, 1, "1e-12"),
+        standard(16, "17", 0xe000_0000, 1, "1e-12"),
+        standard(17, "17", 0x2000_0000, 2, "65536"),
+        header(18, 1),
+        header(19, 3),
+        format!(
+            r#"{{"job": {{"job_id": "18", "prevhash": "{}", "coinb1": "{}", "coinb2": "{}", "merkle_branch": ["{}", "{}"], "version": "20000000", "nbits": "1d00ffff", "ntime": "66a0e2b1", "clean_jobs": false, "version_mask": "1fffffe0", "extranonce_size": 16}}}}"#,
+            hex::encode(&notify_prevhash),
+            hex::encode(coinb1),
+            hex::encode(coinb2),
+            "11".repeat(32),
+            hex::encode(branch2),
+        ),
+        extended(20, "0909090909090909"),
+        extended(21, "09090909090909"),
+        extended(22, "0909090909090909"),
+        standard(23, "17", 0x2000_2000, 9, "1e-12"),
+    ]
+}
+
+/// The job messages and share batches abi_test.c's `encode` writes, in order.
+const BATCHES: [(&str, &str); 4] = [
+    ("job1.bin", "shares1.bin"),
+    ("job2.bin", "shares2.bin"),
+    ("job3.bin", "shares3.bin"),
+    ("job4.bin", "shares4.bin"),
+];
 
 /// What abi_test.c's `encode` wrote, in order: job messages and share batches.
 enum Message {
@@ -176,7 +243,7 @@ fn c_messages() -> (Vec<Message>, String) {
     let stdout = run_c(&["encode", dir.to_str().unwrap()]);
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let mut msgs = Vec::new();
-    for (job, shares) in [("job1.bin", "shares1.bin"), ("job2.bin", "shares2.bin")] {
+    for (job, shares) in BATCHES {
         msgs.push(Message::Job(binary::decode_job(&read(job)).unwrap()));
         let recs = binary::decode_shares(&read(shares)).unwrap().to_vec();
         msgs.push(Message::Shares(recs));
@@ -229,7 +296,7 @@ fn sharecheck_verify(input: &str) -> Vec<String> {
         |n, e| panic!("line {n}: job skipped: {e}"),
     )
     .unwrap();
-    assert_eq!(summary.jobs, 2);
+    assert_eq!(summary.jobs, BATCHES.len() as u64);
     String::from_utf8(out)
         .unwrap()
         .lines()
@@ -280,7 +347,21 @@ fn shares_made_in_c_get_the_verdicts_of_sharecheck_verify() {
             Block,
             Stale,
             Accepted,
-            LowDifficulty
+            LowDifficulty,
+            // SV2 standard job 17: standard shares, then header shares of its work (the
+            // first is share 13's proof of work again).
+            Accepted,
+            Duplicate,
+            UnknownJob,
+            BadVersion,
+            LowDifficulty,
+            Duplicate,
+            Accepted,
+            // SV2 extended job 18, then job 17 again.
+            Accepted,
+            Malformed,
+            Duplicate,
+            Accepted,
         ]
     );
     let binary: Vec<String> = verdicts.iter().map(verdict_json).collect();
@@ -293,7 +374,7 @@ fn shares_made_in_c_get_the_verdicts_of_sharecheck_verify() {
             Message::Shares(r) => Some(r),
             Message::Job(_) => None,
         })
-        .zip(["shares1.bin", "shares2.bin"])
+        .zip(BATCHES.map(|b| b.1))
         .flat_map(|(recs, name)| {
             recs.iter().map(move |r| {
                 let key = sharecheck::kafka::send::share_key(r);
@@ -311,7 +392,8 @@ fn verdict_line(v: &Verdict) -> String {
         _ => (0, 0),
     };
     format!(
-        "id={} has_id={} status={}({}) error={code}/{arg} difficulty={:016x} hash={} header={}",
+        "id={} has_id={} status={}({}) error={code}/{arg} difficulty={:016x} hash={} header={} \
+         sv2_error={}",
         v.id.unwrap_or(0),
         v.id.is_some() as u8,
         v.status as u8,
@@ -321,6 +403,7 @@ fn verdict_line(v: &Verdict) -> String {
         v.header
             .as_ref()
             .map_or("-".into(), |h| hex::encode(&h[..])),
+        v.sv2_error().unwrap_or("-"),
     )
 }
 
@@ -391,6 +474,16 @@ fn error_paths_return_their_codes() {
         format!("job_nbits_0 {SHARECHECK_ERR_NBITS}"),
         format!("job_ok {SHARECHECK_OK}"),
         format!("job_null {SHARECHECK_ERR_NULL}"),
+        format!("sv2_extranonce_33 {SHARECHECK_ERR_SV2_EXTRANONCE_LENGTH}"),
+        format!("sv2_extranonce_32 {SHARECHECK_OK}"),
+        format!("sv2_standard_zero_target {SHARECHECK_ERR_ZERO_TARGET}"),
+        format!("sv2_standard_job_id_0 {SHARECHECK_ERR_JOB_ID_LENGTH}"),
+        format!("standard_job_nbits_0 {SHARECHECK_ERR_NBITS}"),
+        format!(
+            "standard_job_too_small {SHARECHECK_ERR_BUFFER_TOO_SMALL} {}",
+            ffi::STANDARD_JOB_SIZE
+        ),
+        "sv2_error_null 1".into(),
         format!("decode_garbage {SHARECHECK_ERR_DECODE} 0"),
         format!("decode_null_count {SHARECHECK_ERR_NULL}"),
         format!(
@@ -411,6 +504,7 @@ fn struct_layouts_are_the_same_in_c_and_rust() {
     let f = |s: &str, field: &str, off: usize| format!("{s}.{field} {off}");
     let v = "sharecheck_verdict";
     let j = "sharecheck_job";
+    let sj = "sharecheck_standard_job";
     let want = [
         format!("sizeof sharecheck_share {}", size_of::<ShareRecord>()),
         format!("sizeof sharecheck_verdict {}", size_of::<ffi::Verdict>()),
@@ -440,6 +534,23 @@ fn struct_layouts_are_the_same_in_c_and_rust() {
         f(j, "version_mask", offset_of!(ffi::Job, version_mask)),
         f(j, "clean_jobs", offset_of!(ffi::Job, clean_jobs)),
         f(j, "extranonce_size", offset_of!(ffi::Job, extranonce_size)),
+        format!(
+            "sizeof sharecheck_standard_job {}",
+            size_of::<ffi::StandardJob>()
+        ),
+        f(sj, "job_id", offset_of!(ffi::StandardJob, job_id)),
+        f(sj, "job_id_len", offset_of!(ffi::StandardJob, job_id_len)),
+        f(sj, "prevhash", offset_of!(ffi::StandardJob, prevhash)),
+        f(sj, "merkle_root", offset_of!(ffi::StandardJob, merkle_root)),
+        f(sj, "version", offset_of!(ffi::StandardJob, version)),
+        f(sj, "nbits", offset_of!(ffi::StandardJob, nbits)),
+        f(sj, "min_ntime", offset_of!(ffi::StandardJob, min_ntime)),
+        f(
+            sj,
+            "version_mask",
+            offset_of!(ffi::StandardJob, version_mask),
+        ),
+        f(sj, "clean_jobs", offset_of!(ffi::StandardJob, clean_jobs)),
     ];
     assert_lines(&run_c(&["layout"]), &want);
 }
@@ -496,6 +607,10 @@ fn the_headers_constants_are_the_librarys() {
         ("SHARECHECK_MAX_EXTRANONCE2", MAX_EXTRANONCE2),
         ("SHARECHECK_MAX_COINB", MAX_COINB),
         ("SHARECHECK_MAX_BRANCH", MAX_BRANCH),
+        (
+            "SHARECHECK_MAX_SV2_EXTRANONCE",
+            sharecheck::model::share::MAX_SV2_EXTRANONCE,
+        ),
     ] {
         assert_eq!(get(name), v.to_string(), "{name}");
     }
@@ -510,6 +625,8 @@ fn the_headers_constants_are_the_librarys() {
         "16 + 88 + 2 * SHARECHECK_MAX_COINB + 32 * SHARECHECK_MAX_BRANCH"
     );
     assert_eq!(ffi::JOB_MAX_SIZE, 16 + 88 + 2 * MAX_COINB + 32 * MAX_BRANCH);
+    // The standard job's size is checked in C too (standard_job_too_small above).
+    assert_eq!(get("SHARECHECK_STANDARD_JOB_SIZE"), "16 + 88 + 32");
 }
 
 /// C++ programs (btcpool) include the header too: it must compile as C++ with its

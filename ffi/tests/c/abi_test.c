@@ -2,9 +2,11 @@
  * The C side of ffi/tests/c_abi.rs: uses include/sharecheck.h as a stratum server would and
  * prints what the Rust test compares with sharecheck's own results.
  *
- *   abi_test encode DIR   writes job1.bin, shares1.bin, job2.bin, shares2.bin to DIR (the
- *                         genesis job and shares on it, then a clean job with a merkle branch
- *                         and shares on both) and prints each share's Kafka key
+ *   abi_test encode DIR   writes job1.bin, shares1.bin, ... job4.bin, shares4.bin to DIR (the
+ *                         genesis job and shares on it, a clean job with a merkle branch and
+ *                         shares on both, an SV2 standard job with SV2 standard and header
+ *                         shares, an SV2 extended job with SV2 extended shares) and prints
+ *                         each share's Kafka key
  *   abi_test decode FILE  decodes the verdict batch in FILE and prints one line a verdict
  *   abi_test errors       prints the return code of each error path
  *   abi_test layout       prints the sizes and field offsets of the structs
@@ -108,6 +110,83 @@ static sharecheck_share genesis_share(uint64_t id, const char *job_id, uint32_t 
     return s;
 }
 
+static void put32(uint8_t *b, uint32_t v) {
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+    b[2] = (uint8_t)(v >> 16);
+    b[3] = (uint8_t)(v >> 24);
+}
+
+/* SV2: job 17 (standard, clean) with standard and header shares, job 18 (extended). */
+static void encode_sv2(const char *dir, const sharecheck_job *stratum_job) {
+    static const uint8_t PREFIX[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static const uint8_t EXTRANONCE[8] = {9, 9, 9, 9, 9, 9, 9, 9};
+    uint8_t msg[SHARECHECK_STANDARD_JOB_SIZE], header[80];
+    sharecheck_standard_job sj;
+    sharecheck_job ej = *stratum_job;
+    sharecheck_share s[8];
+    size_t n = 0, len = 0, i;
+
+    memset(&sj, 0, sizeof sj);
+    sj.job_id = "17";
+    sj.job_id_len = 2;
+    for (i = 0; i < 32; i++) {
+        sj.prevhash[i] = (uint8_t)(0x20 + i);
+        sj.merkle_root[i] = (uint8_t)(0x5a ^ i);
+    }
+    sj.version = 0x20000000;
+    sj.nbits = 0x1d00ffff;
+    sj.min_ntime = 0x66a0e2b1;
+    sj.version_mask = 0x1fffe000;
+    sj.clean_jobs = 1;
+    check("encode_standard_job", sharecheck_encode_standard_job(&sj, msg, sizeof msg, &len));
+    write_file(dir, "job3.bin", msg, len);
+
+    check("sv2_standard", sharecheck_share_sv2_standard(&s[n++], 13, "17", 2, 0x20000000,
+                                                        0x66a0e2b1, 1, 1e-12, NULL)); /* accepted */
+    check("sv2_standard", sharecheck_share_sv2_standard(&s[n++], 14, "17", 2, 0x20000000,
+                                                        0x66a0e2b1, 1, 1e-12, NULL)); /* duplicate */
+    check("sv2_standard", sharecheck_share_sv2_standard(&s[n++], 15, "99", 2, 0x20000000,
+                                                        0x66a0e2b1, 1, 1e-12, NULL)); /* unknown_job */
+    check("sv2_standard", sharecheck_share_sv2_standard(&s[n++], 16, "17", 2, 0xe0000000u,
+                                                        0x66a0e2b1, 1, 1e-12, NULL)); /* bad_version */
+    check("sv2_standard", sharecheck_share_sv2_standard(&s[n++], 17, "17", 2, 0x20000000,
+                                                        0x66a0e2b1, 2, 65536, NULL)); /* low_difficulty */
+    /* The work of share 13 as a header share: the same proof of work, a duplicate. */
+    put32(header, sj.version);
+    memcpy(header + 4, sj.prevhash, 32);
+    memcpy(header + 36, sj.merkle_root, 32);
+    put32(header + 68, sj.min_ntime);
+    put32(header + 72, sj.nbits);
+    put32(header + 76, 1);
+    check("share_header", sharecheck_share_header(&s[n++], 18, header, 1e-12, NULL));
+    put32(header + 76, 3);
+    check("share_header", sharecheck_share_header(&s[n++], 19, header, 1e-12, NULL)); /* accepted */
+    encode_batch(s, n, dir, "shares3.bin");
+
+    /* Job 18: an SV2 extended job, the stratum job's coinbase and path on job 17's prev hash. */
+    ej.job_id = "18";
+    ej.job_id_len = 2;
+    memcpy(ej.prevhash, sj.prevhash, 32);
+    ej.version_mask = 0x1fffffe0;
+    ej.clean_jobs = 0;
+    ej.extranonce_size = 16;
+    encode_job(&ej, dir, "job4.bin");
+    n = 0;
+    check("sv2_extended", sharecheck_share_sv2_extended(&s[n++], 20, "18", 2, PREFIX, 8,
+                                                        EXTRANONCE, 8, 0x20000000, 0x66a0e2b1, 5,
+                                                        1e-12, NULL)); /* accepted */
+    check("sv2_extended", sharecheck_share_sv2_extended(&s[n++], 21, "18", 2, PREFIX, 8,
+                                                        EXTRANONCE, 7, 0x20000000, 0x66a0e2b1, 5,
+                                                        1e-12, NULL)); /* bad extranonce size */
+    check("sv2_extended", sharecheck_share_sv2_extended(&s[n++], 22, "18", 2, PREFIX, 8,
+                                                        EXTRANONCE, 8, 0x20000000, 0x66a0e2b1, 5,
+                                                        1e-12, NULL)); /* duplicate */
+    check("sv2_standard", sharecheck_share_sv2_standard(&s[n++], 23, "17", 2, 0x20002000,
+                                                        0x66a0e2b1, 9, 1e-12, NULL)); /* accepted */
+    encode_batch(s, n, dir, "shares4.bin");
+}
+
 static int cmd_encode(const char *dir) {
     static uint8_t coinb1[64], coinb2[256], c1b[60], c2b[70], branch[64], header[80];
     uint8_t en2_long[8], target[32] = {0}, prevhash_stratum[32];
@@ -177,6 +256,7 @@ static int cmd_encode(const char *dir) {
     check("share_stratum", sharecheck_share_stratum(&s[n++], 12, "6b", 2, EN1_B, 4, EN2_B, 4,
                                                     0x66a0e2b1, 0x1c2d3e50, 1, 0x00a0e000, 65536));
     encode_batch(s, n, dir, "shares2.bin");
+    encode_sv2(dir, &job);
     return 0;
 }
 
@@ -205,7 +285,7 @@ static int cmd_decode(const char *file) {
         if (v[i].has_hash) print_hex(v[i].hash, 32); else printf("-");
         printf(" header=");
         if (v[i].has_header) print_hex(v[i].header, 80); else printf("-");
-        printf("\n");
+        printf(" sv2_error=%s\n", sharecheck_sv2_error(&v[i]) ? sharecheck_sv2_error(&v[i]) : "-");
     }
     free(v);
     return 0;
@@ -283,6 +363,28 @@ static int cmd_errors(void) {
     printf("job_nbits_0 %d\n", job_rc(2, 0, 0, 0));
     printf("job_ok %d\n", job_rc(2, SHARECHECK_MAX_COINB, 32, 0x1d00ffff));
     printf("job_null %d\n", sharecheck_encode_job(NULL, small, sizeof small, &len));
+    {
+        static const uint8_t en[33] = {0};
+        sharecheck_standard_job sj;
+        uint8_t msg[SHARECHECK_STANDARD_JOB_SIZE];
+        printf("sv2_extranonce_33 %d\n",
+               sharecheck_share_sv2_extended(&s[0], 1, "18", 2, en, 16, en, 17, 0, 0, 0, 1.0, NULL));
+        printf("sv2_extranonce_32 %d\n",
+               sharecheck_share_sv2_extended(&s[0], 1, "18", 2, en, 16, en, 16, 0, 0, 0, 1.0, NULL));
+        printf("sv2_standard_zero_target %d\n",
+               sharecheck_share_sv2_standard(&s[0], 1, "17", 2, 0, 0, 0, 1.0, zero));
+        printf("sv2_standard_job_id_0 %d\n",
+               sharecheck_share_sv2_standard(&s[0], 1, "17", 0, 0, 0, 0, 1.0, NULL));
+        memset(&sj, 0, sizeof sj);
+        sj.job_id = "17";
+        sj.job_id_len = 2;
+        printf("standard_job_nbits_0 %d\n",
+               sharecheck_encode_standard_job(&sj, msg, sizeof msg, &len));
+        sj.nbits = 0x1d00ffff;
+        rc = sharecheck_encode_standard_job(&sj, msg, 10, &len);
+        printf("standard_job_too_small %d %lu\n", rc, (unsigned long)len);
+        printf("sv2_error_null %d\n", sharecheck_sv2_error(NULL) == NULL);
+    }
 
     rc = sharecheck_decode_verdicts(garbage, sizeof garbage, v, 1, &count);
     printf("decode_garbage %d %lu\n", rc, (unsigned long)count);
@@ -327,6 +429,16 @@ static int cmd_layout(void) {
     FIELD(sharecheck_job, version_mask);
     FIELD(sharecheck_job, clean_jobs);
     FIELD(sharecheck_job, extranonce_size);
+    printf("sizeof sharecheck_standard_job %lu\n", (unsigned long)sizeof(sharecheck_standard_job));
+    FIELD(sharecheck_standard_job, job_id);
+    FIELD(sharecheck_standard_job, job_id_len);
+    FIELD(sharecheck_standard_job, prevhash);
+    FIELD(sharecheck_standard_job, merkle_root);
+    FIELD(sharecheck_standard_job, version);
+    FIELD(sharecheck_standard_job, nbits);
+    FIELD(sharecheck_standard_job, min_ntime);
+    FIELD(sharecheck_standard_job, version_mask);
+    FIELD(sharecheck_standard_job, clean_jobs);
     return 0;
 }
 
