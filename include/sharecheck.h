@@ -243,8 +243,9 @@ int sharecheck_share_sv2_extended(sharecheck_share *out, uint64_t id,
 
 /*
  * The Kafka key for a share message holding *share: a stratum share's extranonce1 (empty when
- * it is), an SV2 extended share's extranonce_prefix (its channel), an SV2 standard share's
- * job id, a header share's prevhash. *key points into *share.
+ * it is), an SV2 extended share's extranonce_prefix (its channel), a header share's and an SV2
+ * standard share's nonce low byte (so that a header share and a standard share of the same
+ * work land in one partition, where duplicates are found). *key points into *share.
  */
 int sharecheck_share_key(const sharecheck_share *share, const uint8_t **key, size_t *key_len);
 

@@ -3,6 +3,7 @@
 
 mod kafka_support;
 use kafka_support::*;
+use sharecheck::wire::hex;
 use std::time::Duration;
 
 /// Every kind of share (stratum, header, SV2 standard, SV2 extended) and every status.
@@ -647,4 +648,71 @@ fn run_before_the_topics_exist_says_so_and_stops_at_once() {
         t0.elapsed().as_secs_f64(),
         node.log_text()
     );
+}
+
+/// A header share and an SV2 standard share of the same work are one proof of work: on a
+/// topic of 8 partitions the second of each pair is a duplicate, whichever kind comes first,
+/// as `verify` says (the producers' keys put both kinds of one work in one partition).
+#[test]
+fn a_header_share_and_a_standard_share_of_one_work_meet_on_any_partition() {
+    let env = Env::with_partitions("crosskind", "", 8);
+    let prevhash: [u8; 32] = std::array::from_fn(|i| 0x20 + i as u8);
+    let root: [u8; 32] = std::array::from_fn(|i| 0x5a ^ i as u8);
+    let (version, ntime, nbits) = (0x2000_0000u32, 0x66a0_e2b1u32, 0x1d00_ffffu32);
+    let mut lines = vec![format!(
+        r#"{{"job": {{"job_id": "17", "prevhash": "{}", "merkle_root": "{}", "version": "{version:08x}", "nbits": "{nbits:08x}", "ntime": "{ntime:08x}", "clean_jobs": true, "version_mask": "1fffe000"}}}}"#,
+        hex::encode(&sharecheck::model::job::swap_words(&prevhash)),
+        hex::encode(&root)
+    )];
+    let pairs = 48u64;
+    for i in 0..pairs {
+        let nonce = (i as u32).wrapping_mul(0x9e37_79b9);
+        let standard = format!(
+            r#"{{"share": {{"id": {}, "kind": "sv2_standard", "job_id": "17", "ntime": {ntime}, "nonce": {nonce}, "version": {version}, "difficulty": 1e-12}}}}"#,
+            2 * i + (i % 2)
+        );
+        let mut h = Vec::with_capacity(80);
+        h.extend(version.to_le_bytes());
+        h.extend(prevhash);
+        h.extend(root);
+        h.extend(ntime.to_le_bytes());
+        h.extend(nbits.to_le_bytes());
+        h.extend(nonce.to_le_bytes());
+        let header = format!(
+            r#"{{"share": {{"id": {}, "header": "{}", "difficulty": 1e-12}}}}"#,
+            2 * i + 1 - (i % 2),
+            hex::encode(&h)
+        );
+        // Even pairs: the standard share first; odd pairs: the header share first.
+        if i % 2 == 0 {
+            lines.extend([standard, header]);
+        } else {
+            lines.extend([header, standard]);
+        }
+    }
+    let file = env.dir.join("crosskind.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let expected = env.verify(&file);
+    let (want, _) = by_id(&expected);
+    for i in 0..pairs {
+        assert_eq!(want[&(2 * i)]["status"], "accepted", "verify, pair {i}");
+        assert_eq!(
+            want[&(2 * i + 1)]["status"],
+            "duplicate",
+            "verify, pair {i}"
+        );
+    }
+    env.send(&file, &["--batch", "4"]);
+    let mut node = env.node("node.log");
+    let got = env.receive(2 * pairs as usize, 60, &[]);
+    let (got, _) = by_id(&got);
+    assert_eq!(got.len(), want.len());
+    for (id, w) in &want {
+        let g = &got[id];
+        assert_eq!(g["status"], w["status"], "share {id}: kafka {g} verify {w}");
+        assert_eq!(g["hash"], w["hash"], "share {id}");
+    }
+    node.signal("TERM");
+    let st = node.wait_for(Duration::from_secs(10));
+    assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
 }

@@ -144,11 +144,12 @@ pub unsafe extern "C" fn sharecheck_share_header(
 }
 
 /// The Kafka key of a share message holding `*share`, the bytes the node's own producers use
-/// (`sharecheck::kafka::send::key_of`): a stratum share's extranonce1 (the session, so that
-/// its shares stay on one partition, where duplicates are tracked), an SV2 extended share's
-/// extranonce_prefix (its channel), an SV2 standard share's job id (a standard job is its
-/// channel's), a header share's prevhash. `*key` points into `*share` and is valid as long
-/// as it is; a stratum share with an empty extranonce1 has an empty key.
+/// (`sharecheck::kafka::send::key_of`; duplicates are tracked per partition, so every copy of
+/// one proof of work must get the same key): a stratum share's extranonce1 (its session), an
+/// SV2 extended share's extranonce_prefix (its channel), a header share's and an SV2 standard
+/// share's nonce low byte (the one field both carry, so that a header share and a standard
+/// share of the same work meet). `*key` points into `*share` and is valid as long as it is;
+/// a stratum share with an empty extranonce1 has an empty key.
 ///
 /// # Safety
 /// `share` must point to a 128-byte record; `key` and `key_len` must be writable.
@@ -390,6 +391,7 @@ mod tests {
         let rec = unsafe { stratum(b"6a", b"ETHe", b" Tim", 1.0) }.unwrap();
         let mut header = [9u8; 80];
         header[72..76].copy_from_slice(&0x1d00ffffu32.to_le_bytes());
+        header[76] = 8;
         let hdr = ShareRecord::header(2, &header, ShareTarget::Difficulty(1.0));
         let mut std_ = blank();
         let mut ext = blank();
@@ -427,8 +429,8 @@ mod tests {
         }
         let want: [(&ShareRecord, &[u8]); 4] = [
             (&rec, b"ETHe"),
-            (&hdr, &[9; 32]),
-            (&std_, b"17"),
+            (&hdr, &[8]),
+            (&std_, &[8]),
             (&ext, &[1, 2, 3, 4, 5, 6, 7, 8]),
         ];
         for (r, want) in want {

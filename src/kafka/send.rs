@@ -1,12 +1,10 @@
 //! `sharecheck send`: JSON Lines (as read by `verify`) to Kafka. Jobs go to the jobs topic,
 //! one message each, acknowledged before any share after them is produced (and the shares
 //! after a job are stamped later than it, so that staleness by time sees the file's order).
-//! Shares go to the shares topic as binary batches keyed by miner session: extranonce1 for
-//! stratum shares (the channel's extranonce prefix for SV2 extended shares), the job id for
-//! SV2 standard shares (a standard job is its channel's), prevhash for header shares
+//! Shares go to the shares topic as binary batches keyed by [`key_of`]: the miner session for
+//! stratum and SV2 extended shares, the nonce's low byte for header and SV2 standard shares
 //! (duplicates are tracked per partition, so every share that could repeat another must land
 //! in the same partition).
-
 use super::{now_ms, producer_config};
 use crate::config::KafkaConfig;
 use crate::model::share::KIND_SV2_STANDARD;
@@ -45,19 +43,28 @@ pub struct SendSummary {
     pub seconds: f64,
 }
 
-/// The partition key of a share: its miner session.
+/// The partition key of a share (see [`key_of`]).
 pub fn share_key(rec: &ShareRecord) -> Vec<u8> {
     key_of(rec).to_vec()
 }
 
-/// [`share_key`], borrowed from the record.
+/// The partition key of a share, borrowed from the record. Duplicates are found per
+/// partition, so every copy of one proof of work must get the same key:
+/// - a stratum share: its session's extranonce1, an SV2 extended share: its channel's
+///   extranonce_prefix (a share repeats only on its own session's work);
+/// - a header share and an SV2 standard share: the nonce's low byte. A header share and a
+///   standard share of the same work are one proof of work, and the one field both records
+///   carry alike is the nonce (a header share names no job, a standard share no prevhash);
+///   one byte keeps 256 keys, enough to spread them over the partitions while the sender
+///   still fills batches.
 pub fn key_of(rec: &ShareRecord) -> &[u8] {
     if rec.kind == KIND_HEADER {
-        // prevhash: header bytes 4..36.
-        return &rec.payload[4..36];
+        // The nonce: header bytes 76..80, little-endian.
+        return &rec.payload[76..77];
     }
     if rec.kind == KIND_SV2_STANDARD {
-        return &rec.payload[16..16 + (rec.job_id_len as usize).min(32)];
+        // The nonce: payload bytes 4..8, little-endian.
+        return &rec.payload[4..5];
     }
     let n = (rec.extranonce1_len as usize).min(32);
     &rec.payload[48..48 + n]
@@ -472,8 +479,19 @@ mod tests {
         assert_eq!(share_key(&r), vec![1, 2, 3, 4]);
         let mut h = [0u8; 80];
         h[4..36].fill(7);
+        h[76..80].copy_from_slice(&0x1c2d3e4fu32.to_le_bytes());
         let r = ShareRecord::header(2, &h, ShareTarget::Difficulty(1.0));
-        assert_eq!(share_key(&r), vec![7; 32]);
+        assert_eq!(share_key(&r), vec![0x4f]);
+        // An SV2 standard share of the same nonce meets the header share in one partition.
+        let s = ShareRecord::sv2_standard(
+            3,
+            "17",
+            0,
+            0x1c2d3e4f,
+            0x2000_0000,
+            ShareTarget::Difficulty(1.0),
+        );
+        assert_eq!(share_key(&s), vec![0x4f]);
         let m = malformed_record(&Verdict::malformed(
             Some(5),
             crate::model::Malformed::Text("x".into()),
