@@ -20,14 +20,14 @@ impl Validator {
             // arrival order (where the superseded job is no longer live).
             if (Arc::ptr_eq(&e.ctx, &ctx) || e.ctx.job == ctx.job) && e.stale_after_ms.is_none() {
                 if ctx.job.clean_jobs {
-                    self.supersede_others(&ctx.job.job_id, at);
+                    self.supersede_others(&ctx.job, at);
                 }
                 return;
             }
         }
         let id = ctx.job.job_id.clone();
         if ctx.job.clean_jobs {
-            self.supersede_others(&id, at);
+            self.supersede_others(&ctx.job, at);
         }
         self.stale.remove(&id);
         let seq = NEXT_JOB_SEQ.fetch_add(1, Ordering::Relaxed);
@@ -117,16 +117,28 @@ impl Validator {
     }
 
     /// A clean job arrived: in arrival order every other job is stale now; with timestamps,
-    /// every other job turns stale for shares stamped after `at + stale_grace_ms`.
-    pub(super) fn supersede_others(&mut self, keep: &str, at: Option<i64>) {
+    /// every other job turns stale for shares stamped after `at + stale_grace_ms`. A clean
+    /// standard job (SV2's SetNewPrevHash) spares the jobs of its own prevhash: SV2 sends a
+    /// prev hash to each channel, activating that channel's job, and "a new prev hash makes
+    /// earlier jobs stale" means the jobs of the old block, not the other channels' jobs of
+    /// the new one (which would otherwise stale each other in turn).
+    pub(super) fn supersede_others(&mut self, clean: &Job, at: Option<i64>) {
+        let keep = clean.job_id.as_str();
+        let spare = clean.merkle_root.map(|_| clean.prevhash);
+        let superseded =
+            |id: &str, e: &JobEntry| id != keep && spare.is_none_or(|p| e.ctx.job.prevhash != p);
         let Some(t) = at else {
-            self.make_others_stale(keep);
+            let ids: Vec<String> = (self.live.iter())
+                .filter(|(id, e)| superseded(id, e))
+                .map(|(id, _)| id.clone())
+                .collect();
+            self.make_stale(ids);
             return;
         };
         let stale_after = t.saturating_add(self.cfg.stale_grace_ms as i64);
         let mut next = self.next_expiry_ms;
         for (id, e) in self.live.iter_mut() {
-            if id != keep && e.stale_after_ms.is_none() {
+            if superseded(id, e) && e.stale_after_ms.is_none() {
                 e.stale_after_ms = Some(stale_after);
                 next = next.min(stale_after.saturating_add(SUPERSEDED_SLACK_MS));
             }
@@ -261,12 +273,12 @@ impl Validator {
         }
     }
 
-    pub(super) fn make_others_stale(&mut self, keep: &str) {
-        let ids: Vec<String> = self.live.keys().filter(|k| *k != keep).cloned().collect();
+    fn make_stale(&mut self, ids: Vec<String>) {
         for id in ids {
             self.retire(id);
         }
-        self.live_order.retain(|(id, _)| id == keep);
+        let live = &self.live;
+        self.live_order.retain(|(id, _)| live.contains_key(id));
         self.trim_stale();
     }
 }

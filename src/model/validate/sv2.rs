@@ -315,6 +315,61 @@ mod tests {
         assert_eq!(malformed, vec![kind.clone(), kind]);
     }
 
+    /// SV2 sends a new prev hash to each channel, activating that channel's job: clean
+    /// standard jobs of one prevhash do not stale each other, only the jobs of another
+    /// prevhash (and a coinbase job, which has its own prevhash, goes stale with its block).
+    #[test]
+    fn channels_activated_on_one_prevhash_stay_live_together() {
+        for timed in [false, true] {
+            let mut v = Validator::new(ValidationConfig {
+                stale_grace_ms: 0,
+                ..Default::default()
+            });
+            let mut b = Batch::new();
+            let t0 = 1_700_000_000_000i64;
+            let add = |v: &mut Validator, j: Job, t: i64| match timed {
+                true => v.add_job_at(j, t).unwrap(),
+                false => v.add_job(j).unwrap(),
+            };
+            add(&mut v, coinbase("old"), t0);
+            add(&mut v, standard("a", 5, 1, true), t0 + 1);
+            add(&mut v, standard("b", 5, 2, true), t0 + 2);
+            add(&mut v, standard("c", 5, 3, true), t0 + 3);
+            let check = |v: &mut Validator, b: &mut Batch, id: u64, job: &str, t: i64| {
+                let rec = std_share(id, job, 0x2000_0000, 1000, id as u32);
+                match timed {
+                    true => status(v.check_at(&rec, t, b)),
+                    false => status(v.check(&rec, b)),
+                }
+            };
+            let t = t0 + 10_000;
+            for (id, job) in [(1, "a"), (2, "b"), (3, "c")] {
+                assert_eq!(
+                    check(&mut v, &mut b, id, job, t),
+                    None,
+                    "{job}, timed {timed}"
+                );
+            }
+            let old = ShareRecord::stratum(4, "old", &[1; 4], &[2; 4], 1000, 4, None, T);
+            let got = match timed {
+                true => status(v.check_at(&old, t, &mut b)),
+                false => status(v.check(&old, &mut b)),
+            };
+            assert_eq!(
+                got,
+                Some(Status::Stale),
+                "the old block's job, timed {timed}"
+            );
+            // The next block: every job of prevhash 5 is stale.
+            add(&mut v, standard("d", 6, 1, true), t + 1);
+            for (id, job) in [(5, "a"), (6, "b"), (7, "c")] {
+                let got = check(&mut v, &mut b, id, job, t + 10_000);
+                assert_eq!(got, Some(Status::Stale), "{job}, timed {timed}");
+            }
+            assert_eq!(check(&mut v, &mut b, 8, "d", t + 10_000), None);
+        }
+    }
+
     /// The SV2 rule: ntime at most min_ntime + the seconds since the job came + the slack.
     #[test]
     fn sv2_ntime_is_bounded_by_the_time_since_the_job() {
