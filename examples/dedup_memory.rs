@@ -34,6 +34,7 @@ fn main() {
             version_mask: DEFAULT_VERSION_MASK,
             extranonce_size: None,
             merkle_root: None,
+            step: Default::default(),
         })
         .unwrap();
     }

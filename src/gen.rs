@@ -333,6 +333,7 @@ impl State {
             version_mask: self.version_mask,
             extranonce_size: Some(4 + self.en2_len as u8),
             merkle_root: None,
+            step: Default::default(),
         };
         writeln!(out, "{}", jsonl::job_json(&job))?;
         self.current = Some(JobCtx::new(job).map_err(anyhow::Error::msg)?);
@@ -552,6 +553,7 @@ impl State {
             version_mask: self.version_mask,
             extranonce_size: None,
             merkle_root: Some(header[36..68].try_into()?),
+            step: Default::default(),
         };
         JobCtx::new(job.clone()).map_err(anyhow::Error::msg)?;
         writeln!(out, "{}", jsonl::job_json(&job))?;

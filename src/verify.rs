@@ -1,6 +1,7 @@
 //! `sharecheck verify`: JSON Lines in, one verdict line per share line out, in input order.
 
 use crate::backend::Backend;
+use crate::model::future::FutureJobs;
 use crate::model::{Batch, Status, ValidationConfig, Validator};
 use crate::sha256::State;
 use crate::wire::jsonl::{self, Line};
@@ -50,6 +51,8 @@ pub fn run(
     batch_size: usize,
     mut on_bad_job: impl FnMut(u64, &str),
 ) -> anyhow::Result<Summary> {
+    // As many future jobs wait as live jobs are kept.
+    let mut future = FutureJobs::new(cfg.max_live_jobs);
     let mut validator = Validator::new(cfg);
     let mut batch = Batch::new();
     let mut hashes: Vec<State> = Vec::new();
@@ -76,7 +79,12 @@ pub fn run(
         };
         match jsonl::parse_line(&line) {
             Line::Blank => {}
-            Line::Job(Ok(job)) => match validator.add_job(job) {
+            // Future jobs wait for their activation (SetNewPrevHash) before any validator
+            // sees them, as in the node's jobs reader.
+            Line::Job(Ok(job)) => match future.resolve(job).and_then(|j| match j {
+                Some(j) => validator.add_job(j),
+                None => Ok(()),
+            }) {
                 Ok(()) => summary.jobs += 1,
                 Err(e) => {
                     summary.bad_jobs += 1;

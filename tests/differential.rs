@@ -34,6 +34,7 @@ fn arb_job() -> impl Strategy<Value = Job> {
                 version_mask: 0x1fffe000,
                 extranonce_size: None,
                 merkle_root: None,
+                step: Default::default(),
             },
         )
 }

@@ -167,6 +167,7 @@ fn job(id: &str, coinbase: usize, ntime: u32, clean: bool) -> Job {
         version_mask: 0x1fff_e000,
         extranonce_size: None,
         merkle_root: None,
+        step: Default::default(),
     }
 }
 

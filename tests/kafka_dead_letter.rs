@@ -38,6 +38,7 @@ fn malformed_messages_land_in_the_dead_letter_topic() {
         version_mask: 0x1fff_e000,
         extranonce_size: None,
         merkle_root: None,
+        step: Default::default(),
     };
     let good = encode_shares(&[share(1), share(2)]);
     let mut wrong_magic = good.clone();

@@ -716,3 +716,119 @@ fn a_header_share_and_a_standard_share_of_one_work_meet_on_any_partition() {
     let st = node.wait_for(Duration::from_secs(10));
     assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
 }
+
+/// SV2's future jobs: a share on a future job is unknown_job until the SetNewPrevHash that
+/// activates it (in arrival order, `verify`); the channels a new block activates one after the other
+/// stay live together; the old block's job is stale; an activation of an id no future job
+/// waits under goes to the dead-letter topic. The node agrees with `verify` share by share.
+#[test]
+fn future_jobs_count_once_their_prev_hash_arrives() {
+    // The test config has stale_grace_ms = 0: a share after a clean job is stale at once.
+    let env = Env::new("future", "");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let (p1, p2) = ([0x11u8; 32], [0x22u8; 32]);
+    let root = |r: u8| [r; 32];
+    let notify = |p: &[u8; 32]| hex::encode(&sharecheck::model::job::swap_words(p));
+    let live = format!(
+        r#"{{"job": {{"job_id": "1", "prevhash": "{}", "merkle_root": "{}", "version": "20000000", "nbits": "1d00ffff", "ntime": "{now:08x}", "clean_jobs": true}}}}"#,
+        notify(&p1),
+        hex::encode(&root(1))
+    );
+    let future = |id: &str, r: u8| {
+        format!(
+            r#"{{"job": {{"job_id": "{id}", "future": true, "merkle_root": "{}", "version": "20000000"}}}}"#,
+            hex::encode(&root(r))
+        )
+    };
+    let activate = |id: &str| {
+        format!(
+            r#"{{"job": {{"job_id": "{id}", "activate": true, "prevhash": "{}", "nbits": "1d00ffff", "ntime": "{now:08x}"}}}}"#,
+            notify(&p2)
+        )
+    };
+    let share = |id: u64, job: &str, nonce: u32| {
+        format!(
+            r#"{{"share": {{"id": {id}, "kind": "sv2_standard", "job_id": "{job}", "ntime": {now}, "nonce": {nonce}, "version": 536870912, "difficulty": 1e-12}}}}"#
+        )
+    };
+    // Job 3's work of share 4 as a header share.
+    let mut h = Vec::new();
+    h.extend(0x2000_0000u32.to_le_bytes());
+    h.extend(p2);
+    h.extend(root(3));
+    h.extend(now.to_le_bytes());
+    h.extend(0x1d00_ffffu32.to_le_bytes());
+    h.extend(7u32.to_le_bytes());
+    let header = format!(
+        r#"{{"share": {{"id": 6, "header": "{}", "difficulty": 1e-12}}}}"#,
+        hex::encode(&h)
+    );
+    let lines = [
+        live,
+        future("2", 2),
+        future("3", 3),
+        share(0, "2", 1),
+        share(1, "1", 1),
+        activate("2"),
+        activate("3"),
+        share(2, "2", 5),
+        share(3, "1", 5),
+        share(4, "3", 7),
+        share(5, "2", 5),
+        header,
+        activate("9"),
+        share(7, "9", 1),
+    ];
+    let want_status = [
+        "unknown_job",
+        "accepted",
+        "accepted",
+        "stale",
+        "accepted",
+        "duplicate",
+        "duplicate",
+        "unknown_job",
+    ];
+    let file = env.dir.join("future.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let expected = env.verify(&file);
+    let (want, _) = by_id(&expected);
+    for (id, s) in want_status.iter().enumerate() {
+        assert_eq!(want[&(id as u64)]["status"], *s, "verify, share {id}");
+    }
+    env.send(&file, &["--batch", "1"]);
+    let mut node = env.node("node.log");
+    let got = env.receive(want_status.len(), 60, &[]);
+    let (got, _) = by_id(&got);
+    assert_eq!(got.len(), want.len());
+    for (id, w) in &want {
+        let g = &got[id];
+        // Share 0, on job 2 before its activation, is unknown_job in arrival order. A node
+        // judges a share by its stamp against every job it has read by then, newer ones
+        // included (a share may reach the shares topic before its job reaches the jobs
+        // topic), and here the whole file was sent before the node started.
+        if *id == 0 {
+            continue;
+        }
+        assert_eq!(g["status"], w["status"], "share {id}: kafka {g} verify {w}");
+    }
+    // The activation of job 9 is a dead letter, with the reason.
+    let dead = env.read_messages(&env.topic("dead-letter"), 1, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1, "one dead letter");
+    let reason = dead[0]
+        .2
+        .get(sharecheck::kafka::H_ERROR)
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("no future job"),
+        "dead letter: {:?}",
+        dead[0].2
+    );
+    node.signal("TERM");
+    let st = node.wait_for(Duration::from_secs(10));
+    assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
+}

@@ -50,6 +50,7 @@ fn job(id: &str, prev: u8) -> Job {
         // What the gateway's sessions fill: jobs.extranonce1_size + extranonce2_size.
         extranonce_size: Some(8),
         merkle_root: None,
+        step: Default::default(),
     }
 }
 

@@ -82,6 +82,7 @@ fn sris_sv1_client_parses_everything_and_is_answered() {
         version_mask: 0x1fff_e000,
         extranonce_size: None,
         merkle_root: None,
+        step: Default::default(),
     };
     let p: BaseProducer = env.client_config().create().unwrap();
     p.send(

@@ -49,6 +49,10 @@ fn job_error(e: JobError) -> c_int {
         JobError::ExtranonceSize(_) => crate::SHARECHECK_ERR_TOO_LARGE,
         // Each C struct is one kind of job, so neither states both.
         JobError::StandardWithCoinbase => crate::SHARECHECK_ERR_INTERNAL,
+        // The C structs make live jobs only.
+        JobError::FutureWithoutRoot | JobError::NoFutureJob(_) | JobError::NotLive => {
+            crate::SHARECHECK_ERR_INTERNAL
+        }
     }
 }
 
@@ -82,6 +86,7 @@ unsafe fn to_job(j: &Job) -> Result<sharecheck::model::Job, c_int> {
         version_mask: j.version_mask,
         extranonce_size: (j.extranonce_size != 0).then_some(j.extranonce_size),
         merkle_root: None,
+        step: Default::default(),
     })
 }
 
@@ -167,6 +172,7 @@ pub unsafe extern "C" fn sharecheck_encode_standard_job(
             version_mask: j.version_mask,
             extranonce_size: None,
             merkle_root: Some(j.merkle_root),
+            step: Default::default(),
         };
         write_job(job, out, out_cap, out_len)
     })

@@ -39,6 +39,7 @@ pub fn stratum_fixture(n: usize, seed: u64) -> Fixture {
                     version_mask: DEFAULT_VERSION_MASK,
                     extranonce_size: None,
                     merkle_root: None,
+                    step: Default::default(),
                 })
                 .expect("valid job"),
             )

@@ -268,6 +268,7 @@ pub fn job_from_template(
         // At most 32 (the config checks both sizes).
         extranonce_size: Some(plan.extranonce_len as u8),
         merkle_root: None,
+        step: Default::default(),
     };
     let stored = StoredTemplate {
         job_id: job_id.to_string(),

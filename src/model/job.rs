@@ -43,6 +43,21 @@ pub struct Job {
     /// and their own version, ntime and nonce; coinb1, coinb2 and the branch are then empty.
     /// Header shares are judged against such jobs (by prevhash, merkle root and nbits).
     pub merkle_root: Option<[u8; 32]>,
+    /// Where the message stands in SV2's two-step announcement of a standard job; a plain
+    /// job is [`JobStep::Live`]. See [`super::future::FutureJobs`].
+    pub step: JobStep,
+}
+
+/// A job message in SV2's two steps: `NewMiningJob` with the future-job flag announces a
+/// standard job before its block ([`JobStep::Future`]: no prevhash, nbits or ntime yet), and
+/// `SetNewPrevHash` activates it ([`JobStep::Activation`]: only job_id, prevhash, nbits and
+/// ntime = min_ntime). Every other job is live at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JobStep {
+    #[default]
+    Live,
+    Future,
+    Activation,
 }
 
 /// Why a job cannot be used.
@@ -62,6 +77,12 @@ pub enum JobError {
     ExtranonceSize(u8),
     #[error("a job with a merkle_root (a standard job) has no coinb1, coinb2, merkle_branch or extranonce_size")]
     StandardWithCoinbase,
+    #[error("a future job must be a standard job (a merkle_root, no coinbase)")]
+    FutureWithoutRoot,
+    #[error("job {0:?} is activated (SetNewPrevHash) but no future job of that id is waiting")]
+    NoFutureJob(String),
+    #[error("a future job or an activation is not a job to mine on (it goes through FutureJobs)")]
+    NotLive,
 }
 
 /// Swaps the bytes within each 4-byte word: stratum's prevhash ↔ header byte order.
@@ -95,6 +116,9 @@ pub struct JobCtx {
 
 impl JobCtx {
     pub fn new(job: Job) -> Result<JobCtx, JobError> {
+        if job.step != JobStep::Live {
+            return Err(JobError::NotLive);
+        }
         if job.job_id.is_empty() || job.job_id.len() > MAX_JOB_ID {
             return Err(JobError::JobId(job.job_id.len()));
         }
@@ -292,6 +316,7 @@ mod tests {
             version_mask: DEFAULT_VERSION_MASK,
             extranonce_size: None,
             merkle_root: None,
+            step: Default::default(),
         })
         .unwrap()
     }

@@ -2,6 +2,7 @@
 //! ([`validate`]). Every backend hashes what [`validate::Validator`] prepares and nothing more,
 //! so the contract cannot drift between backends.
 
+pub mod future;
 pub mod job;
 pub mod share;
 pub mod target;

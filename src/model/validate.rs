@@ -745,6 +745,7 @@ mod tests {
             version_mask: DEFAULT_VERSION_MASK,
             extranonce_size: None,
             merkle_root: None,
+            step: Default::default(),
         }
     }
 

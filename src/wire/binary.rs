@@ -5,7 +5,7 @@
 //! buffer without per-share parsing and can be copied as is into a GPU buffer. All integers
 //! are little-endian. docs/wire-format.md specifies every byte, with a worked example.
 
-use crate::model::job::{Job, MAX_BRANCH, MAX_COINB, MAX_JOB_ID};
+use crate::model::job::{Job, JobStep, MAX_BRANCH, MAX_COINB, MAX_JOB_ID};
 use crate::model::share::u32_at;
 use crate::model::{Malformed, RecordError, Status, Verdict};
 use bytemuck::{Pod, Zeroable};
@@ -387,6 +387,12 @@ pub const JFLAG_CLEAN: u8 = 1;
 /// Job flag: a standard job (SV2 `NewMiningJob`): no coinbase or branch, the 32-byte merkle
 /// root (header byte order) follows the fixed part.
 pub const JFLAG_STANDARD: u8 = 2;
+/// Job flag: a future job (SV2 `NewMiningJob` without min_ntime): a standard job whose
+/// prevhash, nbits and ntime are zero until its activation.
+pub const JFLAG_FUTURE: u8 = 4;
+/// Job flag: an activation (SV2 `SetNewPrevHash`): the job_id of a future job with the
+/// prevhash, nbits and ntime (min_ntime) it starts on; no coinbase, branch or merkle root.
+pub const JFLAG_ACTIVATE: u8 = 8;
 
 /// Encodes one job as a message (kind 3, count 1, record_size = body length).
 pub fn encode_job(job: &Job) -> Vec<u8> {
@@ -407,7 +413,12 @@ pub fn encode_job(job: &Job) -> Vec<u8> {
     } else {
         0
     };
-    out.push(if job.clean_jobs { JFLAG_CLEAN } else { 0 } | standard);
+    let step = match job.step {
+        JobStep::Live => 0,
+        JobStep::Future => JFLAG_FUTURE,
+        JobStep::Activation => JFLAG_ACTIVATE,
+    };
+    out.push(if job.clean_jobs { JFLAG_CLEAN } else { 0 } | standard | step);
     out.push(job.merkle_branch.len() as u8);
     out.push(job.extranonce_size.unwrap_or(0));
     for v in [job.version, job.version_mask, job.nbits, job.ntime] {
@@ -451,9 +462,17 @@ pub fn decode_job(msg: &[u8]) -> Result<Job, DecodeError> {
     if id_len == 0 || id_len > MAX_JOB_ID {
         return Err(bad("job_id length must be 1 to 32"));
     }
-    if body[1] & !(JFLAG_CLEAN | JFLAG_STANDARD) != 0 {
+    if body[1] & !(JFLAG_CLEAN | JFLAG_STANDARD | JFLAG_FUTURE | JFLAG_ACTIVATE) != 0 {
         return Err(bad("unknown job flags"));
     }
+    let step = match (body[1] & JFLAG_FUTURE != 0, body[1] & JFLAG_ACTIVATE != 0) {
+        (false, false) => JobStep::Live,
+        (true, false) if body[1] & JFLAG_STANDARD != 0 => JobStep::Future,
+        (true, false) => return Err(bad("a future job must be a standard job")),
+        (false, true) if body[1] & JFLAG_STANDARD == 0 => JobStep::Activation,
+        (false, true) => return Err(bad("an activation carries no merkle root")),
+        (true, true) => return Err(bad("a job is not both future and an activation")),
+    };
     let root_len = if body[1] & JFLAG_STANDARD != 0 { 32 } else { 0 };
     let branch = body[2] as usize;
     // Byte 3 was the high byte of a 16-bit branch count, always 0 (≤ 32 entries): jobs
@@ -463,6 +482,9 @@ pub fn decode_job(msg: &[u8]) -> Result<Job, DecodeError> {
     let c2 = u16::from_le_bytes([body[22], body[23]]) as usize;
     if c1 > MAX_COINB || c2 > MAX_COINB || branch > MAX_BRANCH {
         return Err(bad("coinbase or merkle branch longer than supported"));
+    }
+    if step == JobStep::Activation && (c1 != 0 || c2 != 0 || branch != 0) {
+        return Err(bad("an activation carries no coinbase or merkle branch"));
     }
     if body.len() != JOB_FIXED + c1 + c2 + 32 * branch + root_len {
         return Err(bad(
@@ -492,5 +514,6 @@ pub fn decode_job(msg: &[u8]) -> Result<Job, DecodeError> {
         clean_jobs: body[1] & JFLAG_CLEAN != 0,
         extranonce_size,
         merkle_root: (root_len != 0).then(|| rest[rest.len() - 32..].try_into().expect("32")),
+        step,
     })
 }

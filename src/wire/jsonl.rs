@@ -4,7 +4,7 @@
 use super::binary::{ShareRecord, ShareTarget};
 use super::hex;
 use crate::model::job::{
-    swap_words, Job, DEFAULT_VERSION_MASK, MAX_EXTRANONCE1, MAX_EXTRANONCE2, MAX_JOB_ID,
+    swap_words, Job, JobStep, DEFAULT_VERSION_MASK, MAX_EXTRANONCE1, MAX_EXTRANONCE2, MAX_JOB_ID,
 };
 use crate::model::share::MAX_SV2_EXTRANONCE;
 use crate::model::{Malformed, Verdict};
@@ -110,11 +110,76 @@ fn hex_u32(o: &Map<String, Value>, k: &str) -> Result<u32, String> {
     Ok(u32::from_be_bytes(hex_fixed::<4>(o, k)?))
 }
 
+/// `"future": true` or `"activate": true` (SV2's two steps), or neither.
+fn job_step(o: &Map<String, Value>) -> Result<JobStep, String> {
+    let flag = |k: &str| match o.get(k) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(false),
+        Some(Value::Bool(true)) => Ok(true),
+        Some(_) => Err(format!("{k} must be true or false")),
+    };
+    match (flag("future")?, flag("activate")?) {
+        (false, false) => Ok(JobStep::Live),
+        (true, false) => Ok(JobStep::Future),
+        (false, true) => Ok(JobStep::Activation),
+        (true, true) => Err("a job is not both future and activate".into()),
+    }
+}
+
+/// An activation (SV2 `SetNewPrevHash`): job_id, prevhash, nbits and ntime (min_ntime), and
+/// nothing of a job's own.
+fn parse_activation(o: &Map<String, Value>, job_id: String) -> Result<Job, String> {
+    for k in [
+        "coinb1",
+        "coinb2",
+        "merkle_branch",
+        "merkle_root",
+        "version",
+    ] {
+        if o.contains_key(k) {
+            return Err(format!(
+                "an activation (activate: true) carries no {k}: that is its future job's"
+            ));
+        }
+    }
+    Ok(Job {
+        job_id,
+        prevhash: swap_words(&hex_fixed::<32>(o, "prevhash")?),
+        coinb1: Vec::new(),
+        coinb2: Vec::new(),
+        merkle_branch: Vec::new(),
+        version: 0,
+        nbits: hex_u32(o, "nbits")?,
+        ntime: hex_u32(o, "ntime")?,
+        clean_jobs: true,
+        version_mask: 0,
+        extranonce_size: None,
+        merkle_root: None,
+        step: JobStep::Activation,
+    })
+}
+
 /// Reads a job object.
 pub fn parse_job(o: &Map<String, Value>) -> Result<Job, String> {
     let job_id = str_field(o, "job_id")?.to_string();
     if job_id.is_empty() || job_id.len() > MAX_JOB_ID {
         return Err(format!("job_id must be 1 to {MAX_JOB_ID} bytes"));
+    }
+    let step = job_step(o)?;
+    if step == JobStep::Activation {
+        return parse_activation(o, job_id);
+    }
+    let future = step == JobStep::Future;
+    if future && !o.contains_key("merkle_root") {
+        return Err("a future job is a standard job: it needs a merkle_root".into());
+    }
+    if future {
+        for k in ["prevhash", "nbits", "ntime"] {
+            if o.contains_key(k) {
+                return Err(format!(
+                    "a future job has no {k} yet: its activation (activate: true) brings it"
+                ));
+            }
+        }
     }
     // A standard job (SV2 NewMiningJob) states its merkle root and has no coinbase.
     let merkle_root = match o.get("merkle_root") {
@@ -142,7 +207,18 @@ pub fn parse_job(o: &Map<String, Value>) -> Result<Job, String> {
     let clean_jobs = match o.get("clean_jobs") {
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err("clean_jobs must be true or false".into()),
+        // A future job is made clean by its activation.
+        None if future => false,
         None => return Err("missing field clean_jobs".into()),
+    };
+    let (prevhash, nbits, ntime) = if future {
+        ([0; 32], 0, 0)
+    } else {
+        (
+            swap_words(&hex_fixed::<32>(o, "prevhash")?),
+            hex_u32(o, "nbits")?,
+            hex_u32(o, "ntime")?,
+        )
     };
     let version_mask = if o.contains_key("version_mask") {
         hex_u32(o, "version_mask")?
@@ -159,17 +235,18 @@ pub fn parse_job(o: &Map<String, Value>) -> Result<Job, String> {
     };
     Ok(Job {
         job_id,
-        prevhash: swap_words(&hex_fixed::<32>(o, "prevhash")?),
+        prevhash,
         coinb1: coinbase_part(o, "coinb1", standard)?,
         coinb2: coinbase_part(o, "coinb2", standard)?,
         merkle_branch: branch,
         version: hex_u32(o, "version")?,
-        nbits: hex_u32(o, "nbits")?,
-        ntime: hex_u32(o, "ntime")?,
+        nbits,
+        ntime,
         clean_jobs,
         version_mask,
         extranonce_size,
         merkle_root,
+        step,
     })
 }
 
@@ -378,10 +455,27 @@ pub fn verdict_json(v: &Verdict) -> String {
 pub fn job_json(job: &Job) -> Value {
     let mut m = Map::new();
     m.insert("job_id".into(), job.job_id.clone().into());
-    m.insert(
-        "prevhash".into(),
-        hex::encode(&swap_words(&job.prevhash)).into(),
-    );
+    let prev = |m: &mut Map<String, Value>| {
+        m.insert(
+            "prevhash".into(),
+            hex::encode(&swap_words(&job.prevhash)).into(),
+        );
+        m.insert("nbits".into(), format!("{:08x}", job.nbits).into());
+        m.insert("ntime".into(), format!("{:08x}", job.ntime).into());
+    };
+    match job.step {
+        JobStep::Live => prev(&mut m),
+        JobStep::Future => {
+            m.insert("future".into(), true.into());
+        }
+        JobStep::Activation => {
+            m.insert("activate".into(), true.into());
+            prev(&mut m);
+            let mut o = Map::new();
+            o.insert("job".into(), Value::Object(m));
+            return Value::Object(o);
+        }
+    }
     if let Some(root) = &job.merkle_root {
         m.insert("merkle_root".into(), hex::encode(root).into());
     } else {
@@ -398,8 +492,6 @@ pub fn job_json(job: &Job) -> Value {
         );
     }
     m.insert("version".into(), format!("{:08x}", job.version).into());
-    m.insert("nbits".into(), format!("{:08x}", job.nbits).into());
-    m.insert("ntime".into(), format!("{:08x}", job.ntime).into());
     m.insert("clean_jobs".into(), job.clean_jobs.into());
     if job.version_mask != DEFAULT_VERSION_MASK {
         m.insert(

@@ -102,6 +102,7 @@ pub fn random_job(rng: &mut ChaCha8Rng, i: usize) -> Arc<JobCtx> {
             version_mask: DEFAULT_VERSION_MASK,
             extranonce_size: None,
             merkle_root: None,
+            step: Default::default(),
         })
         .expect("valid job"),
     )

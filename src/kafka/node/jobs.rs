@@ -7,6 +7,8 @@ use super::deliver::dead_letter::JobDeadLetters;
 use crate::kafka::now_ms;
 use crate::kafka::ReaderContext;
 use crate::metrics::Metrics;
+use crate::model::future::FutureJobs;
+use crate::model::job::JobError;
 use crate::model::JobCtx;
 use crate::wire::binary::decode_job;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -156,6 +158,18 @@ impl JobsReader {
     }
 }
 
+/// A job message as the validators take it: a live job's context, None for a future job
+/// (kept in `future` until its activation), or why it cannot be used.
+fn job_of(payload: &[u8], future: &mut FutureJobs) -> Result<Option<Arc<JobCtx>>, String> {
+    let j = decode_job(payload).map_err(|e| e.to_string())?;
+    let id = j.job_id.clone();
+    let unusable = |e: JobError| format!("job {id:?} unusable: {e}");
+    match future.resolve(j).map_err(unusable)? {
+        Some(j) => JobCtx::new(j).map(|c| Some(Arc::new(c))).map_err(unusable),
+        None => Ok(None),
+    }
+}
+
 pub struct JobLog {
     state: Mutex<JobState>,
     changed: Condvar,
@@ -265,6 +279,8 @@ impl JobLog {
     ) {
         let mut last_err = Instant::now() - Duration::from_secs(60);
         let mut moved = Instant::now();
+        // Future jobs wait here for their activation; the log holds live jobs only.
+        let mut future = FutureJobs::new(limits.max_jobs);
         while !stop.load(Ordering::Relaxed) {
             self.unstick(&mut consumer, rebuild, &mut moved, metrics);
             let Some(r) = consumer.poll(Duration::from_millis(100)) else {
@@ -274,16 +290,8 @@ impl JobLog {
                 Ok(m) => {
                     moved = Instant::now();
                     let ts = m.timestamp().to_millis().unwrap_or_else(now_ms);
-                    let job = decode_job(m.payload().unwrap_or(&[]))
-                        .map_err(|e| e.to_string())
-                        .and_then(|j| {
-                            let id = j.job_id.clone();
-                            JobCtx::new(j)
-                                .map(Arc::new)
-                                .map_err(|e| format!("job {id:?} unusable: {e}"))
-                        });
-                    let job = match job {
-                        Ok(j) => Some(j),
+                    let job = match job_of(m.payload().unwrap_or(&[]), &mut future) {
+                        Ok(j) => j,
                         Err(e) => {
                             tracing::warn!(
                                 partition = m.partition(),
@@ -523,6 +531,7 @@ mod tests {
                 version_mask: 0,
                 extranonce_size: None,
                 merkle_root: None,
+                step: Default::default(),
             })
             .unwrap(),
         )

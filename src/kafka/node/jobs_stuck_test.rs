@@ -48,6 +48,7 @@ fn job(id: &str) -> Job {
         version_mask: 0,
         extranonce_size: None,
         merkle_root: None,
+        step: Default::default(),
     }
 }
 

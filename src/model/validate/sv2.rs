@@ -192,6 +192,7 @@ mod tests {
             version_mask: SV2_VERSION_MASK,
             extranonce_size: None,
             merkle_root: Some([r; 32]),
+            step: Default::default(),
         }
     }
 
