@@ -25,8 +25,9 @@
  * size), SubmitSharesExtended a sharecheck_share_sv2_extended record; NewMiningJob with the
  * SetNewPrevHash that activates it is a sharecheck_standard_job
  * (sharecheck_encode_standard_job), SubmitSharesStandard a sharecheck_share_sv2_standard
- * record. Publish a future job once its SetNewPrevHash arrives, with clean_jobs set: a new
- * prev hash makes every earlier job stale. sharecheck_sv2_error gives the SubmitShares.Error
+ * record. A future job goes out as it comes (sharecheck_standard_job with future set) and
+ * its SetNewPrevHash as an activation (sharecheck_encode_activation); a new prev hash makes
+ * the jobs of the old one stale. sharecheck_sv2_error gives the SubmitShares.Error
  * code that answers a verdict (NULL: count it in SubmitShares.Success). SV2 job ids are
  * integers; write their decimal.
  *
@@ -112,6 +113,8 @@ extern "C" {
 #define SHARECHECK_JOB_MAX_SIZE (16 + 88 + 2 * SHARECHECK_MAX_COINB + 32 * SHARECHECK_MAX_BRANCH)
 /* The size of a standard job's message (the fixed part and its merkle root). */
 #define SHARECHECK_STANDARD_JOB_SIZE (16 + 88 + 32)
+/* The size of an activation's message (SetNewPrevHash; the fixed part only). */
+#define SHARECHECK_ACTIVATION_SIZE (16 + 88)
 
 /*
  * One share record, 128 bytes exactly as it travels (docs/wire-format.md, "Share record");
@@ -165,7 +168,11 @@ typedef struct sharecheck_standard_job {
     uint32_t nbits;
     uint32_t min_ntime;    /* a share's ntime may not be lower */
     uint32_t version_mask; /* the version bits a share may change; 0: none */
-    uint8_t clean_jobs;    /* non-zero: every earlier job is stale (a new prev hash) */
+    uint8_t clean_jobs;    /* non-zero: every earlier job of another prevhash is stale */
+    /* non-zero: a future job (NewMiningJob without min_ntime): prevhash, nbits and min_ntime
+     * are not read; the job is live once its activation (sharecheck_encode_activation)
+     * follows on the jobs topic */
+    uint8_t future;
 } sharecheck_standard_job;
 
 /* One decoded verdict, 136 bytes. */
@@ -274,6 +281,18 @@ int sharecheck_encode_job(const sharecheck_job *job, uint8_t *out, size_t out_ca
  */
 int sharecheck_encode_standard_job(const sharecheck_standard_job *job, uint8_t *out,
                                    size_t out_cap, size_t *out_len);
+
+/*
+ * Writes the job message that activates the future job job_id (SV2 SetNewPrevHash: the prev
+ * hash in header byte order, nbits, min_ntime) to out (SHARECHECK_ACTIVATION_SIZE bytes),
+ * produced to the jobs topic keyed by job_id after the future job. The job becomes live and
+ * clean: the jobs of another prevhash are stale. *out_len gets its size, also when out_cap is
+ * smaller (SHARECHECK_ERR_BUFFER_TOO_SMALL). Errors: SHARECHECK_ERR_NULL, _JOB_ID_LENGTH,
+ * _JOB_ID_UTF8, _NBITS.
+ */
+int sharecheck_encode_activation(const char *job_id, size_t job_id_len,
+                                 const uint8_t prevhash[32], uint32_t nbits, uint32_t min_ntime,
+                                 uint8_t *out, size_t out_cap, size_t *out_len);
 
 /* Converts a prevhash from stratum's word-swapped form to header byte order; the two may be
  * the same buffer. */

@@ -5,7 +5,7 @@ use crate::{
     SHARECHECK_ERR_JOB_ID_LENGTH, SHARECHECK_ERR_JOB_ID_UTF8, SHARECHECK_ERR_NBITS,
     SHARECHECK_ERR_NULL,
 };
-use sharecheck::model::job::{swap_words, JobError, MAX_BRANCH, MAX_COINB, MAX_JOB_ID};
+use sharecheck::model::job::{swap_words, JobError, JobStep, MAX_BRANCH, MAX_COINB, MAX_JOB_ID};
 use sharecheck::model::JobCtx;
 use sharecheck::wire::binary::encode_job;
 use std::ffi::{c_char, c_int};
@@ -135,9 +135,18 @@ pub struct StandardJob {
     pub min_ntime: u32,
     /// The version bits a share may change (0: none).
     pub version_mask: u32,
-    /// Non-zero: every earlier job is stale (the job a new prev hash activates).
+    /// Non-zero: every earlier job of another prevhash is stale (the job a new prev hash
+    /// activates).
     pub clean_jobs: u8,
+    /// Non-zero: a future job (`NewMiningJob` without min_ntime), live once
+    /// [`sharecheck_encode_activation`]'s message for its id follows; prevhash, nbits and
+    /// min_ntime are then not read.
+    pub future: u8,
 }
+
+/// The job message of an activation: batch header and the 88-byte fixed part
+/// (`SHARECHECK_ACTIVATION_SIZE`).
+pub const ACTIVATION_SIZE: usize = 16 + 88;
 
 /// Writes the job message of `*job` to `out` (`STANDARD_JOB_SIZE` bytes); `*out_len` gets its
 /// size, also when `out_cap` is too small (`SHARECHECK_ERR_BUFFER_TOO_SMALL`). A job the
@@ -159,22 +168,89 @@ pub unsafe extern "C" fn sharecheck_encode_standard_job(
         }
         let j = &*job;
         let job_id = crate::job_id(j.job_id, j.job_id_len)?;
+        let job = standard_job(job_id, j.prevhash, j.nbits, j.min_ntime, j.merkle_root);
         let job = sharecheck::model::Job {
-            job_id: job_id.to_string(),
-            prevhash: j.prevhash,
-            coinb1: Vec::new(),
-            coinb2: Vec::new(),
-            merkle_branch: Vec::new(),
             version: j.version,
-            nbits: j.nbits,
-            ntime: j.min_ntime,
             clean_jobs: j.clean_jobs != 0,
             version_mask: j.version_mask,
-            extranonce_size: None,
-            merkle_root: Some(j.merkle_root),
-            step: Default::default(),
+            ..job
         };
-        write_job(job, out, out_cap, out_len)
+        if j.future == 0 {
+            return write_job(job, out, out_cap, out_len);
+        }
+        // The activation brings prevhash, nbits and ntime.
+        let job = sharecheck::model::Job {
+            prevhash: [0; 32],
+            nbits: 0,
+            ntime: 0,
+            step: JobStep::Future,
+            ..job
+        };
+        write_message(&encode_job(&job), out, out_cap, out_len)
+    })
+}
+
+/// A live standard job of these fields (version 0, no version rolling, not clean).
+fn standard_job(
+    job_id: &str,
+    prevhash: [u8; 32],
+    nbits: u32,
+    ntime: u32,
+    merkle_root: [u8; 32],
+) -> sharecheck::model::Job {
+    sharecheck::model::Job {
+        job_id: job_id.to_string(),
+        prevhash,
+        coinb1: Vec::new(),
+        coinb2: Vec::new(),
+        merkle_branch: Vec::new(),
+        version: 0,
+        nbits,
+        ntime,
+        clean_jobs: false,
+        version_mask: 0,
+        extranonce_size: None,
+        merkle_root: Some(merkle_root),
+        step: JobStep::Live,
+    }
+}
+
+/// Writes the job message that activates the future job `job_id` (SV2 `SetNewPrevHash`:
+/// the prev hash in header byte order, nbits and min_ntime) to `out` (`ACTIVATION_SIZE`
+/// bytes); `*out_len` gets its size, also when `out_cap` is too small
+/// (`SHARECHECK_ERR_BUFFER_TOO_SMALL`). An nbits that is no valid non-zero target is refused.
+///
+/// # Safety
+/// `job_id` must point to `job_id_len` readable bytes, `prevhash` to 32 readable bytes; `out`
+/// must point to `out_cap` writable bytes and `out_len` must be writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sharecheck_encode_activation(
+    job_id: *const c_char,
+    job_id_len: usize,
+    prevhash: *const u8,
+    nbits: u32,
+    min_ntime: u32,
+    out: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+) -> c_int {
+    guard(|| {
+        if prevhash.is_null() || out_len.is_null() {
+            return Err(SHARECHECK_ERR_NULL);
+        }
+        let job_id = crate::job_id(job_id, job_id_len)?;
+        let prevhash: [u8; 32] = prevhash.cast::<[u8; 32]>().read_unaligned();
+        // The job it makes must be one a validator takes: nbits checked as for any job.
+        let live = standard_job(job_id, prevhash, nbits, min_ntime, [0; 32]);
+        JobCtx::new(live.clone()).map_err(job_error)?;
+        let activation = sharecheck::model::Job {
+            merkle_root: None,
+            clean_jobs: true,
+            step: JobStep::Activation,
+            ..live
+        };
+        write_message(&encode_job(&activation), out, out_cap, out_len)
     })
 }
 
@@ -329,6 +405,7 @@ mod tests {
             min_ntime: 0x66a0e2b1,
             version_mask: 0x1fff_ffe0,
             clean_jobs: 1,
+            future: 0,
         };
         let mut buf = [0u8; STANDARD_JOB_SIZE];
         let mut len = 0;
@@ -356,6 +433,58 @@ mod tests {
         let zero = StandardJob { nbits: 0, ..j };
         let rc = unsafe { sharecheck_encode_standard_job(&zero, buf.as_mut_ptr(), len, &mut len) };
         assert_eq!(rc, SHARECHECK_ERR_NBITS);
+
+        // As a future job, then activated: the live job of the same fields.
+        let future = StandardJob { future: 1, ..zero };
+        let rc =
+            unsafe { sharecheck_encode_standard_job(&future, buf.as_mut_ptr(), len, &mut len) };
+        assert_eq!(rc, SHARECHECK_OK);
+        let f = sharecheck::wire::binary::decode_job(&buf).unwrap();
+        assert_eq!((f.step, f.nbits, f.prevhash), (JobStep::Future, 0, [0; 32]));
+        let mut act = [0u8; ACTIVATION_SIZE];
+        let rc = unsafe {
+            sharecheck_encode_activation(
+                b"17".as_ptr().cast(),
+                2,
+                [3u8; 32].as_ptr(),
+                0x1703a30c,
+                0x66a0e2b1,
+                act.as_mut_ptr(),
+                act.len(),
+                &mut len,
+            )
+        };
+        assert_eq!((rc, len), (SHARECHECK_OK, ACTIVATION_SIZE));
+        let a = sharecheck::wire::binary::decode_job(&act).unwrap();
+        assert_eq!(a.step, JobStep::Activation);
+        let mut waiting = sharecheck::model::future::FutureJobs::new(4);
+        assert_eq!(waiting.resolve(f), Ok(None));
+        let live = waiting.resolve(a).unwrap().unwrap();
+        let mut want = sharecheck::wire::binary::decode_job(&buf_live(&j)).unwrap();
+        want.clean_jobs = true;
+        assert_eq!(live, want);
+        let rc = unsafe {
+            sharecheck_encode_activation(
+                b"17".as_ptr().cast(),
+                2,
+                [3u8; 32].as_ptr(),
+                0,
+                0,
+                act.as_mut_ptr(),
+                act.len(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, SHARECHECK_ERR_NBITS);
+    }
+
+    fn buf_live(j: &StandardJob) -> Vec<u8> {
+        let mut buf = vec![0u8; STANDARD_JOB_SIZE];
+        let mut len = 0;
+        let rc =
+            unsafe { sharecheck_encode_standard_job(j, buf.as_mut_ptr(), buf.len(), &mut len) };
+        assert_eq!(rc, SHARECHECK_OK);
+        buf
     }
 
     #[test]

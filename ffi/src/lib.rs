@@ -19,8 +19,9 @@ mod share;
 mod verdict;
 
 pub use job::{
-    sharecheck_encode_job, sharecheck_encode_standard_job, sharecheck_prevhash_from_stratum, Job,
-    StandardJob, JOB_MAX_SIZE, STANDARD_JOB_SIZE,
+    sharecheck_encode_activation, sharecheck_encode_job, sharecheck_encode_standard_job,
+    sharecheck_prevhash_from_stratum, Job, StandardJob, ACTIVATION_SIZE, JOB_MAX_SIZE,
+    STANDARD_JOB_SIZE,
 };
 pub use share::{
     sharecheck_encode_shares, sharecheck_share_header, sharecheck_share_key,

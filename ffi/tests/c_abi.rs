@@ -221,15 +221,36 @@ fn sv2_lines(coinb1: &[u8], coinb2: &[u8], branch2: &[u8]) -> Vec<String> {
         extended(21, "09090909090909"),
         extended(22, "0909090909090909"),
         standard(23, "17", 0x2000_2000, 9, "1e-12"),
+        // Job 19: a future job, a share before its activation, the activation on a new prev
+        // hash, a share on it and one on job 17 of the old prev hash.
+        format!(
+            r#"{{"job": {{"job_id": "19", "future": true, "merkle_root": "{}", "version": "20000000", "clean_jobs": false, "version_mask": "1fffe000"}}}}"#,
+            hex::encode(&root)
+        ),
+        format!(
+            r#"{{"share": {{"id": 24, "kind": "sv2_standard", "job_id": "19", "ntime": 1721819826, "nonce": 1, "version": 536870912, "difficulty": 1e-12}}}}"#
+        ),
+        format!(
+            r#"{{"job": {{"job_id": "19", "activate": true, "prevhash": "{}", "nbits": "1d00ffff", "ntime": "66a0e2b2"}}}}"#,
+            hex::encode(&sharecheck::model::job::swap_words(&std::array::from_fn(
+                |i| 0x40 + i as u8
+            )))
+        ),
+        format!(
+            r#"{{"share": {{"id": 25, "kind": "sv2_standard", "job_id": "19", "ntime": 1721819826, "nonce": 1, "version": 536870912, "difficulty": 1e-12}}}}"#
+        ),
+        standard(26, "17", 0x2000_0000, 11, "1e-12"),
     ]
 }
 
 /// The job messages and share batches abi_test.c's `encode` writes, in order.
-const BATCHES: [(&str, &str); 4] = [
+const BATCHES: [(&str, &str); 6] = [
     ("job1.bin", "shares1.bin"),
     ("job2.bin", "shares2.bin"),
     ("job3.bin", "shares3.bin"),
     ("job4.bin", "shares4.bin"),
+    ("job5.bin", "shares5.bin"),
+    ("job6.bin", "shares6.bin"),
 ];
 
 /// What abi_test.c's `encode` wrote, in order: job messages and share batches.
@@ -259,10 +280,15 @@ fn c_messages() -> (Vec<Message>, String) {
 /// The verdicts of the messages through the validator, as a node judges them.
 fn validate(msgs: &[Message]) -> Vec<Verdict> {
     let mut v = Validator::new(ValidationConfig::default());
+    let mut future = sharecheck::model::future::FutureJobs::new(16);
     let mut out = Vec::new();
     for m in msgs {
         match m {
-            Message::Job(job) => v.add_job(job.clone()).expect("a valid job"),
+            Message::Job(job) => {
+                if let Some(job) = future.resolve(job.clone()).expect("a valid job message") {
+                    v.add_job(job).expect("a valid job");
+                }
+            }
             Message::Shares(recs) => {
                 let mut batch = Batch::new();
                 for r in recs {
@@ -362,6 +388,10 @@ fn shares_made_in_c_get_the_verdicts_of_sharecheck_verify() {
             Malformed,
             Duplicate,
             Accepted,
+            // Future job 19: unknown until activated; then job 17's prev hash is old.
+            UnknownJob,
+            Accepted,
+            Stale,
         ]
     );
     let binary: Vec<String> = verdicts.iter().map(verdict_json).collect();
@@ -484,6 +514,11 @@ fn error_paths_return_their_codes() {
             ffi::STANDARD_JOB_SIZE
         ),
         "sv2_error_null 1".into(),
+        format!("activation_nbits_0 {SHARECHECK_ERR_NBITS}"),
+        format!(
+            "activation_too_small {SHARECHECK_ERR_BUFFER_TOO_SMALL} {}",
+            ffi::ACTIVATION_SIZE
+        ),
         format!("decode_garbage {SHARECHECK_ERR_DECODE} 0"),
         format!("decode_null_count {SHARECHECK_ERR_NULL}"),
         format!(
@@ -551,6 +586,7 @@ fn struct_layouts_are_the_same_in_c_and_rust() {
             offset_of!(ffi::StandardJob, version_mask),
         ),
         f(sj, "clean_jobs", offset_of!(ffi::StandardJob, clean_jobs)),
+        f(sj, "future", offset_of!(ffi::StandardJob, future)),
     ];
     assert_lines(&run_c(&["layout"]), &want);
 }
@@ -627,6 +663,7 @@ fn the_headers_constants_are_the_librarys() {
     assert_eq!(ffi::JOB_MAX_SIZE, 16 + 88 + 2 * MAX_COINB + 32 * MAX_BRANCH);
     // The standard job's size is checked in C too (standard_job_too_small above).
     assert_eq!(get("SHARECHECK_STANDARD_JOB_SIZE"), "16 + 88 + 32");
+    assert_eq!(get("SHARECHECK_ACTIVATION_SIZE"), "16 + 88");
 }
 
 /// C++ programs (btcpool) include the header too: it must compile as C++ with its

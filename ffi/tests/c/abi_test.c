@@ -5,7 +5,8 @@
  *   abi_test encode DIR   writes job1.bin, shares1.bin, ... job4.bin, shares4.bin to DIR (the
  *                         genesis job and shares on it, a clean job with a merkle branch and
  *                         shares on both, an SV2 standard job with SV2 standard and header
- *                         shares, an SV2 extended job with SV2 extended shares) and prints
+ *                         shares, an SV2 extended job with SV2 extended shares, a future
+ *                         job before and after its activation) and prints
  *                         each share's Kafka key
  *   abi_test decode FILE  decodes the verdict batch in FILE and prints one line a verdict
  *   abi_test errors       prints the return code of each error path
@@ -185,6 +186,30 @@ static void encode_sv2(const char *dir, const sharecheck_job *stratum_job) {
     check("sv2_standard", sharecheck_share_sv2_standard(&s[n++], 23, "17", 2, 0x20002000,
                                                         0x66a0e2b1, 9, 1e-12, NULL)); /* accepted */
     encode_batch(s, n, dir, "shares4.bin");
+
+    /* Job 19: announced as a future job, then activated on a new prev hash. */
+    sj.job_id = "19";
+    sj.future = 1;
+    sj.clean_jobs = 0;
+    memset(sj.prevhash, 0, 32);
+    sj.nbits = 0;
+    sj.min_ntime = 0;
+    check("encode_standard_job", sharecheck_encode_standard_job(&sj, msg, sizeof msg, &len));
+    write_file(dir, "job5.bin", msg, len);
+    n = 0;
+    check("sv2_standard", sharecheck_share_sv2_standard(&s[n++], 24, "19", 2, 0x20000000,
+                                                        0x66a0e2b2, 1, 1e-12, NULL)); /* unknown_job */
+    encode_batch(s, n, dir, "shares5.bin");
+    for (i = 0; i < 32; i++) header[i] = (uint8_t)(0x40 + i);
+    check("encode_activation", sharecheck_encode_activation("19", 2, header, 0x1d00ffff,
+                                                            0x66a0e2b2, msg, sizeof msg, &len));
+    write_file(dir, "job6.bin", msg, len);
+    n = 0;
+    check("sv2_standard", sharecheck_share_sv2_standard(&s[n++], 25, "19", 2, 0x20000000,
+                                                        0x66a0e2b2, 1, 1e-12, NULL)); /* accepted */
+    check("sv2_standard", sharecheck_share_sv2_standard(&s[n++], 26, "17", 2, 0x20000000,
+                                                        0x66a0e2b1, 11, 1e-12, NULL)); /* stale */
+    encode_batch(s, n, dir, "shares6.bin");
 }
 
 static int cmd_encode(const char *dir) {
@@ -384,6 +409,10 @@ static int cmd_errors(void) {
         rc = sharecheck_encode_standard_job(&sj, msg, 10, &len);
         printf("standard_job_too_small %d %lu\n", rc, (unsigned long)len);
         printf("sv2_error_null %d\n", sharecheck_sv2_error(NULL) == NULL);
+        printf("activation_nbits_0 %d\n",
+               sharecheck_encode_activation("19", 2, zero, 0, 0, msg, sizeof msg, &len));
+        rc = sharecheck_encode_activation("19", 2, zero, 0x1d00ffff, 0, msg, 10, &len);
+        printf("activation_too_small %d %lu\n", rc, (unsigned long)len);
     }
 
     rc = sharecheck_decode_verdicts(garbage, sizeof garbage, v, 1, &count);
@@ -439,6 +468,7 @@ static int cmd_layout(void) {
     FIELD(sharecheck_standard_job, min_ntime);
     FIELD(sharecheck_standard_job, version_mask);
     FIELD(sharecheck_standard_job, clean_jobs);
+    FIELD(sharecheck_standard_job, future);
     return 0;
 }
 
