@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use template_distribution_sv2::{NewTemplateOwned, SetNewPrevHashOwned as TdpSetNewPrevHash};
 
 mod sri_support;
-use sri_support::{add_extended_fields, hex, job_fields, ROLLING_MASK};
+use sri_support::{add_extended_fields, hex, job_fields, stratum_prevhash, ROLLING_MASK};
 
 /// Regtest's nbits: the network target is about 2^255, so about half of all hashes are blocks.
 const NBITS: u32 = 0x207f_ffff;
@@ -521,7 +521,9 @@ impl World {
         self.jobs.push(id);
     }
 
-    /// A future job (NewMiningJob without min_ntime): sharecheck gets it only once a
+    /// A future job (NewMiningJob without min_ntime): a standard channel's goes to sharecheck
+    /// as it comes (`"future": true`), to be activated by its SetNewPrevHash; an extended
+    /// channel's (a coinbase job, which has no future form in sharecheck) only once the
     /// SetNewPrevHash activates it.
     fn future_job(&mut self, rng: &mut ChaCha8Rng, wire: &mut Wire) {
         let (t, reward) = self.template(true, rng);
@@ -539,6 +541,16 @@ impl World {
         .unwrap();
         let job = self.send_job(self.sri_job(id, true), wire);
         assert_eq!(job.min_ntime(), None);
+        if let JobMsg::Standard(m) = &job {
+            let line = json!({"job": {
+                "job_id": job.job_id().to_string(),
+                "future": true,
+                "merkle_root": hex(m.merkle_root.as_bytes()),
+                "version": format!("{:08x}", job.version()),
+                "version_mask": format!("{ROLLING_MASK:08x}"),
+            }});
+            self.lines.push(line.to_string());
+        }
         self.pending.push((tid, job));
     }
 
@@ -591,7 +603,19 @@ impl World {
         let active = self.sri_job(job.job_id(), false);
         assert_eq!(active.job_id(), job.job_id());
         assert_eq!(active.min_ntime(), Some(min_ntime));
-        let line = job_line(&job, &snph, snph.min_ntime, true, self.full_extranonce());
+        let line = match &job {
+            // The activation of the future job sharecheck holds.
+            JobMsg::Standard(_) => json!({"job": {
+                "job_id": job.job_id().to_string(),
+                "activate": true,
+                "prevhash": stratum_prevhash(&snph.prev_hash.to_array()),
+                "nbits": format!("{:08x}", snph.nbits),
+                "ntime": format!("{:08x}", snph.min_ntime),
+            }}),
+            JobMsg::Extended(_) => {
+                job_line(&job, &snph, snph.min_ntime, true, self.full_extranonce())
+            }
+        };
         self.lines.push(line.to_string());
         self.tips.push(snph);
         self.ahead.push(ahead);
