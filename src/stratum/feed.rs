@@ -2,6 +2,7 @@
 
 use crate::config::KafkaConfig;
 use crate::kafka::{reader_config, ReaderContext};
+use crate::model::job::JobStep;
 use crate::model::{Job, JobCtx};
 use crate::wire::binary::decode_job;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -48,6 +49,14 @@ pub fn start(k: &KafkaConfig, fit: Fit, stop: Arc<AtomicBool>) -> anyhow::Result
     Ok(rx)
 }
 
+/// Whether stratum V1 sessions can mine `job`: a coinbase job. A standard job (SV2
+/// `NewMiningJob`, its future form or the activation of one) states a merkle root and no
+/// coinbase, and a jobs topic shared with SV2 front ends carries them too: announced, every
+/// share on one would be malformed (a stratum share on a standard job).
+fn sv1_minable(job: &Job) -> bool {
+    job.merkle_root.is_none() && job.step == JobStep::Live
+}
+
 fn read(
     c: BaseConsumer<ReaderContext>,
     tx: watch::Sender<Option<Arc<Job>>>,
@@ -66,6 +75,13 @@ fn read(
                 continue;
             }
         };
+        if !sv1_minable(&job) {
+            tracing::debug!(
+                job_id = job.job_id,
+                "SV2 standard job skipped: stratum V1 sessions mine coinbase jobs only"
+            );
+            continue;
+        }
         // The node refuses the same jobs (bad nbits, sizes over the limits): announcing one
         // would only earn the miners `unknown_job`.
         if let Err(e) = JobCtx::new(job.clone()) {
@@ -99,5 +115,38 @@ fn read(
         if tx.send(Some(Arc::new(job))).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_get_coinbase_jobs_only() {
+        let line = r#"{"job": {"job_id": "6a", "prevhash": "00000000000000000000000000000000000000000000000000000000000000aa", "coinb1": "01", "coinb2": "02", "merkle_branch": [], "version": "20000000", "nbits": "1d00ffff", "ntime": "66a0e2b1", "clean_jobs": true}}"#;
+        let crate::wire::jsonl::Line::Job(Ok(coinbase)) = crate::wire::jsonl::parse_line(line)
+        else {
+            panic!("a job line")
+        };
+        assert!(sv1_minable(&coinbase));
+        let standard = Job {
+            coinb1: Vec::new(),
+            coinb2: Vec::new(),
+            merkle_root: Some([1; 32]),
+            ..coinbase.clone()
+        };
+        assert!(!sv1_minable(&standard));
+        let future = Job {
+            step: JobStep::Future,
+            ..standard.clone()
+        };
+        assert!(!sv1_minable(&future));
+        let activation = Job {
+            merkle_root: None,
+            step: JobStep::Activation,
+            ..standard
+        };
+        assert!(!sv1_minable(&activation));
     }
 }
