@@ -165,6 +165,54 @@ pub async fn warn_if_open(c: &Client, dirs: &[String], auth: Option<&ZkAuth>) {
     }
 }
 
+/// The ZooKeeper servers of `connect` (`host:port,host:port[/chroot]`) that digest
+/// credentials would reach in clear: none without credentials or with TLS, and none on
+/// loopback (the credentials do not leave the host).
+pub fn clear_credentials_to(connect: &str, auth: Option<&ZkAuth>) -> Vec<String> {
+    if !auth.is_some_and(|a| a.digest.is_some() && a.tls.is_none()) {
+        return Vec::new();
+    }
+    let servers = connect.split('/').next().unwrap_or("");
+    servers
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && !is_loopback(host_of(s)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The host of `host:port`, `[v6]:port`, or a bare host.
+fn host_of(server: &str) -> &str {
+    if let Some(rest) = server.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match server.rsplit_once(':') {
+        Some((h, port)) if !h.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => server,
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Says once per session, as a warning, when the digest credentials cross the network in
+/// clear (credentials, no TLS, a server off this host).
+pub fn warn_if_clear(connect: &str, auth: Option<&ZkAuth>) {
+    let servers = clear_credentials_to(connect, auth);
+    if !servers.is_empty() {
+        tracing::warn!(
+            "ZooKeeper digest credentials cross the network in clear to {}: anyone on the way \
+             can read them and take over the group (set balance.zookeeper_tls, \
+             docs/security.md)",
+            servers.join(", ")
+        );
+    }
+}
+
 /// A hint for a ZooKeeper error: NoAuth means the credentials are not the group's.
 pub fn hint(e: &ZkError) -> &'static str {
     match e {
@@ -188,5 +236,26 @@ mod tests {
         for bad in ["", "pool", "pool:", ":pw", "\n"] {
             assert!(ZkAuth::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn credentials_in_clear_off_this_host_are_found() {
+        let a = ZkAuth::parse("pool:pw").unwrap();
+        let connect = "127.0.0.1:2181, localhost:2182,[::1]:2183,10.0.0.7:2181,zk-b:2181/pools";
+        assert_eq!(
+            clear_credentials_to(connect, Some(&a)),
+            vec!["10.0.0.7:2181".to_string(), "zk-b:2181".to_string()]
+        );
+        assert!(clear_credentials_to("127.0.0.1:2181", Some(&a)).is_empty());
+        assert!(clear_credentials_to("[2001:db8::1]:2181", None).is_empty());
+        assert_eq!(
+            clear_credentials_to("[2001:db8::1]:2181,zk", Some(&a)),
+            vec!["[2001:db8::1]:2181".to_string(), "zk".to_string()]
+        );
+        let tls = ZkAuth {
+            tls: Some(ZkTls::test_only()),
+            ..a
+        };
+        assert!(clear_credentials_to(connect, Some(&tls)).is_empty());
     }
 }

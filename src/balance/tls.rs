@@ -214,6 +214,18 @@ fn explain(raw: &str, tls: Option<&ZkTls>) -> String {
 }
 
 #[cfg(test)]
+impl ZkTls {
+    /// Settings that name a CA file and no client certificate, for other modules' tests.
+    pub(crate) fn test_only() -> ZkTls {
+        ZkTls {
+            options: TlsOptions::new(),
+            ca_file: "/etc/zk/ca.pem".into(),
+            identity: false,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

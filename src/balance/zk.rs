@@ -372,6 +372,7 @@ impl<'a> Session<'a> {
                 .map_err(|e| anyhow::anyhow!("cannot create {dir}: {e}{}", auth::hint(&e)))?;
         }
         auth::warn_if_open(&self.c, &dirs, self.opts.auth.as_ref()).await;
+        auth::warn_if_clear(&self.opts.connect, self.opts.auth.as_ref());
         self.register(stop).await?;
         if *stop.borrow() {
             return Ok(());
