@@ -20,10 +20,7 @@ use tokio::sync::watch;
 /// A batch's delivery: None until the broker answered, then its outcome.
 pub type Outcome = watch::Receiver<Option<Result<(), String>>>;
 
-/// The partition librdkafka's default (`consistent_random`) partitioner gives `key`.
-pub fn partition_of(key: &[u8], partitions: i32) -> i32 {
-    (crc32fast::hash(key) % partitions.max(1) as u32) as i32
-}
+pub use crate::kafka::send::partition_of;
 
 struct Open {
     records: Vec<ShareRecord>,
@@ -158,20 +155,5 @@ impl Batcher {
             }
         };
         let _ = s.outcome.send(Some(r));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// librdkafka's consistent_random partitioner is CRC-32 (IEEE) of the key modulo the
-    /// partition count; the check values are zlib's.
-    #[test]
-    fn partitions_follow_crc32() {
-        assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
-        assert_eq!(partition_of(b"123456789", 8), (0xcbf4_3926u32 % 8) as i32);
-        assert_eq!(partition_of(&[1, 2, 3, 4], 1), 0);
-        assert!((0..1000u32).all(|i| (0..7).contains(&partition_of(&i.to_be_bytes(), 7))));
     }
 }

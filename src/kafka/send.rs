@@ -70,6 +70,13 @@ pub fn key_of(rec: &ShareRecord) -> &[u8] {
     &rec.payload[48..48 + n]
 }
 
+/// The partition librdkafka's default (`consistent_random`) partitioner gives `key`: CRC-32
+/// (IEEE) of the key modulo the partition count (an empty key too, where librdkafka would
+/// pick at random, so that such shares also meet their repeats).
+pub fn partition_of(key: &[u8], partitions: i32) -> i32 {
+    (crc32fast::hash(key) % partitions.max(1) as u32) as i32
+}
+
 /// A share line that is malformed in JSON still gets its `malformed` verdict through the
 /// node: it travels as a record with an invalid kind and its id.
 fn malformed_record(v: &Verdict) -> Option<ShareRecord> {
@@ -81,6 +88,8 @@ fn malformed_record(v: &Verdict) -> Option<ShareRecord> {
 
 struct Sender {
     producer: FutureProducer,
+    /// The shares topic's partition count.
+    partitions: i32,
     topic: String,
     /// Share messages handed to the producer, oldest first.
     pending: VecDeque<DeliveryFuture>,
@@ -99,8 +108,16 @@ struct JobGate {
     acked: u64,
     /// The latest broker timestamp among acknowledged jobs.
     ts: i64,
-    /// (jobs produced before the message was complete, key, payload), in file order.
-    held: VecDeque<(u64, Vec<u8>, Vec<u8>)>,
+    /// (jobs produced before the message was complete, the message), in file order.
+    held: VecDeque<(u64, Msg)>,
+}
+
+/// A share message: its partition (chosen here, see [`OpenBatches`]), key and payload.
+#[derive(Debug, PartialEq)]
+struct Msg {
+    partition: i32,
+    key: Vec<u8>,
+    payload: Vec<u8>,
 }
 
 impl JobGate {
@@ -109,8 +126,8 @@ impl JobGate {
         self.held.is_empty() && self.acked == self.sent && now > self.ts
     }
 
-    fn hold(&mut self, key: Vec<u8>, payload: Vec<u8>) {
-        self.held.push_back((self.sent, key, payload));
+    fn hold(&mut self, msg: Msg) {
+        self.held.push_back((self.sent, msg));
     }
 
     fn job_acked(&mut self, ts: i64) {
@@ -119,11 +136,11 @@ impl JobGate {
     }
 
     /// The oldest held message, once the jobs before it allow it.
-    fn next_free(&mut self, now: i64) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn next_free(&mut self, now: i64) -> Option<Msg> {
         if now <= self.ts || self.held.front()?.0 > self.acked {
             return None;
         }
-        self.held.pop_front().map(|(_, k, p)| (k, p))
+        self.held.pop_front().map(|(_, m)| m)
     }
 }
 
@@ -133,9 +150,18 @@ const MAX_HELD: usize = 4096;
 
 impl Sender {
     /// Enqueues one message; waits (without reordering) while librdkafka's queue is full.
-    async fn produce(&mut self, topic: &str, key: &[u8], payload: &[u8]) -> anyhow::Result<()> {
+    async fn produce(
+        &mut self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        partition: Option<i32>,
+    ) -> anyhow::Result<()> {
         loop {
-            let rec = FutureRecord::to(topic).key(key).payload(payload);
+            let mut rec = FutureRecord::to(topic).key(key).payload(payload);
+            if let Some(p) = partition {
+                rec = rec.partition(p);
+            }
             match self.producer.send_result(rec) {
                 Ok(f) => {
                     self.pending.push_back(f);
@@ -162,12 +188,11 @@ impl Sender {
 
     /// A complete share message: produced now when every job before it is acknowledged
     /// (and the clock has passed their timestamps), held back in order otherwise.
-    async fn shares(&mut self, key: Vec<u8>, payload: Vec<u8>) -> anyhow::Result<()> {
+    async fn shares(&mut self, msg: Msg) -> anyhow::Result<()> {
         if self.gate.open(now_ms()) {
-            let topic = self.topic.clone();
-            return self.produce(&topic, &key, &payload).await;
+            return self.produce_shares(&msg).await;
         }
-        self.gate.hold(key, payload);
+        self.gate.hold(msg);
         if self.gate.held.len() > MAX_HELD {
             self.wait_oldest_job().await?;
         }
@@ -202,11 +227,16 @@ impl Sender {
 
     /// Produces the held share messages whose jobs are all acknowledged, in order.
     async fn release(&mut self) -> anyhow::Result<()> {
-        let topic = self.topic.clone();
-        while let Some((key, payload)) = self.gate.next_free(now_ms()) {
-            self.produce(&topic, &key, &payload).await?;
+        while let Some(msg) = self.gate.next_free(now_ms()) {
+            self.produce_shares(&msg).await?;
         }
         Ok(())
+    }
+
+    async fn produce_shares(&mut self, m: &Msg) -> anyhow::Result<()> {
+        let topic = self.topic.clone();
+        self.produce(&topic, &m.key, &m.payload, Some(m.partition))
+            .await
     }
 
     /// Every job acknowledged and every share message produced.
@@ -230,29 +260,43 @@ fn delivered<E>(r: Result<OwnedDeliveryResult, E>) -> anyhow::Result<i64> {
     }
 }
 
-/// Share batches being filled, by key, and the order keys were opened in (flushed in that
-/// order).
+/// Share batches being filled, by partition, and the order they were opened in (flushed in
+/// that order). A share's partition is the one librdkafka's default partitioner gives its key
+/// ([`partition_of`]), so every share that could repeat another still lands in one
+/// partition; batching by partition rather than by key fills messages of many keys (256
+/// nonce keys of header shares, a session's few shares) and makes fewer, larger messages.
+/// A message's key is its first share's.
 struct OpenBatches {
     batch: usize,
-    open: HashMap<Vec<u8>, Vec<ShareRecord>>,
-    order: Vec<Vec<u8>>,
+    partitions: i32,
+    open: HashMap<i32, (Vec<u8>, Vec<ShareRecord>)>,
+    order: Vec<i32>,
 }
 
 impl OpenBatches {
-    /// Adds a share; returns its key's batch once it holds `batch` shares.
-    fn add(&mut self, rec: ShareRecord) -> Option<(Vec<u8>, Vec<ShareRecord>)> {
-        let key = share_key(&rec);
-        let v = self.open.entry(key.clone()).or_insert_with(|| {
-            self.order.push(key.clone());
-            Vec::with_capacity(self.batch)
+    /// Adds a share; returns its partition's message once it holds `batch` shares.
+    fn add(&mut self, rec: ShareRecord) -> Option<Msg> {
+        let key = key_of(&rec);
+        let p = partition_of(key, self.partitions);
+        let (_, v) = self.open.entry(p).or_insert_with(|| {
+            self.order.push(p);
+            (key.to_vec(), Vec::with_capacity(self.batch))
         });
         v.push(rec);
         if v.len() < self.batch {
             return None;
         }
-        let recs = self.open.remove(&key).unwrap_or_default();
-        self.order.retain(|x| *x != key);
-        Some((key, recs))
+        self.order.retain(|x| *x != p);
+        self.take(p)
+    }
+
+    fn take(&mut self, p: i32) -> Option<Msg> {
+        let (key, recs) = self.open.remove(&p)?;
+        (!recs.is_empty()).then(|| Msg {
+            partition: p,
+            key,
+            payload: encode_shares(&recs),
+        })
     }
 }
 
@@ -267,7 +311,7 @@ impl Sender {
             .map_err(|e| anyhow::anyhow!("cannot create a Kafka producer: {e}"))?;
         let (p, topic) = (producer.clone(), k.topics.shares.clone());
         let wanted = [k.topics.shares.clone(), k.topics.jobs.clone()];
-        tokio::task::spawn_blocking(move || {
+        let partitions = tokio::task::spawn_blocking(move || {
             // Every topic first: asking for one by name lets a broker with
             // auto.create.topics.enable make it, with one partition, and shares sent there
             // would reach no node. send never creates topics.
@@ -282,9 +326,15 @@ impl Sender {
                     .map(|m| format!("{m:?}"))
                     .collect::<Vec<_>>()));
             }
+            // The shares topic's partition count, for placing share batches.
             p.client()
                 .fetch_metadata(Some(&topic), Duration::from_secs(30))
-                .map(|_| Ok(()))
+                .map(|m| {
+                    Ok(m.topics()
+                        .iter()
+                        .find(|t| t.name() == topic)
+                        .map_or(1, |t| t.partitions().len().max(1) as i32))
+                })
         })
         .await?
         .map_err(|e| {
@@ -307,6 +357,7 @@ impl Sender {
         })?;
         Ok(Sender {
             producer,
+            partitions,
             topic: k.topics.shares.clone(),
             pending: VecDeque::new(),
             jobs: VecDeque::new(),
@@ -320,12 +371,10 @@ impl Sender {
         open: &mut OpenBatches,
         sum: &mut SendSummary,
     ) -> anyhow::Result<()> {
-        for key in std::mem::take(&mut open.order) {
-            if let Some(recs) = open.open.remove(&key) {
-                if !recs.is_empty() {
-                    self.shares(key, encode_shares(&recs)).await?;
-                    sum.messages += 1;
-                }
+        for p in std::mem::take(&mut open.order) {
+            if let Some(msg) = open.take(p) {
+                self.shares(msg).await?;
+                sum.messages += 1;
             }
         }
         Ok(())
@@ -352,6 +401,7 @@ impl Sender {
             self.drain(0).await?;
         }
         let payload = encode_job(job);
+        // Jobs go where librdkafka's partitioner puts their id.
         let f = loop {
             let rec = FutureRecord::to(topic)
                 .key(job.job_id.as_bytes())
@@ -381,6 +431,7 @@ pub async fn run(
     let mut s = Sender::connect(k).await?;
     let mut open = OpenBatches {
         batch: opts.batch.max(1),
+        partitions: s.partitions,
         open: HashMap::new(),
         order: Vec::new(),
     };
@@ -418,8 +469,8 @@ pub async fn run(
             },
         };
         sum.shares += 1;
-        if let Some((key, recs)) = open.add(rec) {
-            s.shares(key, encode_shares(&recs)).await?;
+        if let Some(msg) = open.add(rec) {
+            s.shares(msg).await?;
             sum.messages += 1;
         }
         s.poll_jobs().await?;
@@ -501,15 +552,30 @@ mod tests {
         assert_eq!(m.id(), 5);
     }
 
+    /// librdkafka's consistent_random partitioner is CRC-32 (IEEE) of the key modulo the
+    /// partition count; the check values are zlib's.
+    #[test]
+    fn partitions_follow_crc32() {
+        assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
+        assert_eq!(partition_of(b"123456789", 8), (0xcbf4_3926u32 % 8) as i32);
+        assert_eq!(partition_of(&[1, 2, 3, 4], 1), 0);
+        assert!((0..1000u32).all(|i| (0..7).contains(&partition_of(&i.to_be_bytes(), 7))));
+    }
+
     #[test]
     fn share_messages_wait_for_the_jobs_before_them_in_order() {
         let mut g = JobGate::default();
         assert!(g.open(1), "no job yet: shares go at once");
         g.sent += 1; // job 1, not yet acknowledged
         assert!(!g.open(1));
-        g.hold(b"a".to_vec(), b"1".to_vec());
+        let msg = |k: &[u8]| Msg {
+            partition: 0,
+            key: k.to_vec(),
+            payload: k.to_vec(),
+        };
+        g.hold(msg(b"a"));
         g.sent += 1; // job 2
-        g.hold(b"b".to_vec(), b"2".to_vec());
+        g.hold(msg(b"b"));
         assert_eq!(g.next_free(100), None, "job 1 not acknowledged");
         g.job_acked(50);
         assert_eq!(
@@ -517,11 +583,11 @@ mod tests {
             None,
             "the clock must pass job 1's timestamp"
         );
-        assert_eq!(g.next_free(51), Some((b"a".to_vec(), b"1".to_vec())));
+        assert_eq!(g.next_free(51), Some(msg(b"a")));
         assert_eq!(g.next_free(51), None, "the second waits for job 2");
         assert!(!g.open(51), "a new message queues behind the held one");
         g.job_acked(60);
-        assert_eq!(g.next_free(61), Some((b"b".to_vec(), b"2".to_vec())));
+        assert_eq!(g.next_free(61), Some(msg(b"b")));
         assert!(g.open(61));
         assert!(!g.open(60), "not within job 2's millisecond");
     }
