@@ -1,10 +1,11 @@
 //! `sharecheck send`: JSON Lines (as read by `verify`) to Kafka. Jobs go to the jobs topic,
 //! one message each, acknowledged before any share after them is produced (and the shares
 //! after a job are stamped later than it, so that staleness by time sees the file's order).
-//! Shares go to the shares topic as binary batches keyed by [`key_of`]: the miner session for
-//! stratum and SV2 extended shares, the nonce's low byte for header and SV2 standard shares
-//! (duplicates are tracked per partition, so every share that could repeat another must land
-//! in the same partition).
+//! Shares go to the shares topic as binary batches, one per partition, each share in the
+//! partition its key ([`key_of`]) gives: the miner session for stratum and SV2 extended
+//! shares, the nonce's low byte for header and SV2 standard shares (duplicates are tracked
+//! per partition, so every share that could repeat another must land in the same partition).
+
 use super::{now_ms, producer_config};
 use crate::config::KafkaConfig;
 use crate::model::share::KIND_SV2_STANDARD;
