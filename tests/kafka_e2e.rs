@@ -269,18 +269,44 @@ fn header_shares_get_verdicts_while_the_jobs_topic_is_empty() {
         assert!(["unknown_job", "malformed"].contains(&s), "{v}");
     }
     env.send(&file, &["--batch", "25"]);
-    let mut node = env.node("node.log");
-    let got = env.receive(400, 60, &[]);
-    let (got, _) = by_id(&got);
     let (want, _) = by_id(&expected);
+    stop_cleanly(node_agrees_with_verify(
+        &env,
+        &want,
+        &["status", "hash"],
+        &[],
+    ));
+}
+
+/// Starts a node on what was sent to `env`, reads a verdict for every share of `want`
+/// (`verify`'s, by id) and checks `fields` of each, except for the ids in `skip`. Returns
+/// the node, still running.
+fn node_agrees_with_verify(
+    env: &Env,
+    want: &std::collections::HashMap<u64, serde_json::Value>,
+    fields: &[&str],
+    skip: &[u64],
+) -> Proc {
+    let node = env.node("node.log");
+    let got = env.receive(want.len(), 60, &[]);
+    let (got, _) = by_id(&got);
     assert_eq!(got.len(), want.len());
-    for (id, w) in &want {
+    for (id, w) in want {
+        if skip.contains(id) {
+            continue;
+        }
         let g = got
             .get(id)
             .unwrap_or_else(|| panic!("no verdict for share {id}"));
-        assert_eq!(g["status"], w["status"], "share {id}: kafka {g} verify {w}");
-        assert_eq!(g["hash"], w["hash"], "share {id}");
+        for f in fields {
+            assert_eq!(g[f], w[f], "share {id}: {f}: kafka {g} verify {w}");
+        }
     }
+    node
+}
+
+/// Stops a node, which must exit cleanly.
+fn stop_cleanly(mut node: Proc) {
     node.signal("TERM");
     let st = node.wait_for(Duration::from_secs(10));
     assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
@@ -703,18 +729,12 @@ fn a_header_share_and_a_standard_share_of_one_work_meet_on_any_partition() {
         );
     }
     env.send(&file, &["--batch", "4"]);
-    let mut node = env.node("node.log");
-    let got = env.receive(2 * pairs as usize, 60, &[]);
-    let (got, _) = by_id(&got);
-    assert_eq!(got.len(), want.len());
-    for (id, w) in &want {
-        let g = &got[id];
-        assert_eq!(g["status"], w["status"], "share {id}: kafka {g} verify {w}");
-        assert_eq!(g["hash"], w["hash"], "share {id}");
-    }
-    node.signal("TERM");
-    let st = node.wait_for(Duration::from_secs(10));
-    assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
+    stop_cleanly(node_agrees_with_verify(
+        &env,
+        &want,
+        &["status", "hash"],
+        &[],
+    ));
 }
 
 /// SV2's future jobs: a share on a future job is unknown_job until the SetNewPrevHash that
@@ -800,21 +820,11 @@ fn future_jobs_count_once_their_prev_hash_arrives() {
         assert_eq!(want[&(id as u64)]["status"], *s, "verify, share {id}");
     }
     env.send(&file, &["--batch", "1"]);
-    let mut node = env.node("node.log");
-    let got = env.receive(want_status.len(), 60, &[]);
-    let (got, _) = by_id(&got);
-    assert_eq!(got.len(), want.len());
-    for (id, w) in &want {
-        let g = &got[id];
-        // Share 0, on job 2 before its activation, is unknown_job in arrival order. A node
-        // judges a share by its stamp against every job it has read by then, newer ones
-        // included (a share may reach the shares topic before its job reaches the jobs
-        // topic), and here the whole file was sent before the node started.
-        if *id == 0 {
-            continue;
-        }
-        assert_eq!(g["status"], w["status"], "share {id}: kafka {g} verify {w}");
-    }
+    // Share 0, on job 2 before its activation, is unknown_job in arrival order. A node
+    // judges a share by its stamp against every job it has read by then, newer ones
+    // included (a share may reach the shares topic before its job reaches the jobs topic),
+    // and here the whole file was sent before the node started.
+    let node = node_agrees_with_verify(&env, &want, &["status"], &[0]);
     // The activation of job 9 is a dead letter, with the reason.
     let dead = env.read_messages(&env.topic("dead-letter"), 1, Duration::from_secs(30));
     assert_eq!(dead.len(), 1, "one dead letter");
@@ -828,7 +838,5 @@ fn future_jobs_count_once_their_prev_hash_arrives() {
         "dead letter: {:?}",
         dead[0].2
     );
-    node.signal("TERM");
-    let st = node.wait_for(Duration::from_secs(10));
-    assert!(st.is_some_and(|s| s.success()), "node: {}", node.log_text());
+    stop_cleanly(node);
 }
