@@ -20,12 +20,15 @@
 #                            digest scheme; a user `sharecheck` with a random password is
 #                            written to $STATE_DIR/zookeeper.secret (chmod 600) and the
 #                            matching settings to $STATE_DIR/client.toml
+#   ZK_AUTH=sasl             the same with SASL DIGEST-MD5 (SASLAuthenticationProvider and a
+#                            JAAS file, $STATE_DIR/jaas.conf, naming that user): the server
+#                            refuses sessions that do not authenticate by SASL
 #   ZK_TLS=1                 ZK_PORT is ZooKeeper's secureClientPort, TLS only (there is no
 #                            plaintext port): a CA, the server's certificate (127.0.0.1 and
 #                            localhost) and a client certificate are made once with openssl under
 #                            $STATE_DIR/tls (chmod 700, files 600), with the server's PKCS12
 #                            keystore and truststore; the client settings go to
-#                            $STATE_DIR/client.toml. Combines with ZK_AUTH=digest.
+#                            $STATE_DIR/client.toml. Combines with ZK_AUTH.
 #   ZK_TLS_CLIENT_AUTH       with ZK_TLS=1, the server's ssl.clientAuth: need (default: a
 #                            client without a certificate of the CA is refused), want or none
 set -euo pipefail
@@ -51,6 +54,9 @@ LOG_FILE="$LOG_DIR/zookeeper.log"
 TLS_DIR="$STATE_DIR/tls"
 # The config path is unique per state dir; see svc_running_pid.
 PID_MARKER="$CONFIG"
+JAAS_FILE="$STATE_DIR/jaas.conf"
+# JVM flags write_config adds (the JAAS file with ZK_AUTH=sasl).
+ZK_AUTH_JVM_FLAGS=()
 
 # Only the package's jars are used (from libzookeeper-java, which the
 # zookeeper package pulls in); installing just that library avoids the full
@@ -146,8 +152,8 @@ make_tls() {
 write_config() {
     mkdir -p "$DATA_DIR" "$LOG_DIR"
     case "${ZK_AUTH:-}" in
-    "" | digest) ;;
-    *) svc_die "ZK_AUTH must be digest (or unset)" ;;
+    "" | digest | sasl) ;;
+    *) svc_die "ZK_AUTH must be digest or sasl (or unset)" ;;
     esac
     local tls=0
     if tls_requested; then
@@ -199,17 +205,41 @@ EOF
         fi
     )
     local -a client=()
+    if [[ -n "${ZK_AUTH:-}" ]]; then
+        local secret="$STATE_DIR/zookeeper.secret"
+        if [[ ! -s "$secret" ]]; then
+            (umask 077 && printf 'sharecheck:%s\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$secret")
+        fi
+        client+=("zookeeper_auth_file = \"$secret\"")
+    fi
+    rm -f "$JAAS_FILE"
     if [[ "${ZK_AUTH:-}" == digest ]]; then
         cat >>"$CONFIG" <<EOF
 # ZK_AUTH=digest: sessions that do not authenticate with the digest scheme are refused.
 enforce.auth.enabled=true
 enforce.auth.schemes=digest
 EOF
-        local secret="$STATE_DIR/zookeeper.secret"
-        if [[ ! -s "$secret" ]]; then
-            (umask 077 && printf 'sharecheck:%s\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$secret")
-        fi
-        client+=("zookeeper_auth_file = \"$secret\"")
+    elif [[ "${ZK_AUTH:-}" == sasl ]]; then
+        cat >>"$CONFIG" <<EOF
+# ZK_AUTH=sasl: sessions that do not authenticate by SASL (DIGEST-MD5 against the users
+# of $JAAS_FILE) are refused; an authenticated session's identity is sasl:<user>.
+authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
+enforce.auth.enabled=true
+enforce.auth.schemes=sasl
+EOF
+        local pw
+        pw="$(cut -d: -f2- "$secret")"
+        (
+            umask 077
+            cat >"$JAAS_FILE" <<EOF
+Server {
+    org.apache.zookeeper.server.auth.DigestLoginModule required
+    user_sharecheck="$pw";
+};
+EOF
+        )
+        ZK_AUTH_JVM_FLAGS=("-Djava.security.auth.login.config=$JAAS_FILE")
+        client+=('zookeeper_auth_scheme = "sasl"')
     fi
     if ((tls)); then
         client+=("zookeeper_tls = true" "zookeeper_ca_file = \"$TLS_DIR/ca.pem\"")
@@ -307,7 +337,8 @@ cmd_up() {
     read -r -a heap <<<"$ZK_HEAP_OPTS"
     local start=$SECONDS
     svc_log "zookeeper: starting on 127.0.0.1:$ZK_PORT${ZK_TLS:+ (TLS)}"
-    svc_spawn "$PID_FILE" "$LOG_FILE" "$java" "${heap[@]}" -Djava.awt.headless=true \
+    svc_spawn "$PID_FILE" "$LOG_FILE" "$java" "${heap[@]}" "${ZK_AUTH_JVM_FLAGS[@]}" \
+        -Djava.awt.headless=true \
         -Dorg.slf4j.simpleLogger.showDateTime=true \
         "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd HH:mm:ss,SSS" \
         -cp "$cp" org.apache.zookeeper.server.ZooKeeperServerMain "$CONFIG"

@@ -14,7 +14,7 @@ mod jobs;
 pub mod secrets;
 mod stratum;
 pub use bitcoind::BitcoindConfig;
-pub use choice::{BackendKind, BalanceMode, Delivery, LogFormat, UnknownWord};
+pub use choice::{BackendKind, BalanceMode, Delivery, LogFormat, UnknownWord, ZkAuthScheme};
 pub use fpga::FpgaConfig;
 pub use jobs::JobsConfig;
 pub use stratum::StratumConfig;
@@ -321,6 +321,11 @@ pub struct BalanceConfig {
     /// that identity only. `SHARECHECK_ZOOKEEPER_AUTH` in the environment takes its place.
     /// Default: none, and the znodes are world-writable (docs/security.md).
     pub zookeeper_auth_file: Option<std::path::PathBuf>,
+    /// How the sessions present `zookeeper_auth_file`: `digest` (ZooKeeper's digest scheme;
+    /// the password crosses the network in clear without TLS) or `sasl` (SASL DIGEST-MD5
+    /// against the server's JAAS users; for servers with SASLAuthenticationProvider).
+    /// Default `digest`.
+    pub zookeeper_auth_scheme: ZkAuthScheme,
     /// Connect to ZooKeeper with TLS (to its `secureClientPort`): the server's certificate
     /// is checked against `zookeeper_ca_file` and its address, and the credentials and the
     /// group's data cross the network encrypted. Default false (plaintext).
@@ -345,6 +350,7 @@ impl Default for BalanceConfig {
             node_id: None,
             capacity: None,
             zookeeper_auth_file: None,
+            zookeeper_auth_scheme: ZkAuthScheme::Digest,
             zookeeper_tls: false,
             zookeeper_ca_file: None,
             zookeeper_cert_file: None,

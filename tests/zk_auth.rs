@@ -222,12 +222,14 @@ impl Drop for OwnZookeeper {
     }
 }
 
-#[test]
-fn a_zookeeper_that_requires_authentication_serves_nodes_with_its_credentials() {
-    ensure_zookeeper();
-    let zk = OwnZookeeper::start("digest");
+/// A node of a server started with `ZK_AUTH=scheme` joins with the settings the script
+/// wrote, and takes every partition; an anonymous client gets nothing, not even the root.
+/// Returns the server, the test's environment, the node, how long it took and the group's
+/// znode.
+fn enforced_group(scheme: &str) -> (OwnZookeeper, Env, Proc, Duration, String) {
+    let zk = OwnZookeeper::start(scheme);
     let fragment = std::fs::read_to_string(zk.dir.join("zookeeper/client.toml"))
-        .expect("scripts/zookeeper.sh writes client.toml with ZK_AUTH=digest");
+        .expect("scripts/zookeeper.sh writes client.toml with ZK_AUTH");
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -238,12 +240,12 @@ fn a_zookeeper_that_requires_authentication_serves_nodes_with_its_credentials() 
          session_timeout_ms = 6000\n{fragment}",
         zk.port
     );
-    let env = Env::with_partitions("enforced", &extra, 2);
+    let env = Env::with_partitions(&format!("enforced-{scheme}"), &extra, 2);
     let mut a = env.cmd(&["run", "--node-id", "a", "--capacity", "1000"]);
     a.env_remove("SHARECHECK_ZOOKEEPER_AUTH");
     let log_a = env.dir.join("a.log");
     a.stderr(std::fs::File::create(&log_a).unwrap());
-    let _node = Proc {
+    let node = Proc {
         child: a.spawn().unwrap(),
         log: log_a.clone(),
     };
@@ -255,34 +257,146 @@ fn a_zookeeper_that_requires_authentication_serves_nodes_with_its_credentials() 
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+    let took = t0.elapsed();
     assert_eq!(
         owned,
         2,
         "{}",
         std::fs::read_to_string(&log_a).unwrap_or_default()
     );
+    (zk, env, node, took, format!("/sharecheck/{group}"))
+}
 
-    // A client without credentials gets nothing from this server, not even the root.
+/// What an anonymous client gets from the server at `addr`: an error, from connecting or
+/// from listing the root.
+fn anonymous_listing(addr: &str) -> Result<(), ZkError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let addr = format!("127.0.0.1:{}", zk.port);
-    let anonymous = rt.block_on(async {
+    rt.block_on(async {
         let c = Client::connector()
             .with_session_timeout(Duration::from_secs(6))
-            .connect(&addr)
-            .await;
-        match c {
-            Ok(c) => c.list_children("/").await.map(|_| ()),
-            Err(e) => Err(e),
-        }
-    });
+            .connect(addr)
+            .await?;
+        c.list_children("/").await.map(|_| ())
+    })
+}
+
+#[test]
+fn a_zookeeper_that_requires_authentication_serves_nodes_with_its_credentials() {
+    ensure_zookeeper();
+    let (zk, _env, _node, took, _) = enforced_group("digest");
+    let anonymous = anonymous_listing(&format!("127.0.0.1:{}", zk.port));
     assert!(anonymous.is_err(), "an anonymous client listed the root");
     report(&format!(
         "zookeeper ZK_AUTH=digest: the node owned 2 of 2 partitions in {:.1} s with the \
          server's credentials; an anonymous client refused ({:?})",
-        t0.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
+        anonymous.err()
+    ));
+}
+
+/// SASL (DIGEST-MD5 against the server's JAAS user): the node joins and validates, its
+/// znodes belong to `sasl:sharecheck` alone, an anonymous client and a wrong password are
+/// refused, and `cluster status` works with the credentials and says why without them.
+#[test]
+fn a_group_authenticated_by_sasl_is_closed_to_everyone_else() {
+    ensure_zookeeper();
+    let (zk, env, node, took, group_root) = enforced_group("sasl");
+    let file = env.gen("s.jsonl", &["--shares", "200", "--seed", "9"]);
+    env.send(&file, &[]);
+    assert_eq!(env.receive(200, 60, &[]).len(), 200);
+
+    let addr = format!("127.0.0.1:{}", zk.port);
+    let secret = std::fs::read_to_string(zk.dir.join("zookeeper/zookeeper.secret")).unwrap();
+    let (user, pass) = secret.trim_end().split_once(':').unwrap();
+    assert_eq!(user, "sharecheck");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (acls_seen, wrong) = rt.block_on(async {
+        let sasl = |p: &str| {
+            Client::connector()
+                .with_session_timeout(Duration::from_secs(6))
+                .with_sasl(zookeeper_client::SaslOptions::digest_md5(
+                    user.to_string(),
+                    p.to_string(),
+                ))
+        };
+        let c = sasl(pass).connect(&addr).await.expect("SASL session");
+        // Every znode of the group: all rights to sasl:sharecheck, nothing to anyone else.
+        let mut seen = 0;
+        for dir in [
+            "",
+            "/members",
+            "/election",
+            "/owners",
+            "/assignment",
+            "/members/a",
+        ] {
+            let path = format!("{group_root}{dir}");
+            let (acl, _) = c
+                .get_acl(&path)
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            let got: Vec<String> = acl
+                .iter()
+                .map(|a| format!("{}:{}:{:?}", a.scheme(), a.id(), a.permission()))
+                .collect();
+            assert_eq!(acl.len(), 1, "{path}: {got:?}");
+            assert_eq!(
+                (acl[0].scheme(), acl[0].id()),
+                ("sasl", "sharecheck"),
+                "{path}"
+            );
+            assert_eq!(
+                acl[0].permission(),
+                zookeeper_client::Permission::ALL,
+                "{path}"
+            );
+            seen += 1;
+        }
+        let wrong = sasl("wrong").connect(&addr).await.map(|_| ());
+        (seen, wrong)
+    });
+    assert_eq!(wrong, Err(ZkError::AuthFailed), "a wrong SASL password");
+    let anonymous = anonymous_listing(&addr);
+    assert!(anonymous.is_err(), "an anonymous client listed the root");
+
+    // `cluster status` with a wrong password says the server refused the credentials.
+    let e = status(&env, &[("SHARECHECK_ZOOKEEPER_AUTH", "sharecheck:wrong")]).unwrap_err();
+    assert!(e.contains("refused this client's credentials"), "{e}");
+    assert!(e.lines().count() <= 3, "{e}");
+    // A node with a wrong password takes nothing, and says why.
+    let b_log = env.dir.join("b.log");
+    let mut b = env.cmd(&["run", "--node-id", "b", "--capacity", "1000000"]);
+    b.env("SHARECHECK_ZOOKEEPER_AUTH", "sharecheck:wrong")
+        .stderr(std::fs::File::create(&b_log).unwrap());
+    let _node_b = Proc {
+        child: b.spawn().unwrap(),
+        log: b_log.clone(),
+    };
+    let b_text = || std::fs::read_to_string(&b_log).unwrap_or_default();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) && !b_text().contains("refused this client") {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(b_text().contains("refused this client"), "{}", b_text());
+    let s = status(&env, &[]).unwrap();
+    assert_eq!(owned_by(&s, "a"), 2, "{s}");
+    assert_eq!(s["members"].as_array().unwrap().len(), 1, "{s}");
+    let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+    assert!(
+        !log.contains("without authentication") && !log.contains("in clear"),
+        "{log}"
+    );
+    report(&format!(
+        "zookeeper ZK_AUTH=sasl: the node owned 2 of 2 partitions in {:.1} s and answered \
+         200 of 200 shares; {acls_seen} of {acls_seen} group znodes sasl:sharecheck only; \
+         anonymous refused ({:?}), wrong password AuthFailed",
+        took.as_secs_f64(),
         anonymous.err()
     ));
 }

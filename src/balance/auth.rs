@@ -2,22 +2,27 @@
 //! world-writable, and anyone who reaches ZooKeeper can register a ghost member with an
 //! absurd capacity, squat the election, or rewrite owners so that two nodes validate one
 //! partition. With `balance.zookeeper_auth_file` (or `SHARECHECK_ZOOKEEPER_AUTH`) every
-//! session authenticates with ZooKeeper's digest scheme and every znode it creates gets the
-//! ACL "all rights to the creator's identity, none to anyone else": the nodes of a group
-//! share one identity, and a client without it can neither read nor change the group.
-//! The credentials cross the network in clear unless the sessions use TLS
-//! (`balance.zookeeper_tls`, [`super::tls`]), which [`ZkAuth`] carries beside them.
+//! session authenticates, with ZooKeeper's digest scheme or (with
+//! `balance.zookeeper_auth_scheme = "sasl"`) SASL DIGEST-MD5 against the server's JAAS
+//! users, and every znode it creates gets the ACL "all rights to the creator's identity,
+//! none to anyone else": the nodes of a group share one identity (`digest:user:…` or
+//! `sasl:user`), and a client without it can neither read nor change the group.
+//! The digest scheme sends the password in clear, SASL a challenge's answer; either way the
+//! session itself is unencrypted unless it uses TLS (`balance.zookeeper_tls`,
+//! [`super::tls`]), which [`ZkAuth`] carries beside the credentials.
 
 use super::tls::ZkTls;
-use crate::config::BalanceConfig;
-use zookeeper_client::{Acl, Acls, AuthId, Client, CreateMode, Error as ZkError, Permission};
+use crate::config::{BalanceConfig, ZkAuthScheme};
+use zookeeper_client::{
+    Acl, Acls, AuthId, Client, Connector, CreateMode, Error as ZkError, Permission, SaslOptions,
+};
 
 /// The environment variable that gives the credentials (`user:password`) instead of the
 /// file, e.g. from a systemd credential or a secrets manager.
 pub const AUTH_ENV: &str = "SHARECHECK_ZOOKEEPER_AUTH";
 
-/// What a node's sessions show ZooKeeper: digest credentials (`user:password`), TLS
-/// ([`super::tls`]), or both. Debug shows the user only.
+/// What a node's sessions show ZooKeeper: credentials (`user:password`, by the digest
+/// scheme or SASL), TLS ([`super::tls`]), or both. Debug shows the user only.
 #[derive(Clone)]
 pub struct ZkAuth {
     digest: Option<Digest>,
@@ -27,14 +32,21 @@ pub struct ZkAuth {
 #[derive(Clone)]
 struct Digest {
     user: String,
+    /// `user:password`, as the digest scheme sends it.
     credentials: Vec<u8>,
+    scheme: ZkAuthScheme,
 }
 
 impl std::fmt::Debug for ZkAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ZkAuth(")?;
         if let Some(d) = &self.digest {
-            write!(f, "{}:***", d.user)?;
+            let sasl = if d.scheme == ZkAuthScheme::Sasl {
+                "sasl:"
+            } else {
+                ""
+            };
+            write!(f, "{sasl}{}:***", d.user)?;
         }
         if let Some(t) = &self.tls {
             let sep = if self.digest.is_some() { ", " } else { "" };
@@ -53,6 +65,7 @@ impl ZkAuth {
                 digest: Some(Digest {
                     user: user.to_string(),
                     credentials: text.as_bytes().to_vec(),
+                    scheme: ZkAuthScheme::Digest,
                 }),
                 tls: None,
             }),
@@ -63,7 +76,17 @@ impl ZkAuth {
     /// What `b` names: the credentials of the environment variable if set, else of the
     /// file, else none; and TLS with `balance.zookeeper_tls`. None: neither.
     pub fn from_config(b: &BalanceConfig) -> anyhow::Result<Option<ZkAuth>> {
-        let digest = Self::digest_from_config(b)?.and_then(|a| a.digest);
+        let digest = Self::digest_from_config(b)?
+            .and_then(|a| a.digest)
+            .map(|d| Digest {
+                scheme: b.zookeeper_auth_scheme,
+                ..d
+            });
+        anyhow::ensure!(
+            digest.is_some() || b.zookeeper_auth_scheme == ZkAuthScheme::Digest,
+            "balance.zookeeper_auth_scheme = \"sasl\" needs credentials: \
+             balance.zookeeper_auth_file or {AUTH_ENV}"
+        );
         let tls = ZkTls::from_config(b)?;
         if digest.is_none() && tls.is_none() {
             return Ok(None);
@@ -88,9 +111,26 @@ impl ZkAuth {
             .map_err(|e| e.context(format!("balance.zookeeper_auth_file {}", path.display())))
     }
 
-    /// The digest credentials (`user:password`), if any.
-    pub fn digest(&self) -> Option<&[u8]> {
-        self.digest.as_ref().map(|d| d.credentials.as_slice())
+    /// `c` presenting these credentials: the digest scheme's `addauth` at the start of the
+    /// session, or a SASL DIGEST-MD5 exchange before it (a wrong password is then
+    /// [`ZkError::AuthFailed`] when connecting).
+    pub fn present(&self, c: Connector) -> Connector {
+        let Some(d) = &self.digest else {
+            return c;
+        };
+        match d.scheme {
+            ZkAuthScheme::Digest => c.with_auth("digest", &d.credentials),
+            ZkAuthScheme::Sasl => {
+                let text = String::from_utf8_lossy(&d.credentials);
+                let pass = text.split_once(':').map_or("", |(_, p)| p).to_string();
+                c.with_sasl(SaslOptions::digest_md5(d.user.clone(), pass))
+            }
+        }
+    }
+
+    /// Whether the session authenticates (by either scheme).
+    pub fn has_credentials(&self) -> bool {
+        self.digest.is_some()
     }
 
     /// The TLS settings, if any.
@@ -99,9 +139,9 @@ impl ZkAuth {
     }
 }
 
-/// The digest credentials of `auth`, if any: what decides the znodes' ACLs.
-fn digest(auth: Option<&ZkAuth>) -> Option<&[u8]> {
-    auth.and_then(ZkAuth::digest)
+/// Whether `auth` has credentials: what decides the znodes' ACLs.
+fn digest(auth: Option<&ZkAuth>) -> Option<&Digest> {
+    auth.and_then(|a| a.digest.as_ref())
 }
 
 /// The ACL of every znode a session creates: its own identity's with credentials, anyone's
@@ -165,11 +205,16 @@ pub async fn warn_if_open(c: &Client, dirs: &[String], auth: Option<&ZkAuth>) {
     }
 }
 
-/// The ZooKeeper servers of `connect` (`host:port,host:port[/chroot]`) that digest
-/// credentials would reach in clear: none without credentials or with TLS, and none on
-/// loopback (the credentials do not leave the host).
+/// The ZooKeeper servers of `connect` (`host:port,host:port[/chroot]`) that digest-scheme
+/// credentials would reach in clear: none without them (SASL sends no password) or with
+/// TLS, and none on loopback (the credentials do not leave the host).
 pub fn clear_credentials_to(connect: &str, auth: Option<&ZkAuth>) -> Vec<String> {
-    if !auth.is_some_and(|a| a.digest.is_some() && a.tls.is_none()) {
+    let digest_scheme = |a: &ZkAuth| {
+        a.digest
+            .as_ref()
+            .is_some_and(|d| d.scheme == ZkAuthScheme::Digest)
+    };
+    if !auth.is_some_and(|a| digest_scheme(a) && a.tls.is_none()) {
         return Vec::new();
     }
     let servers = connect.split('/').next().unwrap_or("");
@@ -213,9 +258,14 @@ pub fn warn_if_clear(connect: &str, auth: Option<&ZkAuth>) {
     }
 }
 
-/// A hint for a ZooKeeper error: NoAuth means the credentials are not the group's.
+/// A hint for a ZooKeeper error: NoAuth means the credentials are not the group's,
+/// AuthFailed that the server refused them.
 pub fn hint(e: &ZkError) -> &'static str {
     match e {
+        ZkError::AuthFailed => {
+            " (the server refused this client's credentials: check balance.zookeeper_auth_file \
+             or SHARECHECK_ZOOKEEPER_AUTH, and balance.zookeeper_auth_scheme)"
+        }
         ZkError::NoAuth => {
             " (not allowed: this client's credentials are not the identity that created the \
              group's znodes; check balance.zookeeper_auth_file or SHARECHECK_ZOOKEEPER_AUTH)"
@@ -231,7 +281,11 @@ mod tests {
     #[test]
     fn credentials_are_user_colon_password() {
         let a = ZkAuth::parse("pool:s3cret:x\n").unwrap();
-        assert_eq!(a.digest(), Some(&b"pool:s3cret:x"[..]));
+        assert_eq!(
+            a.digest.as_ref().map(|d| d.credentials.as_slice()),
+            Some(&b"pool:s3cret:x"[..])
+        );
+        assert!(a.has_credentials());
         assert_eq!(format!("{a:?}"), "ZkAuth(pool:***)");
         for bad in ["", "pool", "pool:", ":pw", "\n"] {
             assert!(ZkAuth::parse(bad).is_err(), "{bad:?}");
@@ -252,6 +306,16 @@ mod tests {
             clear_credentials_to("[2001:db8::1]:2181,zk", Some(&a)),
             vec!["[2001:db8::1]:2181".to_string(), "zk".to_string()]
         );
+        // SASL sends a challenge's answer, not the password.
+        let sasl = ZkAuth {
+            digest: a.digest.clone().map(|d| Digest {
+                scheme: ZkAuthScheme::Sasl,
+                ..d
+            }),
+            tls: None,
+        };
+        assert!(clear_credentials_to(connect, Some(&sasl)).is_empty());
+        assert_eq!(format!("{sasl:?}"), "ZkAuth(sasl:pool:***)");
         let tls = ZkAuth {
             tls: Some(ZkTls::test_only()),
             ..a

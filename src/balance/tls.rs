@@ -97,7 +97,8 @@ impl ZkTls {
 /// Connects once more with the same settings, quickly and failing at the first error, and
 /// says why no session came, from what the client library logs about it; None when it says
 /// nothing (or the session comes this time).
-pub async fn diagnose(addr: &str, tls: Option<&ZkTls>, digest: Option<&[u8]>) -> Option<String> {
+pub async fn diagnose(addr: &str, auth: Option<&super::auth::ZkAuth>) -> Option<String> {
+    let tls = auth.and_then(|a| a.tls());
     let reasons = Reasons::default();
     let subscriber = tracing_subscriber::registry().with(
         reasons.clone().with_filter(
@@ -109,8 +110,8 @@ pub async fn diagnose(addr: &str, tls: Option<&ZkTls>, digest: Option<&[u8]>) ->
         .with_session_timeout(Duration::from_secs(4))
         .with_connection_timeout(Duration::from_secs(2))
         .with_fail_eagerly();
-    if let Some(d) = digest {
-        c = c.with_auth("digest", d);
+    if let Some(a) = auth {
+        c = a.present(c);
     }
     let attempt = async move {
         match tls {

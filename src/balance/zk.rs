@@ -59,9 +59,8 @@ pub async fn connect(
     let mut connector = Client::connector()
         .with_session_timeout(session_timeout)
         .with_connection_timeout(session_timeout / 4);
-    let digest = auth.and_then(ZkAuth::digest);
-    if let Some(d) = digest {
-        connector = connector.with_auth("digest", d);
+    if let Some(a) = auth {
+        connector = a.present(connector);
     }
     let tls = auth.and_then(ZkAuth::tls);
     let over = if tls.is_some() { " over TLS" } else { "" };
@@ -87,8 +86,9 @@ pub async fn connect(
             } else {
                 ""
             };
+            let why = auth::hint(&e);
             return Err(anyhow::Error::new(e).context(format!(
-                "cannot connect to ZooKeeper at {addr}{over}{files}"
+                "cannot connect to ZooKeeper at {addr}{over}{files}{why}"
             )));
         }
         Ok(Err(ZkError::Timeout)) => format!(
@@ -97,7 +97,7 @@ pub async fn connect(
         Ok(Err(e)) => format!("cannot connect to ZooKeeper at {addr}{over}: {e}"),
         Err(_) => format!("no ZooKeeper session at {addr}{over} within {limit:?}"),
     };
-    match super::tls::diagnose(addr, tls, digest).await {
+    match super::tls::diagnose(addr, auth).await {
         Some(why) => anyhow::bail!("{e}: {why}"),
         None => anyhow::bail!("{e}"),
     }
@@ -118,7 +118,13 @@ impl Coordinator {
     ) -> anyhow::Result<Coordinator> {
         let first = connect(&opts.connect, opts.session_timeout, opts.auth.as_ref())
             .await
-            .context("is ZooKeeper up (scripts/zookeeper.sh up) and balance.zookeeper right?")?;
+            .map_err(|e| {
+                // A server that refused the credentials is up and rightly named.
+                if matches!(e.downcast_ref::<ZkError>(), Some(ZkError::AuthFailed)) {
+                    return e;
+                }
+                e.context("is ZooKeeper up (scripts/zookeeper.sh up) and balance.zookeeper right?")
+            })?;
         tracing::info!(
             zookeeper = %opts.connect, group = %opts.group, node = %opts.member.node_id,
             capacity = opts.member.capacity, session = %first.session_id(),

@@ -139,6 +139,20 @@ choice! {
 }
 
 choice! {
+    /// `balance.zookeeper_auth_scheme`: how a node's sessions present
+    /// `balance.zookeeper_auth_file`'s `user:password` to ZooKeeper.
+    pub enum ZkAuthScheme ("balance.zookeeper_auth_scheme") {
+        /// ZooKeeper's digest scheme (`addauth digest`): the password crosses the network
+        /// in clear without TLS; the identity is `digest:user:<hash>`.
+        #[default]
+        Digest = "digest",
+        /// SASL DIGEST-MD5 against the server's JAAS users (`DigestLoginModule`): the
+        /// password never crosses the network; the identity is `sasl:user`.
+        Sasl = "sasl",
+    }
+}
+
+choice! {
     /// `log.format`.
     pub enum LogFormat ("log.format") {
         #[default]
@@ -167,6 +181,7 @@ mod tests {
         round_trips::<Delivery>(Delivery::WORDS);
         round_trips::<BalanceMode>(BalanceMode::WORDS);
         round_trips::<LogFormat>(LogFormat::WORDS);
+        round_trips::<ZkAuthScheme>(ZkAuthScheme::WORDS);
         assert_eq!(BackendKind::CpuShaNi.cpu_path(), Some("sha-ni"));
         assert_eq!(BackendKind::Cpu.cpu_path(), None);
         assert_eq!(BackendKind::Wgpu.cpu_path(), None);
