@@ -5,7 +5,6 @@
 mod kafka_support;
 use kafka_support::*;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
 use sharecheck::wire::binary::{encode_job, encode_shares, ShareRecord, ShareTarget};
 use std::time::Duration;
 
@@ -54,10 +53,7 @@ fn malformed_messages_land_in_the_dead_letter_topic() {
         ("job", encode_job(&job)),
         ("empty", Vec::new()),
     ];
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &env.brokers)
-        .create()
-        .unwrap();
+    let p: BaseProducer = env.client_config().create().unwrap();
     let topic = env.topic("shares");
     let send = |key: &str, payload: &[u8]| {
         p.send(BaseRecord::to(&topic).key(key).payload(payload))

@@ -389,10 +389,7 @@ fn topics_create_is_idempotent_and_sets_partitions_and_retention() {
         ("sharelog", 3, "7200000"),
     ];
     let reader = env.reader(&env.topic("shares"));
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &env.brokers)
-        .create()
-        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = env.client_config().create().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -436,10 +433,7 @@ fn topics_create_is_idempotent_and_sets_partitions_and_retention() {
 /// The assignment protocol of the test's consumer group, as the group coordinator reports it.
 fn group_protocol(env: &Env) -> String {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &env.brokers)
-        .create()
-        .unwrap();
+    let c: BaseConsumer = env.client_config().create().unwrap();
     let groups = c
         .fetch_group_list(Some(&env.group), Duration::from_secs(10))
         .unwrap();
@@ -494,10 +488,7 @@ fn a_share_stamped_in_the_future_does_not_expire_the_jobs() {
     std::fs::write(&halves[0], first.join("\n") + "\n").unwrap();
     std::fs::write(&halves[1], second.join("\n") + "\n").unwrap();
     env.send(&halves[0], &["--batch", "20"]);
-    let p: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &env.brokers)
-        .create()
-        .unwrap();
+    let p: BaseProducer = env.client_config().create().unwrap();
     let future = sharecheck::kafka::now_ms() + 50 * 60 * 1000;
     for part in 0..env.partitions {
         let rec = ShareRecord::stratum(
@@ -554,10 +545,7 @@ fn a_create_time_shares_topic_is_refused_when_log_append_time_is_required() {
     use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
     use rdkafka::client::DefaultClientContext;
     let env = Env::new("create-time", "");
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &env.brokers)
-        .create()
-        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = env.client_config().create().unwrap();
     let topic = env.topic("shares");
     let alter = AlterConfig::new(ResourceSpecifier::Topic(&topic))
         .set("message.timestamp.type", "CreateTime");
