@@ -3,7 +3,9 @@
 # packages: Java and Maven for the Kafka broker, ZooKeeper's jars, Mesa's lavapipe and PoCL
 # for the GPU code paths, Verilator for the simulated FPGA card), starts the local ZooKeeper
 # and Kafka broker (scripts/services.sh; ZK_PORT and KAFKA_PORT move them, and the tests
-# follow), then `cargo test`. Extra arguments go to cargo test.
+# follow), then `cargo test`, then the e2e, dead-letter and kill -9 tests again over a
+# SASL_SSL broker (scripts/secured-tests.sh; not when arguments are given,
+# SHARECHECK_SECURED_TESTS=0 leaves it out). Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,6 +56,9 @@ scripts/check-deploy.sh
 # The library as a stratum server embeds it: without the GPU and FPGA backends and ZooKeeper.
 cargo check --lib -p sharecheck --no-default-features
 cargo test "$@"
+if [ $# -eq 0 ] && [ "${SHARECHECK_SECURED_TESTS:-1}" = 1 ]; then
+    scripts/secured-tests.sh
+fi
 # The Debian package: built (a release build), installed with dpkg, the installed binary and
 # systemd units checked, purged again. It installs a package, so it needs root (CI runs as
 # root); SHARECHECK_PACKAGE_TEST=0 leaves it out on a developer's machine.

@@ -25,6 +25,12 @@ use std::time::{Duration, Instant};
 pub fn report(line: &str) {
     use std::io::Write;
     let test = std::thread::current().name().unwrap_or("?").to_string();
+    let over = if secured().is_some() {
+        "over SASL_SSL: "
+    } else {
+        ""
+    };
+    let line = &format!("{over}{line}");
     eprintln!("{line}");
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-reports.txt");
     if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -46,6 +52,44 @@ pub fn brokers() -> &'static str {
             format!("127.0.0.1:{port}")
         })
     })
+}
+
+/// A secured listener the tests run over instead of plaintext: SHARECHECK_TEST_KAFKA_CLIENT
+/// names a client.toml as `KAFKA_SECURITY=sasl_ssl scripts/kafka.sh up` writes it, and
+/// SHARECHECK_TEST_BROKERS that listener (scripts/test.sh runs the e2e, dead-letter and
+/// kill -9 tests so). Every [`Env`] on the shared broker then carries the fragment in its
+/// config, and the test's own clients (readers, raw producers) its settings.
+pub struct Secured {
+    /// The TOML fragment (`[kafka.client]`, `[kafka.secret_files]`).
+    pub fragment: String,
+    /// librdkafka settings for the test's own clients, the secret files read.
+    pub client: Vec<(String, String)>,
+}
+
+/// The secured listener's settings, if the tests run over one.
+pub fn secured() -> Option<&'static Secured> {
+    static S: std::sync::OnceLock<Option<Secured>> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        let path = std::env::var_os("SHARECHECK_TEST_KAFKA_CLIENT")?;
+        let fragment = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("SHARECHECK_TEST_KAFKA_CLIENT {path:?}: {e}"));
+        let table: toml::Table = fragment.parse().expect("client.toml is TOML");
+        let kafka = &table["kafka"];
+        let mut client: Vec<(String, String)> = kafka["client"]
+            .as_table()
+            .expect("[kafka.client]")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().expect("a string").to_string()))
+            .collect();
+        if let Some(files) = kafka.get("secret_files").and_then(|f| f.as_table()) {
+            for (k, v) in files {
+                let text = std::fs::read_to_string(v.as_str().expect("a path")).unwrap();
+                client.push((k.clone(), text.trim().to_string()));
+            }
+        }
+        Some(Secured { fragment, client })
+    })
+    .as_ref()
 }
 
 /// The ZooKeeper the tests use: SHARECHECK_TEST_ZK, else the one scripts/zookeeper.sh starts
@@ -278,8 +322,8 @@ impl Drop for Env {
         if std::thread::panicking() {
             return;
         }
-        let Ok(admin) = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        let Ok(admin) = self
+            .client_config()
             .create::<AdminClient<DefaultClientContext>>()
         else {
             return;
@@ -341,17 +385,25 @@ impl Env {
     }
 
     /// With `partitions` partitions of the shares and verdicts topics.
+    /// Over the secured listener when the tests run over one ([`secured`]).
     pub fn with_partitions(test: &str, extra: &str, partitions: i32) -> Env {
         ensure_broker();
-        Env::on(test, brokers(), extra, partitions)
+        let Some(s) = secured() else {
+            return Env::on(test, brokers(), "", extra, partitions);
+        };
+        let mut env = Env::on(test, brokers(), &s.fragment, extra, partitions);
+        env.client = s.client.clone();
+        env
     }
 
     /// Like [`Env::new`] on another broker (which must be up).
     pub fn with_brokers(test: &str, brokers: &str, extra: &str) -> Env {
-        Env::on(test, brokers, extra, 4)
+        Env::on(test, brokers, "", extra, 4)
     }
 
-    fn on(test: &str, brokers: &str, extra: &str, partitions: i32) -> Env {
+    /// `security` (client settings' tables) goes before the test's `extra`, so that bare
+    /// keys at the head of `extra` stay where they were.
+    fn on(test: &str, brokers: &str, security: &str, extra: &str, partitions: i32) -> Env {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -390,6 +442,7 @@ partitions = {partitions}
 [kafka.consumer]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
+{security}
 {metrics}
 {extra}
 "#
