@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 pkgs="mesa-vulkan-drivers pocl-opencl-icd ocl-icd-libopencl1 verilator libzookeeper-java libslf4j-java"
 # librdkafka is built with TLS (OpenSSL, found with pkg-config); openssl makes the test CA.
 pkgs="$pkgs libssl-dev pkg-config openssl"
+# The gssapi feature's librdkafka links Cyrus SASL.
+pkgs="$pkgs libsasl2-dev"
 command -v java >/dev/null 2>&1 || pkgs="$pkgs openjdk-17-jre-headless"
 command -v mvn >/dev/null 2>&1 || pkgs="$pkgs maven"
 command -v go >/dev/null 2>&1 || pkgs="$pkgs golang-go"
@@ -55,6 +57,8 @@ trap print_reports EXIT
 scripts/check-deploy.sh
 # The library as a stratum server embeds it: without the GPU and FPGA backends and ZooKeeper.
 cargo check --lib -p sharecheck --no-default-features
+# Kerberos is a build option (cargo feature gssapi): it must build, and make clients.
+cargo test --lib -p sharecheck --features gssapi kafka::access
 cargo test "$@"
 if [ $# -eq 0 ] && [ "${SHARECHECK_SECURED_TESTS:-1}" = 1 ]; then
     scripts/secured-tests.sh

@@ -78,13 +78,27 @@ pub fn secured_protocol(k: &KafkaConfig) -> Option<&str> {
         .filter(|p| !p.eq_ignore_ascii_case("plaintext"))
 }
 
+/// librdkafka's refusal to make a client, with what to do when it names a SASL mechanism
+/// this build lacks (GSSAPI needs the `gssapi` cargo feature and Debian's libsasl2-dev).
+pub fn creation_error(e: KafkaError) -> anyhow::Error {
+    let text = e.to_string();
+    let hint = if text.contains("No provider for SASL mechanism GSSAPI") {
+        " (this sharecheck is built without Kerberos: build it with `cargo build --release \
+         --features gssapi`, which needs libsasl2-dev, and install libsasl2-modules-gssapi-mit; \
+         docs/security.md)"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("cannot create a Kafka client: {text}{hint}")
+}
+
 /// Ok once a broker answers; within [`PROBE_WAIT`] otherwise, an error naming the brokers'
 /// reason when they refuse the handshake or the login (TLS or SASL configured), or that no
 /// broker answered, with the last transport error.
 pub fn check_access(k: &KafkaConfig) -> anyhow::Result<()> {
     let probe: BaseConsumer<Probe> = base(k, "sharecheck-probe")
         .create_with_context(Probe::default())
-        .map_err(|e| anyhow::anyhow!("cannot create a Kafka client: {e}"))?;
+        .map_err(creation_error)?;
     let probe = std::sync::Arc::new(probe);
     // The metadata request in a thread of its own: librdkafka can hold it past its timeout
     // while it waits for a usable broker, and the refusal is what this is waiting for.
@@ -131,4 +145,45 @@ pub fn check_access(k: &KafkaConfig) -> anyhow::Result<()> {
         k.brokers,
         PROBE_WAIT.as_secs()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config asking for Kerberos (GSSAPI) on a port where nothing listens.
+    fn gssapi_config() -> KafkaConfig {
+        let mut k = KafkaConfig {
+            brokers: "127.0.0.1:1".into(),
+            ..KafkaConfig::default()
+        };
+        for (key, v) in [
+            ("security.protocol", "sasl_plaintext"),
+            ("sasl.mechanism", "GSSAPI"),
+            ("sasl.kerberos.service.name", "kafka"),
+            // No ticket is needed to make the client; kinit would look for a keytab.
+            ("sasl.kerberos.kinit.cmd", "true"),
+        ] {
+            k.client.insert(key.into(), v.into());
+        }
+        k
+    }
+
+    #[test]
+    #[cfg(not(feature = "gssapi"))]
+    fn kerberos_without_the_feature_says_how_to_build_it() {
+        let e = base(&gssapi_config(), "t")
+            .create::<BaseConsumer>()
+            .map_err(creation_error)
+            .err()
+            .expect("a build without gssapi has no GSSAPI provider");
+        assert!(e.to_string().contains("--features gssapi"), "{e}");
+    }
+
+    #[test]
+    #[cfg(feature = "gssapi")]
+    fn kerberos_with_the_feature_makes_clients() {
+        let c = base(&gssapi_config(), "t").create::<BaseConsumer>();
+        assert!(c.is_ok(), "{:?}", c.err().map(creation_error));
+    }
 }

@@ -14,7 +14,7 @@ pub fn offsets(k: &KafkaConfig) -> anyhow::Result<Vec<PartitionOffsets>> {
     let c: BaseConsumer = super::reader_config(k, "sharecheck-status")
         .set("group.id", &k.group_id)
         .create()
-        .map_err(|e| anyhow::anyhow!("cannot create a Kafka client: {e}"))?;
+        .map_err(super::access::creation_error)?;
     let parts = super::partitions_of(&c, &k.topics.shares, Duration::from_secs(10))?;
     let mut tpl = TopicPartitionList::new();
     for p in &parts {
