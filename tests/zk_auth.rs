@@ -14,6 +14,38 @@ fn status(env: &Env, envs: &[(&str, &str)]) -> Result<Value, String> {
     cluster_status(&env.config, envs)
 }
 
+/// `sharecheck run` as node `id` with `capacity`, its stderr in `<id>.log`; with `auth` in
+/// SHARECHECK_ZOOKEEPER_AUTH, or (None) only the config's credentials. A [`Proc`] kills the
+/// node when dropped, also when an assertion fails.
+fn node(env: &Env, id: &str, capacity: &str, auth: Option<&str>) -> Proc {
+    let mut c = env.cmd(&["run", "--node-id", id, "--capacity", capacity]);
+    match auth {
+        Some(a) => c.env("SHARECHECK_ZOOKEEPER_AUTH", a),
+        None => c.env_remove("SHARECHECK_ZOOKEEPER_AUTH"),
+    };
+    let log = env.dir.join(format!("{id}.log"));
+    c.stderr(std::fs::File::create(&log).unwrap());
+    Proc {
+        child: c.spawn().unwrap(),
+        log,
+    }
+}
+
+/// A node `b` with the wrong credentials `auth` says `why` within 30 s and takes nothing:
+/// node a keeps its `owned` partitions and is the group's one member.
+fn wrong_credentials_take_nothing(env: &Env, auth: &str, why: &str, owned: usize) {
+    let b = node(env, "b", "1000000", Some(auth));
+    let b_text = || std::fs::read_to_string(&b.log).unwrap_or_default();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) && !b_text().contains(why) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(b_text().contains(why), "{}", b_text());
+    let s = status(env, &[]).unwrap();
+    assert_eq!(owned_by(&s, "a"), owned, "{s}");
+    assert_eq!(s["members"].as_array().unwrap().len(), 1, "{s}");
+}
+
 async fn client(auth: Option<&str>) -> Client {
     let mut c = Client::connector().with_session_timeout(Duration::from_secs(6));
     if let Some(a) = auth {
@@ -96,15 +128,7 @@ fn a_group_with_credentials_is_closed_to_everyone_else() {
         secret.display()
     );
     let env = Env::with_partitions("auth", &extra, 4);
-    let mut a = env.cmd(&["run", "--node-id", "a", "--capacity", "1000"]);
-    a.env_remove("SHARECHECK_ZOOKEEPER_AUTH");
-    let log_a = env.dir.join("a.log");
-    a.stderr(std::fs::File::create(&log_a).unwrap());
-    // A Proc kills the node when dropped, also when an assertion fails.
-    let _node_a = Proc {
-        child: a.spawn().unwrap(),
-        log: log_a.clone(),
-    };
+    let node_a = node(&env, "a", "1000", None);
 
     // The node joins with its credentials and owns every partition.
     let t0 = Instant::now();
@@ -117,7 +141,7 @@ fn a_group_with_credentials_is_closed_to_everyone_else() {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    let log = || std::fs::read_to_string(&log_a).unwrap_or_default();
+    let log = || std::fs::read_to_string(&node_a.log).unwrap_or_default();
     let s = status(&env, &[]).unwrap_or_else(|e| panic!("{e}\n{}", log()));
     assert_eq!(owned_by(&s, "a"), 4, "{last}\n{}", log());
 
@@ -150,27 +174,7 @@ fn a_group_with_credentials_is_closed_to_everyone_else() {
     assert!(e.contains("credentials"), "{e}");
 
     // A node with a wrong password takes nothing, and says why.
-    let b_log = env.dir.join("b.log");
-    let mut b = env.cmd(&["run", "--node-id", "b", "--capacity", "1000000"]);
-    b.env("SHARECHECK_ZOOKEEPER_AUTH", "pool:wrong")
-        .stderr(std::fs::File::create(&b_log).unwrap());
-    let _node_b = Proc {
-        child: b.spawn().unwrap(),
-        log: b_log.clone(),
-    };
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(30)
-        && !std::fs::read_to_string(&b_log)
-            .unwrap_or_default()
-            .contains("not allowed")
-    {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let b_text = std::fs::read_to_string(&b_log).unwrap_or_default();
-    assert!(b_text.contains("not allowed"), "{b_text}");
-    let s = status(&env, &[]).unwrap();
-    assert_eq!(owned_by(&s, "a"), 4, "{s}");
-    assert_eq!(s["members"].as_array().unwrap().len(), 1, "{s}");
+    wrong_credentials_take_nothing(&env, "pool:wrong", "not allowed", 4);
     assert!(
         !log().contains("without authentication"),
         "a node with credentials warned it had none:\n{}",
@@ -241,14 +245,7 @@ fn enforced_group(scheme: &str) -> (OwnZookeeper, Env, Proc, Duration, String) {
         zk.port
     );
     let env = Env::with_partitions(&format!("enforced-{scheme}"), &extra, 2);
-    let mut a = env.cmd(&["run", "--node-id", "a", "--capacity", "1000"]);
-    a.env_remove("SHARECHECK_ZOOKEEPER_AUTH");
-    let log_a = env.dir.join("a.log");
-    a.stderr(std::fs::File::create(&log_a).unwrap());
-    let node = Proc {
-        child: a.spawn().unwrap(),
-        log: log_a.clone(),
-    };
+    let node = node(&env, "a", "1000", None);
     let t0 = Instant::now();
     let mut owned = 0;
     while t0.elapsed() < Duration::from_secs(60) && owned < 2 {
@@ -262,7 +259,7 @@ fn enforced_group(scheme: &str) -> (OwnZookeeper, Env, Proc, Duration, String) {
         owned,
         2,
         "{}",
-        std::fs::read_to_string(&log_a).unwrap_or_default()
+        std::fs::read_to_string(&node.log).unwrap_or_default()
     );
     (zk, env, node, took, format!("/sharecheck/{group}"))
 }
@@ -370,23 +367,7 @@ fn a_group_authenticated_by_sasl_is_closed_to_everyone_else() {
     assert!(e.contains("refused this client's credentials"), "{e}");
     assert!(e.lines().count() <= 3, "{e}");
     // A node with a wrong password takes nothing, and says why.
-    let b_log = env.dir.join("b.log");
-    let mut b = env.cmd(&["run", "--node-id", "b", "--capacity", "1000000"]);
-    b.env("SHARECHECK_ZOOKEEPER_AUTH", "sharecheck:wrong")
-        .stderr(std::fs::File::create(&b_log).unwrap());
-    let _node_b = Proc {
-        child: b.spawn().unwrap(),
-        log: b_log.clone(),
-    };
-    let b_text = || std::fs::read_to_string(&b_log).unwrap_or_default();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(30) && !b_text().contains("refused this client") {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(b_text().contains("refused this client"), "{}", b_text());
-    let s = status(&env, &[]).unwrap();
-    assert_eq!(owned_by(&s, "a"), 2, "{s}");
-    assert_eq!(s["members"].as_array().unwrap().len(), 1, "{s}");
+    wrong_credentials_take_nothing(&env, "sharecheck:wrong", "refused this client", 2);
     let log = std::fs::read_to_string(&node.log).unwrap_or_default();
     assert!(
         !log.contains("without authentication") && !log.contains("in clear"),
