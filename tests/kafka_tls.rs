@@ -28,29 +28,6 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// `sharecheck ARGS` under a time limit: (success, stderr).
-fn run_limited(mut c: Command, limit: Duration) -> (bool, String) {
-    let log = std::env::temp_dir().join(format!("sharecheck-tls-{}.err", std::process::id()));
-    c.stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let mut child = c.spawn().unwrap();
-    let t0 = Instant::now();
-    let ok = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.success();
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
-    (ok, text)
-}
-
 #[test]
 fn every_client_goes_through_tls_and_scram_and_others_are_refused() {
     let tls_port = free_port().to_string();

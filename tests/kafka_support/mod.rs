@@ -71,8 +71,16 @@ pub fn secured() -> Option<&'static Secured> {
     static S: std::sync::OnceLock<Option<Secured>> = std::sync::OnceLock::new();
     S.get_or_init(|| {
         let path = std::env::var_os("SHARECHECK_TEST_KAFKA_CLIENT")?;
-        let fragment = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("SHARECHECK_TEST_KAFKA_CLIENT {path:?}: {e}"));
+        Some(Secured::read(Path::new(&path)))
+    })
+    .as_ref()
+}
+
+impl Secured {
+    /// A client.toml as scripts/kafka.sh writes it.
+    pub fn read(path: &Path) -> Secured {
+        let fragment = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("client settings {path:?}: {e}"));
         let table: toml::Table = fragment.parse().expect("client.toml is TOML");
         let kafka = &table["kafka"];
         let mut client: Vec<(String, String)> = kafka["client"]
@@ -87,9 +95,8 @@ pub fn secured() -> Option<&'static Secured> {
                 client.push((k.clone(), text.trim().to_string()));
             }
         }
-        Some(Secured { fragment, client })
-    })
-    .as_ref()
+        Secured { fragment, client }
+    }
 }
 
 /// The ZooKeeper the tests use: SHARECHECK_TEST_ZK, else the one scripts/zookeeper.sh starts
@@ -758,4 +765,32 @@ pub fn check_against_verify(got: &HashMap<u64, (usize, Value)>, want: &[Value]) 
             );
         }
     }
+}
+
+/// `sharecheck ARGS` under a time limit: (success, stderr).
+pub fn run_limited(mut c: Command, limit: Duration) -> (bool, String) {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = std::env::temp_dir().join(format!(
+        "sharecheck-limited-{}-{run}.err",
+        std::process::id()
+    ));
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = c.spawn().unwrap();
+    let t0 = Instant::now();
+    let ok = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.success();
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    (ok, text)
 }
