@@ -33,6 +33,15 @@
 #                            matching client settings to $STATE_DIR/client.toml
 #                            (paste into a config). SCRAM users are added when the
 #                            storage is formatted: `reset` a broker first used without.
+#   KAFKA_KERBEROS=1         with KAFKA_SECURITY=sasl_ssl: the SASL_SSL listener takes
+#                            Kerberos (GSSAPI) too, from the local realm of
+#                            scripts/kdc.sh (start it first, same
+#                            SHARECHECK_SERVICES_DIR): the broker is
+#                            kafka/127.0.0.1@REALM, and the client settings for the
+#                            principal sharecheck@REALM go to
+#                            $STATE_DIR/client-kerberos.toml (clients need
+#                            KRB5_CONFIG=$SHARECHECK_SERVICES_DIR/kdc/krb5.conf);
+#                            KAFKA_KDC_DIR names another kdc.sh state directory
 #   KAFKA_SASL_SSL_PORT      the same listener with a keystore of your own:
 #   KAFKA_SSL_KEYSTORE       the broker's PKCS12 keystore and
 #   KAFKA_SSL_PASSWORD       its password; KAFKA_SCRAM_USERS (user:password,...) are
@@ -295,6 +304,34 @@ make_security() {
 [kafka.secret_files]
 "sasl.password" = "$tls/client.password"
 EOF
+    make_kerberos "$tls"
+}
+
+# KAFKA_KERBEROS=1: the broker's keytab and the realm's krb5.conf from scripts/kdc.sh, and
+# the client settings for its principal sharecheck@REALM.
+make_kerberos() {
+    [[ "${KAFKA_KERBEROS:-}" == 1 ]] || return 0
+    local kdc="${KAFKA_KDC_DIR:-$SVC_ROOT/kdc}" realm
+    [[ -f "$kdc/kafka.keytab" && -f "$kdc/krb5.conf" ]] \
+        || svc_die "KAFKA_KERBEROS=1 needs the local realm: SHARECHECK_SERVICES_DIR=$SVC_ROOT scripts/kdc.sh up"
+    realm="$(awk '/default_realm/ { print $3; exit }' "$kdc/krb5.conf")"
+    KAFKA_KRB5_CONF="$kdc/krb5.conf"
+    KAFKA_KRB5_KEYTAB="$kdc/kafka.keytab"
+    KAFKA_KRB5_PRINCIPAL="kafka/127.0.0.1@$realm"
+    KAFKA_JVM_OPTS="$KAFKA_JVM_OPTS -Djava.security.krb5.conf=$KAFKA_KRB5_CONF"
+    cat >"$STATE_DIR/client-kerberos.toml" <<EOF
+# Written by scripts/kafka.sh (KAFKA_SECURITY=sasl_ssl KAFKA_KERBEROS=1): Kerberos (GSSAPI)
+# over the SASL_SSL listener, for a sharecheck built with --features gssapi, with
+#   [kafka] brokers = "127.0.0.1:$KAFKA_SASL_SSL_PORT"
+# and KRB5_CONFIG=$KAFKA_KRB5_CONF in its environment.
+[kafka.client]
+"security.protocol" = "sasl_ssl"
+"ssl.ca.location" = "$1/ca.pem"
+"sasl.mechanism" = "GSSAPI"
+"sasl.kerberos.service.name" = "kafka"
+"sasl.kerberos.principal" = "sharecheck@$realm"
+"sasl.kerberos.keytab" = "$kdc/sharecheck.keytab"
+EOF
 }
 
 write_configs() {
@@ -354,8 +391,15 @@ ssl.keystore.type=PKCS12
 ssl.keystore.location=$KAFKA_SSL_KEYSTORE
 ssl.keystore.password=$KAFKA_SSL_PASSWORD
 ssl.key.password=$KAFKA_SSL_PASSWORD
-sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.enabled.mechanisms=SCRAM-SHA-512${KAFKA_KRB5_KEYTAB:+,GSSAPI}
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+    fi
+    if [[ -n "${KAFKA_KRB5_KEYTAB:-}" ]]; then
+        cat >>"$CONFIG" <<EOF
+# Kerberos (KAFKA_KERBEROS=1) on the same listener: the broker's own principal and keytab.
+sasl.kerberos.service.name=kafka
+listener.name.sasl_ssl.gssapi.sasl.jaas.config=com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true storeKey=true keyTab="$KAFKA_KRB5_KEYTAB" principal="$KAFKA_KRB5_PRINCIPAL";
 EOF
     fi
 
@@ -500,7 +544,7 @@ cmd_up() {
     svc_log "kafka: ready after $((SECONDS - start))s"
     print_where "$pid"
     if [[ -n "${KAFKA_SASL_SSL_PORT:-}" ]]; then
-        svc_log "kafka: SASL_SSL (SCRAM-SHA-512) on 127.0.0.1:$KAFKA_SASL_SSL_PORT"
+        svc_log "kafka: SASL_SSL (SCRAM-SHA-512${KAFKA_KRB5_KEYTAB:+, GSSAPI}) on 127.0.0.1:$KAFKA_SASL_SSL_PORT"
     fi
     if [[ "${KAFKA_SECURITY:-}" == sasl_ssl ]]; then
         svc_log "kafka: client settings for it: $STATE_DIR/client.toml"

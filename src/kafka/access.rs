@@ -11,6 +11,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,27 @@ pub fn secured_protocol(k: &KafkaConfig) -> Option<&str> {
         .get("security.protocol")
         .map(String::as_str)
         .filter(|p| !p.eq_ignore_ascii_case("plaintext"))
+}
+
+/// librdkafka's ticket command with the renewal's error silenced: librdkafka's own
+/// (`kinit -R … || kinit …`) tries to renew a cached ticket first, which fails, and prints
+/// kinit's complaint, on every start with an empty cache. The second kinit's error, the one
+/// that says why no ticket was had (no key for the principal in the keytab, a key the KDC
+/// changed), still reaches stderr.
+const KINIT_CMD: &str = "kinit -R -t \"%{sasl.kerberos.keytab}\" -k %{sasl.kerberos.principal} \
+                         2>/dev/null || kinit -t \"%{sasl.kerberos.keytab}\" -k \
+                         %{sasl.kerberos.principal}";
+
+/// Kerberos (`sasl.mechanism = GSSAPI`) without a `sasl.kerberos.kinit.cmd` of the
+/// config's own gets [`KINIT_CMD`].
+pub(super) fn kerberos_defaults(k: &KafkaConfig, c: &mut ClientConfig) {
+    let gssapi = k
+        .client
+        .get("sasl.mechanism")
+        .is_some_and(|m| m.eq_ignore_ascii_case("GSSAPI"));
+    if gssapi && !k.client.contains_key("sasl.kerberos.kinit.cmd") {
+        c.set("sasl.kerberos.kinit.cmd", KINIT_CMD);
+    }
 }
 
 /// librdkafka's refusal to make a client, with what to do when it names a SASL mechanism
@@ -178,6 +200,33 @@ mod tests {
             .err()
             .expect("a build without gssapi has no GSSAPI provider");
         assert!(e.to_string().contains("--features gssapi"), "{e}");
+    }
+
+    #[test]
+    fn kerberos_renewal_errors_are_silenced_unless_the_config_has_a_command() {
+        let mut k = gssapi_config();
+        k.client.remove("sasl.kerberos.kinit.cmd");
+        let cmd = base(&k, "t")
+            .get("sasl.kerberos.kinit.cmd")
+            .map(str::to_string);
+        let cmd = cmd.expect("a kinit command for GSSAPI");
+        let (renew, get) = cmd.split_once("||").unwrap();
+        assert!(
+            renew.contains("kinit -R") && renew.contains("2>/dev/null"),
+            "{cmd}"
+        );
+        assert!(
+            !get.contains("2>"),
+            "the error that says why is silenced: {cmd}"
+        );
+        // The config's own command is kept; other mechanisms get none.
+        assert_eq!(
+            base(&gssapi_config(), "t").get("sasl.kerberos.kinit.cmd"),
+            Some("true")
+        );
+        k.client
+            .insert("sasl.mechanism".into(), "SCRAM-SHA-512".into());
+        assert_eq!(base(&k, "t").get("sasl.kerberos.kinit.cmd"), None);
     }
 
     #[test]

@@ -56,6 +56,7 @@ fn base(k: &KafkaConfig, client_id: &str) -> ClientConfig {
     for (key, v) in k.secrets.iter() {
         c.set(key, v);
     }
+    access::kerberos_defaults(k, &mut c);
     c
 }
 
