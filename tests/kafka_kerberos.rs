@@ -12,77 +12,13 @@
 #![cfg(feature = "gssapi")]
 
 mod kafka_support;
+use kafka_support::kdc::Kdc;
 use kafka_support::*;
 use rdkafka::message::Message;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn kdc_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kdc.sh")
-}
-
-/// A KDC of the test's own (scripts/kdc.sh in a services directory of its own), stopped and
-/// deleted on drop.
-struct Kdc {
-    root: PathBuf,
-    port: u16,
-}
-
-impl Kdc {
-    fn start() -> Kdc {
-        let port = free_port();
-        let root =
-            std::env::temp_dir().join(format!("sharecheck-kdc-{}-{port}", std::process::id()));
-        let kdc = Kdc { root, port };
-        let out = kdc.command("up").output().expect("run scripts/kdc.sh");
-        assert!(
-            out.status.success(),
-            "scripts/kdc.sh up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        kdc
-    }
-
-    fn command(&self, arg: &str) -> Command {
-        let mut c = Command::new(kdc_script());
-        c.arg(arg)
-            .env("SHARECHECK_SERVICES_DIR", &self.root)
-            .env("KDC_PORT", self.port.to_string());
-        c
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.root.join("kdc")
-    }
-
-    /// `kadmin.local -q QUERY` on this realm.
-    fn kadmin(&self, query: &str) {
-        let kadmin = ["/usr/sbin/kadmin.local", "kadmin.local"]
-            .into_iter()
-            .find(|k| !k.starts_with('/') || Path::new(k).exists())
-            .unwrap();
-        let out = Command::new(kadmin)
-            .args(["-q", query])
-            .env("KRB5_CONFIG", self.dir().join("krb5.conf"))
-            .env("KRB5_KDC_PROFILE", self.dir().join("kdc.conf"))
-            .output()
-            .expect("kadmin.local (krb5-admin-server)");
-        assert!(
-            out.status.success(),
-            "kadmin.local -q {query:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Kdc {
-    fn drop(&mut self) {
-        let _ = self.command("down").arg("--purge").output();
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
 
 #[test]
 fn every_client_authenticates_by_kerberos_and_bad_keys_are_refused() {
@@ -150,7 +86,7 @@ fn every_client_authenticates_by_kerberos_and_bad_keys_are_refused() {
     drop(node);
     // The KDC issued the tickets: the client's TGT and a service ticket for the broker.
     let kdc_log = std::fs::read_to_string(kdc.dir().join("kdc.log")).unwrap();
-    let realm = "SHARECHECK.TEST";
+    let realm = kafka_support::kdc::REALM;
     assert!(
         kdc_log.contains(&format!("sharecheck@{realm} for krbtgt/{realm}@{realm}")),
         "no TGT issued to sharecheck:\n{kdc_log}"

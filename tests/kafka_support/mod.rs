@@ -7,6 +7,8 @@
 //! restarts a broker runs one of its own ([`OwnBroker`]) so that the others are not disturbed.
 #![allow(dead_code)]
 
+pub mod kdc;
+
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
