@@ -14,15 +14,15 @@ fn status(env: &Env, envs: &[(&str, &str)]) -> Result<Value, String> {
     cluster_status(&env.config, envs)
 }
 
-/// `sharecheck run` as node `id` with `capacity`, its stderr in `<id>.log`; with `auth` in
-/// SHARECHECK_ZOOKEEPER_AUTH, or (None) only the config's credentials. A [`Proc`] kills the
-/// node when dropped, also when an assertion fails.
-fn node(env: &Env, id: &str, capacity: &str, auth: Option<&str>) -> Proc {
+/// `sharecheck run` as node `id` with `capacity`, its stderr in `<id>.log`, with `envs`
+/// (e.g. SHARECHECK_ZOOKEEPER_AUTH; without it only the config's credentials). A [`Proc`]
+/// kills the node when dropped, also when an assertion fails.
+fn node(env: &Env, id: &str, capacity: &str, envs: &[(&str, &str)]) -> Proc {
     let mut c = env.cmd(&["run", "--node-id", id, "--capacity", capacity]);
-    match auth {
-        Some(a) => c.env("SHARECHECK_ZOOKEEPER_AUTH", a),
-        None => c.env_remove("SHARECHECK_ZOOKEEPER_AUTH"),
-    };
+    c.env_remove("SHARECHECK_ZOOKEEPER_AUTH");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
     let log = env.dir.join(format!("{id}.log"));
     c.stderr(std::fs::File::create(&log).unwrap());
     Proc {
@@ -31,10 +31,10 @@ fn node(env: &Env, id: &str, capacity: &str, auth: Option<&str>) -> Proc {
     }
 }
 
-/// A node `b` with the wrong credentials `auth` says `why` within 30 s and takes nothing:
+/// A node `b` with the wrong credentials of `envs` says `why` within 30 s and takes nothing:
 /// node a keeps its `owned` partitions and is the group's one member.
-fn wrong_credentials_take_nothing(env: &Env, auth: &str, why: &str, owned: usize) {
-    let b = node(env, "b", "1000000", Some(auth));
+fn wrong_credentials_take_nothing(env: &Env, envs: &[(&str, &str)], why: &str, owned: usize) {
+    let b = node(env, "b", "1000000", envs);
     let b_text = || std::fs::read_to_string(&b.log).unwrap_or_default();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(30) && !b_text().contains(why) {
@@ -128,7 +128,7 @@ fn a_group_with_credentials_is_closed_to_everyone_else() {
         secret.display()
     );
     let env = Env::with_partitions("auth", &extra, 4);
-    let node_a = node(&env, "a", "1000", None);
+    let node_a = node(&env, "a", "1000", &[]);
 
     // The node joins with its credentials and owns every partition.
     let t0 = Instant::now();
@@ -174,7 +174,12 @@ fn a_group_with_credentials_is_closed_to_everyone_else() {
     assert!(e.contains("credentials"), "{e}");
 
     // A node with a wrong password takes nothing, and says why.
-    wrong_credentials_take_nothing(&env, "pool:wrong", "not allowed", 4);
+    wrong_credentials_take_nothing(
+        &env,
+        &[("SHARECHECK_ZOOKEEPER_AUTH", "pool:wrong")],
+        "not allowed",
+        4,
+    );
     assert!(
         !log().contains("without authentication"),
         "a node with credentials warned it had none:\n{}",
@@ -187,19 +192,21 @@ fn a_group_with_credentials_is_closed_to_everyone_else() {
     );
 }
 
-/// A ZooKeeper server of the test's own, started by scripts/zookeeper.sh with `ZK_AUTH`;
-/// stopped and deleted when dropped.
+/// A ZooKeeper server of the test's own, started by scripts/zookeeper.sh with `ZK_AUTH` and
+/// more environment for the script; stopped and deleted when dropped.
 struct OwnZookeeper {
     port: u16,
     dir: std::path::PathBuf,
 }
 
 impl OwnZookeeper {
-    fn start(auth: &str) -> OwnZookeeper {
+    fn start(auth: &str, envs: &[(&str, &str)]) -> OwnZookeeper {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("sharecheck-zk-{}-{port}", std::process::id()));
         let z = OwnZookeeper { port, dir };
-        let out = z.script("up").env("ZK_AUTH", auth).output().unwrap();
+        let mut up = z.script("up");
+        up.env("ZK_AUTH", auth).envs(envs.iter().copied());
+        let out = up.output().unwrap();
         assert!(
             out.status.success(),
             "scripts/zookeeper.sh up: {}",
@@ -226,12 +233,15 @@ impl Drop for OwnZookeeper {
     }
 }
 
-/// A node of a server started with `ZK_AUTH=scheme` joins with the settings the script
-/// wrote, and takes every partition; an anonymous client gets nothing, not even the root.
+/// A node of a server started with `ZK_AUTH=scheme` (and `script_env`) joins with the
+/// settings the script wrote, and takes every partition; an anonymous client gets nothing, not even the root.
 /// Returns the server, the test's environment, the node, how long it took and the group's
 /// znode.
-fn enforced_group(scheme: &str) -> (OwnZookeeper, Env, Proc, Duration, String) {
-    let zk = OwnZookeeper::start(scheme);
+fn enforced_group(
+    scheme: &str,
+    script_env: &[(&str, &str)],
+) -> (OwnZookeeper, Env, Proc, Duration, String) {
+    let zk = OwnZookeeper::start(scheme, script_env);
     let fragment = std::fs::read_to_string(zk.dir.join("zookeeper/client.toml"))
         .expect("scripts/zookeeper.sh writes client.toml with ZK_AUTH");
     let nanos = SystemTime::now()
@@ -245,7 +255,7 @@ fn enforced_group(scheme: &str) -> (OwnZookeeper, Env, Proc, Duration, String) {
         zk.port
     );
     let env = Env::with_partitions(&format!("enforced-{scheme}"), &extra, 2);
-    let node = node(&env, "a", "1000", None);
+    let node = node(&env, "a", "1000", &[]);
     let t0 = Instant::now();
     let mut owned = 0;
     while t0.elapsed() < Duration::from_secs(60) && owned < 2 {
@@ -283,7 +293,7 @@ fn anonymous_listing(addr: &str) -> Result<(), ZkError> {
 #[test]
 fn a_zookeeper_that_requires_authentication_serves_nodes_with_its_credentials() {
     ensure_zookeeper();
-    let (zk, _env, _node, took, _) = enforced_group("digest");
+    let (zk, _env, _node, took, _) = enforced_group("digest", &[]);
     let anonymous = anonymous_listing(&format!("127.0.0.1:{}", zk.port));
     assert!(anonymous.is_err(), "an anonymous client listed the root");
     report(&format!(
@@ -300,7 +310,7 @@ fn a_zookeeper_that_requires_authentication_serves_nodes_with_its_credentials() 
 #[test]
 fn a_group_authenticated_by_sasl_is_closed_to_everyone_else() {
     ensure_zookeeper();
-    let (zk, env, node, took, group_root) = enforced_group("sasl");
+    let (zk, env, node, took, group_root) = enforced_group("sasl", &[]);
     let file = env.gen("s.jsonl", &["--shares", "200", "--seed", "9"]);
     env.send(&file, &[]);
     assert_eq!(env.receive(200, 60, &[]).len(), 200);
@@ -367,7 +377,12 @@ fn a_group_authenticated_by_sasl_is_closed_to_everyone_else() {
     assert!(e.contains("refused this client's credentials"), "{e}");
     assert!(e.lines().count() <= 3, "{e}");
     // A node with a wrong password takes nothing, and says why.
-    wrong_credentials_take_nothing(&env, "sharecheck:wrong", "refused this client", 2);
+    wrong_credentials_take_nothing(
+        &env,
+        &[("SHARECHECK_ZOOKEEPER_AUTH", "sharecheck:wrong")],
+        "refused this client",
+        2,
+    );
     let log = std::fs::read_to_string(&node.log).unwrap_or_default();
     assert!(
         !log.contains("without authentication") && !log.contains("in clear"),
