@@ -4,12 +4,13 @@
 //! shows a client certificate when `balance.zookeeper_cert_file` is set. Without it the
 //! digest credentials and the group's data cross the network in clear.
 //!
-//! The client library retries a failed TLS handshake until the session timeout and then
-//! says only that it timed out; the handshake's error goes to its debug log. So after a
-//! failed connect [`diagnose`] tries once more, quickly, and reads that reason from the
-//! library's log (with a subscriber of its own for that attempt only) to say in one line
-//! why: an unknown CA, a certificate for another name, a server that wants a client
-//! certificate, a port that does not speak TLS.
+//! The client library retries a failed TLS handshake, or a SASL login it cannot start (no
+//! Kerberos ticket), until the session timeout and then says only that it timed out; the
+//! reason goes to its log, a line per retry. So a connect runs [`hearing`] the library's log
+//! (a subscriber of its own for that attempt only: nothing printed), and a failed one says in
+//! one line why ([`explain`]): an unknown CA, a certificate for another name, a server that
+//! wants a client certificate, a port that does not speak TLS, no Kerberos ticket. When the
+//! log said nothing, [`diagnose`] tries once more, quickly, failing at the first error.
 
 use crate::config::BalanceConfig;
 use std::path::{Path, PathBuf};
@@ -99,13 +100,6 @@ impl ZkTls {
 /// nothing (or the session comes this time).
 pub async fn diagnose(addr: &str, auth: Option<&super::auth::ZkAuth>) -> Option<String> {
     let tls = auth.and_then(|a| a.tls());
-    let reasons = Reasons::default();
-    let subscriber = tracing_subscriber::registry().with(
-        reasons.clone().with_filter(
-            tracing_subscriber::filter::Targets::new()
-                .with_target("zookeeper_client", tracing::Level::DEBUG),
-        ),
-    );
     let mut c = zookeeper_client::Client::connector()
         .with_session_timeout(Duration::from_secs(4))
         .with_connection_timeout(Duration::from_secs(2))
@@ -119,24 +113,35 @@ pub async fn diagnose(addr: &str, auth: Option<&super::auth::ZkAuth>) -> Option<
             None => c.connect(addr).await,
         }
     };
-    let r = tokio::time::timeout(
-        Duration::from_secs(5),
-        tracing::instrument::WithSubscriber::with_subscriber(attempt, subscriber),
-    )
-    .await;
+    let (r, heard) = hearing(tokio::time::timeout(Duration::from_secs(5), attempt)).await;
     if matches!(r, Ok(Ok(_))) {
         return None;
     }
-    let raw = reasons
-        .0
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()?;
-    Some(explain(&raw, tls))
+    Some(explain(&heard?, tls))
 }
 
+/// Runs `f` with the client library's log kept to itself (nothing of it printed) and
+/// returns, beside `f`'s output, the first reason that log gave for a failed connection,
+/// session or SASL login, raw, for [`explain`].
+pub async fn hearing<F: std::future::Future>(f: F) -> (F::Output, Option<String>) {
+    let reasons = Reasons::default();
+    let subscriber = tracing_subscriber::registry().with(
+        reasons.clone().with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("zookeeper_client", tracing::Level::DEBUG),
+        ),
+    );
+    let out = tracing::instrument::WithSubscriber::with_subscriber(f, subscriber).await;
+    let heard = reasons.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    (out, heard)
+}
+
+/// How [`Reasons`] marks a SASL login the client could not start.
+const SASL: &str = "sasl: ";
+
 /// The first reason the client library logged for a failed connection or session ("fails
-/// in connecting to X due to ...", "fails to establish session to X due to ...").
+/// in connecting to X due to ...", "fails to establish session to X due to ..."), or SASL
+/// login ("fail to open sasl session for X: ...", kept with [`SASL`] in front).
 #[derive(Clone, Default)]
 struct Reasons(Arc<Mutex<Option<String>>>);
 
@@ -152,15 +157,32 @@ impl<S: tracing::Subscriber> Layer<S> for Reasons {
         }
         let mut m = Message(String::new());
         event.record(&mut m);
-        if let Some((_, why)) = m.0.split_once(" due to ") {
+        let why = match m.0.split_once(" due to ") {
+            Some((_, why)) => Some(why.to_string()),
+            None => {
+                m.0.strip_prefix("fail to open sasl session for ")
+                    .and_then(|rest| rest.split_once(": "))
+                    .map(|(_, e)| format!("{SASL}{e}"))
+            }
+        };
+        if let Some(why) = why {
             let mut first = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            first.get_or_insert_with(|| why.to_string());
+            first.get_or_insert(why);
         }
     }
 }
 
-/// One line for the operator from the library's reason (rustls' error names, io errors).
-fn explain(raw: &str, tls: Option<&ZkTls>) -> String {
+/// One line for the operator from the library's reason (rustls' error names, io errors,
+/// the SASL mechanism's error).
+pub fn explain(raw: &str, tls: Option<&ZkTls>) -> String {
+    if let Some(e) = raw.strip_prefix(SASL) {
+        return format!(
+            "this client could not start its SASL login: {e} (with \
+             balance.zookeeper_auth_scheme = \"kerberos\": is there a ticket, in KRB5CCNAME or \
+             from a keytab in KRB5_CLIENT_KTNAME, and the realm in KRB5_CONFIG? \
+             docs/security.md)"
+        );
+    }
     // An io::Error's Debug: `Custom { kind: InvalidData, error: InvalidCertificate(..) }`.
     let raw = raw
         .strip_prefix("Custom { kind: ")
@@ -236,6 +258,36 @@ mod tests {
             ca_file: "/etc/zk/ca.pem".into(),
             identity,
         }
+    }
+
+    /// What the client library logs when it cannot start a SASL login, heard and explained.
+    #[tokio::test]
+    async fn a_sasl_login_that_cannot_start_is_heard_and_explained() {
+        let ((), heard) = hearing(async {
+            tracing::warn!(
+                target: "zookeeper_client::session",
+                "fail to open sasl session for 10.0.0.7: internal mechanism error: GSS-API \
+                 error: No credentials were supplied"
+            );
+            tracing::warn!(
+                target: "zookeeper_client::session",
+                "fails to establish session to 10.0.0.7:2181 due to later"
+            );
+        })
+        .await;
+        let heard = heard.expect("a reason heard");
+        let why = explain(&heard, None);
+        assert!(
+            why.starts_with("this client could not start its SASL login"),
+            "{why}"
+        );
+        assert!(why.contains("No credentials were supplied"), "{why}");
+        assert!(why.contains("KRB5_CLIENT_KTNAME"), "{why}");
+        assert!(!why.contains('\n'));
+        // Other targets' lines are not the library's.
+        let ((), none) =
+            hearing(async { tracing::warn!(target: "sharecheck", "x due to y") }).await;
+        assert_eq!(none, None);
     }
 
     #[test]

@@ -47,9 +47,10 @@ pub struct Options {
 }
 
 /// Connects to ZooKeeper with the group's session settings, authenticated with `auth`'s
-/// digest credentials and over TLS with its TLS settings (`cluster status` too). A session
-/// that does not come within the session timeout (and 5 s) is an error that says why when
-/// the client library told (a TLS handshake's error, a server that closed the connection).
+/// identity and over TLS with its TLS settings (`cluster status` too). A session that does
+/// not come within the session timeout (and 5 s) is an error that says why when the client
+/// library told (a TLS handshake's error, a server that closed the connection, a SASL login
+/// it could not start).
 pub async fn connect(
     addr: &str,
     session_timeout: Duration,
@@ -70,7 +71,10 @@ pub async fn connect(
             None => connector.connect(addr).await,
         }
     };
-    let e = match tokio::time::timeout(limit, attempt).await {
+    // The library's log of this attempt is heard, not printed: a failure says why in one
+    // line instead of a line per retry.
+    let (r, heard) = super::tls::hearing(tokio::time::timeout(limit, attempt)).await;
+    let e = match r {
         Ok(Ok(c)) => return Ok(c),
         // Neither a timeout nor a lost connection: the reason is in the error.
         Ok(Err(e))
@@ -97,7 +101,11 @@ pub async fn connect(
         Ok(Err(e)) => format!("cannot connect to ZooKeeper at {addr}{over}: {e}"),
         Err(_) => format!("no ZooKeeper session at {addr}{over} within {limit:?}"),
     };
-    match super::tls::diagnose(addr, auth).await {
+    let why = match heard {
+        Some(raw) => Some(super::tls::explain(&raw, tls)),
+        None => super::tls::diagnose(addr, auth).await,
+    };
+    match why {
         Some(why) => anyhow::bail!("{e}: {why}"),
         None => anyhow::bail!("{e}"),
     }
