@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local MIT Kerberos KDC with a realm of its own, for Kafka's SASL GSSAPI (Kerberos) on a
-# local broker (KAFKA_KERBEROS=1 scripts/kafka.sh up) and its test.
+# local broker (KAFKA_KERBEROS=1 scripts/kafka.sh up), ZooKeeper's SASL with Kerberos
+# (ZK_AUTH=kerberos scripts/zookeeper.sh up), and their tests.
 #
 #   kdc.sh up                 make the realm and keytabs (once), start krb5kdc, wait until
 #                             it answers
@@ -17,6 +18,7 @@
 #   krb5.conf           the realm's client configuration: point KRB5_CONFIG at it (Java:
 #                       -Djava.security.krb5.conf)
 #   kafka.keytab        the broker's service principal kafka/127.0.0.1@REALM
+#   zookeeper.keytab    ZooKeeper's, zookeeper/127.0.0.1@REALM
 #   sharecheck.keytab   a client principal sharecheck@REALM
 # Needs Debian's krb5-kdc, krb5-admin-server (kadmin.local) and krb5-user (kinit).
 set -euo pipefail
@@ -99,10 +101,13 @@ make_realm() {
     (
         umask 077
         "$(sbin kdb5_util)" -r "$KDC_REALM" create -s -P "$(openssl rand -hex 16)" >/dev/null
-        "$kadmin" -r "$KDC_REALM" -q "addprinc -randkey kafka/127.0.0.1" >/dev/null
-        "$kadmin" -r "$KDC_REALM" -q "addprinc -randkey sharecheck" >/dev/null
-        "$kadmin" -r "$KDC_REALM" -q "ktadd -k $STATE_DIR/kafka.keytab kafka/127.0.0.1" >/dev/null
-        "$kadmin" -r "$KDC_REALM" -q "ktadd -k $STATE_DIR/sharecheck.keytab sharecheck" >/dev/null
+        local name principal
+        for name in kafka zookeeper sharecheck; do
+            principal="$name"
+            [[ "$name" == sharecheck ]] || principal="$name/127.0.0.1"
+            "$kadmin" -r "$KDC_REALM" -q "addprinc -randkey $principal" >/dev/null
+            "$kadmin" -r "$KDC_REALM" -q "ktadd -k $STATE_DIR/$name.keytab $principal" >/dev/null
+        done
     ) 2>"$STATE_DIR/make-realm.err" || {
         svc_tail_hint "$STATE_DIR/make-realm.err"
         svc_die "making the realm failed"

@@ -4,8 +4,8 @@
 # for the GPU code paths, Verilator for the simulated FPGA card), starts the local ZooKeeper
 # and Kafka broker (scripts/services.sh; ZK_PORT and KAFKA_PORT move them, and the tests
 # follow), then `cargo test`, then the e2e, dead-letter and kill -9 tests again over a
-# SASL_SSL broker (scripts/secured-tests.sh) and Kafka with Kerberos (tests/kafka_kerberos.rs,
-# built with --features gssapi); not when arguments are given, SHARECHECK_SECURED_TESTS=0
+# SASL_SSL broker (scripts/secured-tests.sh) and Kafka and ZooKeeper with Kerberos (built
+# with --features gssapi); not when arguments are given, SHARECHECK_SECURED_TESTS=0
 # leaves them out. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +15,11 @@ cd "$(dirname "$0")/.."
 pkgs="mesa-vulkan-drivers pocl-opencl-icd ocl-icd-libopencl1 verilator libzookeeper-java libslf4j-java"
 # librdkafka is built with TLS (OpenSSL, found with pkg-config); openssl makes the test CA.
 pkgs="$pkgs libssl-dev pkg-config openssl"
-# The gssapi feature's librdkafka links Cyrus SASL; its Kerberos test runs a local MIT KDC
-# (scripts/kdc.sh) and librdkafka's kinit.
-pkgs="$pkgs libsasl2-dev libsasl2-modules-gssapi-mit krb5-kdc krb5-admin-server krb5-user"
+# The gssapi feature's librdkafka links Cyrus SASL, and its ZooKeeper client MIT's GSSAPI
+# (libgssapi's bindings are made with bindgen, so libclang); its Kerberos tests run a local
+# MIT KDC (scripts/kdc.sh) and librdkafka's kinit.
+pkgs="$pkgs libsasl2-dev libsasl2-modules-gssapi-mit libkrb5-dev libclang-dev"
+pkgs="$pkgs krb5-kdc krb5-admin-server krb5-user"
 command -v java >/dev/null 2>&1 || pkgs="$pkgs openjdk-17-jre-headless"
 command -v mvn >/dev/null 2>&1 || pkgs="$pkgs maven"
 command -v go >/dev/null 2>&1 || pkgs="$pkgs golang-go"
@@ -60,12 +62,13 @@ scripts/check-deploy.sh
 # The library as a stratum server embeds it: without the GPU and FPGA backends and ZooKeeper.
 cargo check --lib -p sharecheck --no-default-features
 # Kerberos is a build option (cargo feature gssapi): it must build, and make clients.
-cargo test --lib -p sharecheck --features gssapi kafka::access
+cargo test --lib -p sharecheck --features gssapi -- kafka::access balance::auth
 cargo test "$@"
 if [ $# -eq 0 ] && [ "${SHARECHECK_SECURED_TESTS:-1}" = 1 ]; then
     scripts/secured-tests.sh
-    # Kerberos end to end: a KDC and a GSSAPI broker of the test's own, the gssapi build.
-    cargo test -p sharecheck --features gssapi --test kafka_kerberos
+    # Kerberos end to end, the gssapi build: a KDC of the tests' own, a broker with a GSSAPI
+    # listener and a ZooKeeper that requires Kerberos.
+    cargo test -p sharecheck --features gssapi --test kafka_kerberos --test zk_auth kerberos
 fi
 # The Debian package: built (a release build), installed with dpkg, the installed binary and
 # systemd units checked, purged again. It installs a package, so it needs root (CI runs as

@@ -23,6 +23,13 @@
 #   ZK_AUTH=sasl             the same with SASL DIGEST-MD5 (SASLAuthenticationProvider and a
 #                            JAAS file, $STATE_DIR/jaas.conf, naming that user): the server
 #                            refuses sessions that do not authenticate by SASL
+#   ZK_AUTH=kerberos         the same with SASL GSSAPI (Kerberos) from the local realm of
+#                            scripts/kdc.sh (start it first, same SHARECHECK_SERVICES_DIR,
+#                            or ZK_KDC_DIR): the server is zookeeper/127.0.0.1@REALM, a
+#                            session's identity sasl:<its principal>; client.toml says
+#                            zookeeper_auth_scheme = "kerberos" (the node then needs
+#                            KRB5_CONFIG and a ticket or KRB5_CLIENT_KTNAME, and a build
+#                            with --features gssapi)
 #   ZK_TLS=1                 ZK_PORT is ZooKeeper's secureClientPort, TLS only (there is no
 #                            plaintext port): a CA, the server's certificate (127.0.0.1 and
 #                            localhost) and a client certificate are made once with openssl under
@@ -149,11 +156,39 @@ make_tls() {
     ) || svc_die "making the certificates in $TLS_DIR failed"
 }
 
+# ZK_AUTH=kerberos: the server logs in as zookeeper/127.0.0.1@REALM with the keytab of
+# scripts/kdc.sh, and refuses sessions that do not authenticate by SASL GSSAPI.
+write_kerberos() {
+    local kdc="${ZK_KDC_DIR:-$SVC_ROOT/kdc}" realm
+    [[ -f "$kdc/zookeeper.keytab" && -f "$kdc/krb5.conf" ]] \
+        || svc_die "ZK_AUTH=kerberos needs the local realm: SHARECHECK_SERVICES_DIR=$SVC_ROOT scripts/kdc.sh up"
+    realm="$(awk '/default_realm/ { print $3; exit }' "$kdc/krb5.conf")"
+    cat >>"$CONFIG" <<EOF
+# ZK_AUTH=kerberos: sessions that do not authenticate by SASL GSSAPI (Kerberos, realm
+# $realm) are refused; an authenticated session's identity is sasl:<its principal>.
+authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
+enforce.auth.enabled=true
+enforce.auth.schemes=sasl
+EOF
+    cat >"$JAAS_FILE" <<EOF
+Server {
+    com.sun.security.auth.module.Krb5LoginModule required
+    useKeyTab=true
+    storeKey=true
+    useTicketCache=false
+    keyTab="$kdc/zookeeper.keytab"
+    principal="zookeeper/127.0.0.1@$realm";
+};
+EOF
+    ZK_AUTH_JVM_FLAGS=("-Djava.security.auth.login.config=$JAAS_FILE"
+        "-Djava.security.krb5.conf=$kdc/krb5.conf")
+}
+
 write_config() {
     mkdir -p "$DATA_DIR" "$LOG_DIR"
     case "${ZK_AUTH:-}" in
-    "" | digest | sasl) ;;
-    *) svc_die "ZK_AUTH must be digest or sasl (or unset)" ;;
+    "" | digest | sasl | kerberos) ;;
+    *) svc_die "ZK_AUTH must be digest, sasl or kerberos (or unset)" ;;
     esac
     local tls=0
     if tls_requested; then
@@ -205,7 +240,7 @@ EOF
         fi
     )
     local -a client=()
-    if [[ -n "${ZK_AUTH:-}" ]]; then
+    if [[ "${ZK_AUTH:-}" == digest || "${ZK_AUTH:-}" == sasl ]]; then
         local secret="$STATE_DIR/zookeeper.secret"
         if [[ ! -s "$secret" ]]; then
             (umask 077 && printf 'sharecheck:%s\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$secret")
@@ -240,6 +275,9 @@ EOF
         )
         ZK_AUTH_JVM_FLAGS=("-Djava.security.auth.login.config=$JAAS_FILE")
         client+=('zookeeper_auth_scheme = "sasl"')
+    elif [[ "${ZK_AUTH:-}" == kerberos ]]; then
+        write_kerberos
+        client+=('zookeeper_auth_scheme = "kerberos"')
     fi
     if ((tls)); then
         client+=("zookeeper_tls = true" "zookeeper_ca_file = \"$TLS_DIR/ca.pem\"")

@@ -323,8 +323,9 @@ pub struct BalanceConfig {
     pub zookeeper_auth_file: Option<std::path::PathBuf>,
     /// How the sessions present `zookeeper_auth_file`: `digest` (ZooKeeper's digest scheme;
     /// the password crosses the network in clear without TLS) or `sasl` (SASL DIGEST-MD5
-    /// against the server's JAAS users; for servers with SASLAuthenticationProvider).
-    /// Default `digest`.
+    /// against the server's JAAS users; for servers with SASLAuthenticationProvider), or
+    /// `kerberos` (SASL GSSAPI: no password file, the process's Kerberos ticket or client
+    /// keytab authenticates; the `gssapi` build). Default `digest`.
     pub zookeeper_auth_scheme: ZkAuthScheme,
     /// Connect to ZooKeeper with TLS (to its `secureClientPort`): the server's certificate
     /// is checked against `zookeeper_ca_file` and its address, and the credentials and the

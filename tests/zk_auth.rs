@@ -396,3 +396,99 @@ fn a_group_authenticated_by_sasl_is_closed_to_everyone_else() {
         anonymous.err()
     ));
 }
+
+/// Kerberos (SASL GSSAPI, against a KDC of the test's own): the node joins with the ticket
+/// its Kerberos library gets from the client keytab (KRB5_CLIENT_KTNAME), and validates; the
+/// group's znodes belong to `sasl:sharecheck@REALM` alone; an anonymous client is refused;
+/// once the KDC has changed the key, a node and `cluster status` with the old keytab and no
+/// ticket are refused and say why, and the node takes nothing.
+#[cfg(feature = "gssapi")]
+#[test]
+fn a_group_authenticated_by_kerberos_is_closed_to_everyone_else() {
+    use kafka_support::kdc::{Kdc, REALM};
+    ensure_zookeeper();
+    let kdc = Kdc::start();
+    let realm_dir = kdc.dir();
+    // This process (its own ZooKeeper client below) and the nodes it starts find the realm
+    // and the keytab here, and keep their tickets in a cache of their own.
+    std::env::set_var("KRB5_CONFIG", realm_dir.join("krb5.conf"));
+    std::env::set_var("KRB5_CLIENT_KTNAME", realm_dir.join("sharecheck.keytab"));
+    std::env::set_var(
+        "KRB5CCNAME",
+        format!("FILE:{}", realm_dir.join("krb5cc").display()),
+    );
+    let (zk, env, node, took, group_root) =
+        enforced_group("kerberos", &[("ZK_KDC_DIR", realm_dir.to_str().unwrap())]);
+    let file = env.gen("s.jsonl", &["--shares", "200", "--seed", "11"]);
+    env.send(&file, &[]);
+    assert_eq!(env.receive(200, 60, &[]).len(), 200);
+
+    let addr = format!("127.0.0.1:{}", zk.port);
+    let principal = format!("sharecheck@{REALM}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let acls_seen = rt.block_on(async {
+        let c = Client::connector()
+            .with_session_timeout(Duration::from_secs(6))
+            .with_sasl(zookeeper_client::SaslOptions::gssapi())
+            .connect(&addr)
+            .await
+            .expect("a Kerberos session");
+        let mut seen = 0;
+        for dir in [
+            "",
+            "/members",
+            "/election",
+            "/owners",
+            "/assignment",
+            "/members/a",
+        ] {
+            let path = format!("{group_root}{dir}");
+            let (acl, _) = c
+                .get_acl(&path)
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(acl.len(), 1, "{path}: {acl:?}");
+            assert_eq!(
+                (acl[0].scheme(), acl[0].id(), acl[0].permission()),
+                (
+                    "sasl",
+                    principal.as_str(),
+                    zookeeper_client::Permission::ALL
+                ),
+                "{path}"
+            );
+            seen += 1;
+        }
+        seen
+    });
+    let anonymous = anonymous_listing(&addr);
+    assert!(anonymous.is_err(), "an anonymous client listed the root");
+
+    // The KDC changes sharecheck's key (the new one goes elsewhere): the keytab of the
+    // nodes no longer gets a ticket, and a client with no ticket cached is refused.
+    kdc.kadmin(&format!(
+        "ktadd -k {} sharecheck",
+        env.dir.join("new.keytab").display()
+    ));
+    let fresh = format!("FILE:{}", env.dir.join("krb5cc-fresh").display());
+    let e = status(&env, &[("KRB5CCNAME", &fresh)]).unwrap_err();
+    assert!(e.contains("could not start its SASL login"), "{e}");
+    assert!(e.lines().count() <= 3, "{e}");
+    wrong_credentials_take_nothing(&env, &[("KRB5CCNAME", &fresh)], "SASL login", 2);
+    let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+    assert!(
+        !log.contains("without authentication") && !log.contains("in clear"),
+        "{log}"
+    );
+    report(&format!(
+        "zookeeper ZK_AUTH=kerberos: the node owned 2 of 2 partitions in {:.1} s and \
+         answered 200 of 200 shares; {acls_seen} of {acls_seen} group znodes \
+         sasl:{principal} only; anonymous refused ({:?}); a stale keytab refused ({})",
+        took.as_secs_f64(),
+        anonymous.err(),
+        e.lines().last().unwrap_or("")
+    ));
+}

@@ -139,8 +139,8 @@ choice! {
 }
 
 choice! {
-    /// `balance.zookeeper_auth_scheme`: how a node's sessions present
-    /// `balance.zookeeper_auth_file`'s `user:password` to ZooKeeper.
+    /// `balance.zookeeper_auth_scheme`: how a node's sessions authenticate to ZooKeeper:
+    /// `balance.zookeeper_auth_file`'s `user:password`, or Kerberos.
     pub enum ZkAuthScheme ("balance.zookeeper_auth_scheme") {
         /// ZooKeeper's digest scheme (`addauth digest`): the password crosses the network
         /// in clear without TLS; the identity is `digest:user:<hash>`.
@@ -149,6 +149,10 @@ choice! {
         /// SASL DIGEST-MD5 against the server's JAAS users (`DigestLoginModule`): the
         /// password never crosses the network; the identity is `sasl:user`.
         Sasl = "sasl",
+        /// SASL GSSAPI (Kerberos): no password file; the process's Kerberos ticket
+        /// (`KRB5CCNAME`, or a client keytab, `KRB5_CLIENT_KTNAME`) authenticates, and the
+        /// identity is `sasl:<its principal>`. Needs the `gssapi` build.
+        Kerberos = "kerberos",
     }
 }
 
