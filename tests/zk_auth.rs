@@ -397,6 +397,37 @@ fn a_group_authenticated_by_sasl_is_closed_to_everyone_else() {
     ));
 }
 
+/// SASL over TLS (`ZK_TLS=1 ZK_AUTH=sasl`): the node joins with both settings of the
+/// script's client.toml and validates; a wrong password is refused over TLS too, in one line.
+#[test]
+fn sasl_over_tls_serves_the_node_and_refuses_a_wrong_password() {
+    ensure_zookeeper();
+    let (zk, env, node, took, _) = enforced_group("sasl", &[("ZK_TLS", "1")]);
+    let fragment = std::fs::read_to_string(zk.dir.join("zookeeper/client.toml")).unwrap();
+    assert!(
+        fragment.contains("zookeeper_tls = true")
+            && fragment.contains("zookeeper_auth_scheme = \"sasl\""),
+        "{fragment}"
+    );
+    let file = env.gen("s.jsonl", &["--shares", "100", "--seed", "13"]);
+    env.send(&file, &[]);
+    assert_eq!(env.receive(100, 60, &[]).len(), 100);
+    let e = status(&env, &[("SHARECHECK_ZOOKEEPER_AUTH", "sharecheck:wrong")]).unwrap_err();
+    assert!(
+        e.contains("over TLS") && e.contains("refused this client's credentials"),
+        "{e}"
+    );
+    assert!(e.lines().count() <= 3, "{e}");
+    let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+    assert!(!log.contains("in clear"), "{log}");
+    report(&format!(
+        "zookeeper ZK_TLS=1 ZK_AUTH=sasl: the node owned 2 of 2 partitions in {:.1} s and \
+         answered 100 of 100 shares over TLS; a wrong password refused ({})",
+        took.as_secs_f64(),
+        e.lines().last().unwrap_or("")
+    ));
+}
+
 /// Kerberos (SASL GSSAPI, against a KDC of the test's own): the node joins with the ticket
 /// its Kerberos library gets from the client keytab (KRB5_CLIENT_KTNAME), and validates; the
 /// group's znodes belong to `sasl:sharecheck@REALM` alone; an anonymous client is refused;
