@@ -14,7 +14,6 @@
 mod kafka_support;
 use kafka_support::kdc::Kdc;
 use kafka_support::*;
-use rdkafka::message::Message;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -64,17 +63,7 @@ fn every_client_authenticates_by_kerberos_and_bad_keys_are_refused() {
     env.send(&file, &["--batch", "20"]);
     let node = env.node("node.log");
     let reader = env.reader(&env.topic("verdicts"));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut first: HashMap<u64, String> = HashMap::new();
-    while first.len() < n && Instant::now() < deadline {
-        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
-            for v in sharecheck::wire::binary::decode_verdicts(m.payload().unwrap()).unwrap() {
-                first
-                    .entry(v.id.expect("id"))
-                    .or_insert_with(|| format!("\"{}\"", v.status));
-            }
-        }
-    }
+    let (first, _) = first_verdicts(&reader, n, Duration::from_secs(120));
     assert_eq!(first.len(), n, "over Kerberos: {}", node.log_text());
     for (id, status) in &first {
         assert_eq!(status, &want[id], "share {id}");

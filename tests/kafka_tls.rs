@@ -8,7 +8,6 @@
 
 mod kafka_support;
 use kafka_support::*;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::HashMap;
 use std::path::Path;
@@ -108,19 +107,7 @@ fn every_client_goes_through_tls_and_scram_and_others_are_refused() {
     node.signal("KILL");
     node.wait_for(Duration::from_secs(10)).expect("killed");
     let node2 = env.node("node2.log");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut first: HashMap<u64, String> = HashMap::new();
-    let mut verdicts = 0;
-    while first.len() < n && Instant::now() < deadline {
-        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
-            for v in sharecheck::wire::binary::decode_verdicts(m.payload().unwrap()).unwrap() {
-                verdicts += 1;
-                first
-                    .entry(v.id.expect("id"))
-                    .or_insert_with(|| format!("\"{}\"", v.status));
-            }
-        }
-    }
+    let (first, verdicts) = first_verdicts(&reader, n, Duration::from_secs(120));
     assert_eq!(first.len(), n, "after kill -9: {}", node2.log_text());
     for (id, status) in &first {
         assert_eq!(status, &want[id], "share {id}");

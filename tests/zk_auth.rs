@@ -304,6 +304,38 @@ fn a_zookeeper_that_requires_authentication_serves_nodes_with_its_credentials() 
     ));
 }
 
+/// Checks that each of the group's znodes (the group, members, election, owners,
+/// assignment, member a) has exactly one ACL: all rights to `sasl:<id>`. Returns how many.
+async fn group_owned_by(c: &Client, group_root: &str, id: &str) -> usize {
+    let mut seen = 0;
+    for dir in [
+        "",
+        "/members",
+        "/election",
+        "/owners",
+        "/assignment",
+        "/members/a",
+    ] {
+        let path = format!("{group_root}{dir}");
+        let (acl, _) = c
+            .get_acl(&path)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let got: Vec<String> = acl
+            .iter()
+            .map(|a| format!("{}:{}:{:?}", a.scheme(), a.id(), a.permission()))
+            .collect();
+        assert_eq!(acl.len(), 1, "{path}: {got:?}");
+        assert_eq!(
+            (acl[0].scheme(), acl[0].id(), acl[0].permission()),
+            ("sasl", id, zookeeper_client::Permission::ALL),
+            "{path}"
+        );
+        seen += 1;
+    }
+    seen
+}
+
 /// SASL (DIGEST-MD5 against the server's JAAS user): the node joins and validates, its
 /// znodes belong to `sasl:sharecheck` alone, an anonymous client and a wrong password are
 /// refused, and `cluster status` works with the credentials and says why without them.
@@ -334,37 +366,7 @@ fn a_group_authenticated_by_sasl_is_closed_to_everyone_else() {
         };
         let c = sasl(pass).connect(&addr).await.expect("SASL session");
         // Every znode of the group: all rights to sasl:sharecheck, nothing to anyone else.
-        let mut seen = 0;
-        for dir in [
-            "",
-            "/members",
-            "/election",
-            "/owners",
-            "/assignment",
-            "/members/a",
-        ] {
-            let path = format!("{group_root}{dir}");
-            let (acl, _) = c
-                .get_acl(&path)
-                .await
-                .unwrap_or_else(|e| panic!("{path}: {e}"));
-            let got: Vec<String> = acl
-                .iter()
-                .map(|a| format!("{}:{}:{:?}", a.scheme(), a.id(), a.permission()))
-                .collect();
-            assert_eq!(acl.len(), 1, "{path}: {got:?}");
-            assert_eq!(
-                (acl[0].scheme(), acl[0].id()),
-                ("sasl", "sharecheck"),
-                "{path}"
-            );
-            assert_eq!(
-                acl[0].permission(),
-                zookeeper_client::Permission::ALL,
-                "{path}"
-            );
-            seen += 1;
-        }
+        let seen = group_owned_by(&c, &group_root, "sharecheck").await;
         let wrong = sasl("wrong").connect(&addr).await.map(|_| ());
         (seen, wrong)
     });
@@ -467,33 +469,7 @@ fn a_group_authenticated_by_kerberos_is_closed_to_everyone_else() {
             .connect(&addr)
             .await
             .expect("a Kerberos session");
-        let mut seen = 0;
-        for dir in [
-            "",
-            "/members",
-            "/election",
-            "/owners",
-            "/assignment",
-            "/members/a",
-        ] {
-            let path = format!("{group_root}{dir}");
-            let (acl, _) = c
-                .get_acl(&path)
-                .await
-                .unwrap_or_else(|e| panic!("{path}: {e}"));
-            assert_eq!(acl.len(), 1, "{path}: {acl:?}");
-            assert_eq!(
-                (acl[0].scheme(), acl[0].id(), acl[0].permission()),
-                (
-                    "sasl",
-                    principal.as_str(),
-                    zookeeper_client::Permission::ALL
-                ),
-                "{path}"
-            );
-            seen += 1;
-        }
-        seen
+        group_owned_by(&c, &group_root, &principal).await
     });
     let anonymous = anonymous_listing(&addr);
     assert!(anonymous.is_err(), "an anonymous client listed the root");

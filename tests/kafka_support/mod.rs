@@ -796,3 +796,27 @@ pub fn run_limited(mut c: Command, limit: Duration) -> (bool, String) {
     let _ = std::fs::remove_file(&log);
     (ok, text)
 }
+
+/// Reads `reader` (a verdicts topic) until `n` shares have a verdict or `limit` passes: the
+/// first verdict of each share (its status, quoted as in JSON) and how many verdicts were read
+/// in all (repeats included).
+pub fn first_verdicts(
+    reader: &BaseConsumer,
+    n: usize,
+    limit: Duration,
+) -> (HashMap<u64, String>, usize) {
+    let deadline = Instant::now() + limit;
+    let mut first: HashMap<u64, String> = HashMap::new();
+    let mut verdicts = 0;
+    while first.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
+            for v in sharecheck::wire::binary::decode_verdicts(m.payload().unwrap()).unwrap() {
+                verdicts += 1;
+                first
+                    .entry(v.id.expect("id"))
+                    .or_insert_with(|| format!("\"{}\"", v.status));
+            }
+        }
+    }
+    (first, verdicts)
+}
