@@ -20,11 +20,7 @@ fn broker_stop_and_restart_mid_run_loses_no_share() {
     );
     let n = 8000;
     let file = env.gen("s.jsonl", &["--shares", &n.to_string(), "--seed", "11"]);
-    let want: HashMap<u64, String> = env
-        .verify(&file)
-        .iter()
-        .map(|v| (v["id"].as_u64().unwrap(), v["status"].to_string()))
-        .collect();
+    let want = env.verify_statuses(&file);
     assert_eq!(want.len(), n);
 
     let mut node = env.node("node.log");

@@ -14,7 +14,6 @@
 mod kafka_support;
 use kafka_support::kdc::Kdc;
 use kafka_support::*;
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -55,11 +54,7 @@ fn every_client_authenticates_by_kerberos_and_bad_keys_are_refused() {
 
     let n = 2000;
     let file = env.gen("s.jsonl", &["--shares", &n.to_string(), "--seed", "5"]);
-    let want: HashMap<u64, String> = env
-        .verify(&file)
-        .iter()
-        .map(|v| (v["id"].as_u64().unwrap(), v["status"].to_string()))
-        .collect();
+    let want = env.verify_statuses(&file);
     env.send(&file, &["--batch", "20"]);
     let node = env.node("node.log");
     let reader = env.reader(&env.topic("verdicts"));

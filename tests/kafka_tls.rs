@@ -9,7 +9,6 @@
 mod kafka_support;
 use kafka_support::*;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -75,11 +74,7 @@ fn every_client_goes_through_tls_and_scram_and_others_are_refused() {
     // Shares through `send`, and two undecodable messages for the dead-letter topic.
     let n = 3000;
     let file = env.gen("s.jsonl", &["--shares", &n.to_string(), "--seed", "3"]);
-    let want: HashMap<u64, String> = env
-        .verify(&file)
-        .iter()
-        .map(|v| (v["id"].as_u64().unwrap(), v["status"].to_string()))
-        .collect();
+    let want = env.verify_statuses(&file);
     env.send(&file, &["--batch", "20"]);
     let garbage: [&[u8]; 2] = [b"not a batch at all", b"SCHX and then nothing"];
     {

@@ -543,6 +543,15 @@ partitions = {partitions}
         lines(&out.stdout)
     }
 
+    /// `verify`'s status of each share of `file`, by id, quoted as in JSON (as
+    /// [`first_verdicts`] gives them).
+    pub fn verify_statuses(&self, file: &Path) -> HashMap<u64, String> {
+        self.verify(file)
+            .iter()
+            .map(|v| (v["id"].as_u64().unwrap(), v["status"].to_string()))
+            .collect()
+    }
+
     /// `sharecheck receive --count N --timeout S`: verdict objects (fails the test on a
     /// short count).
     pub fn receive(&self, count: usize, timeout_s: u64, extra: &[&str]) -> Vec<Value> {
