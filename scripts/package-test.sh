@@ -2,7 +2,7 @@
 # Builds the Debian package (cargo-deb, [package.metadata.deb] in Cargo.toml), installs it
 # on this machine and checks what was installed, for real: the unit files with
 # `systemd-analyze verify` and `systemd-analyze security`, the installed binary's version,
-# shared libraries against the package's Depends, a generated workload validated by
+# shared libraries against the package's Depends, Kerberos built in, a generated workload validated by
 # /usr/bin/sharecheck with every verdict as expected, /etc/sharecheck/node.toml accepted, and
 # the unit's own ExecStart line run against a port where no broker listens (alone it must
 # fail by itself with a message naming the brokers; sent SIGTERM it must be gone within the
@@ -31,7 +31,9 @@ die() {
 }
 
 # --- what the build and the checks need
+# libsasl2-dev, libkrb5-dev and libclang-dev: the package's Kerberos (the gssapi feature).
 pkgs="build-essential pkg-config libssl-dev zlib1g-dev dpkg-dev systemd"
+pkgs="$pkgs libsasl2-dev libkrb5-dev libclang-dev"
 missing=""
 for p in $pkgs; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -129,11 +131,25 @@ else
 fi
 
 # Every shared library it needs resolves and comes from a package of Depends, or one they
-# depend on (libgcc-s1, through libc6). libOpenCL and libvulkan are not linked: the GPU
-# backends load them at run time.
+# depend on, however deep (libgcc-s1 through libc6, libkeyutils1 through libgssapi-krb5-2
+# and libkrb5-3). libOpenCL and libvulkan are not linked: the GPU backends load them at run
+# time.
 names() { tr ',|' '\n\n' | sed 's/(.*//; s/:.*//; s/ //g' | { grep -v '^$' || true; }; }
 direct=$(echo "$depends" | names)
-allowed="$direct $(for d in $direct; do dpkg-query -W -f '${Pre-Depends},${Depends}' "$d" 2>/dev/null | names; done)"
+allowed=" $(echo $direct) "
+frontier="$direct"
+while [ -n "$frontier" ]; do
+    next=""
+    for d in $frontier; do
+        for x in $(dpkg-query -W -f '${Pre-Depends},${Depends}' "$d" 2>/dev/null | names); do
+            case "$allowed" in
+            *" $x "*) ;;
+            *) allowed="$allowed$x " && next="$next $x" ;;
+            esac
+        done
+    done
+    frontier="$next"
+done
 unresolved=$(ldd $bin | grep 'not found' || true)
 owners=""
 bad=""
@@ -187,6 +203,25 @@ if ! out=$($bin --config "$work/typo.toml" verify /dev/null 2>&1) && echo "$out"
     pass "config check: a misspelt key is refused at load: $(echo "$out" | grep -m1 "unknown field")"
 else
     fail "config check: a misspelt key was not refused: $out"
+fi
+
+# Kerberos is built in: a Kafka client asking for GSSAPI is made (and then finds no broker
+# on a closed port) instead of "built without Kerberos", and the binary links MIT's GSSAPI
+# (ZooKeeper's SASL GSSAPI).
+cat >"$work/krb.toml" <<EOF
+[kafka]
+brokers = "127.0.0.1:9"
+[kafka.client]
+"security.protocol" = "sasl_plaintext"
+"sasl.mechanism" = "GSSAPI"
+"sasl.kerberos.kinit.cmd" = "true"
+EOF
+kafka_out=$($bin --config "$work/krb.toml" topics create 2>&1 || true)
+if echo "$kafka_out" | grep -q "no Kafka broker at 127.0.0.1:9" &&
+    ! echo "$kafka_out" | grep -q "without Kerberos" && ldd $bin | grep -q libgssapi_krb5; then
+    pass "kerberos: a GSSAPI Kafka client is made, libgssapi_krb5 linked ($(echo "$kafka_out" | tail -1 | cut -c1-60)…)"
+else
+    fail "kerberos: $kafka_out; $(ldd $bin | grep -c gssapi) GSSAPI libraries linked"
 fi
 
 # The unit's ExecStart as systemd would run it (instance "node"), with SHARECHECK_BROKERS
