@@ -65,15 +65,20 @@ fn malformed_messages_land_in_the_dead_letter_topic() {
         send(k, payload);
     }
     send("k", &corrupt);
-    // The jobs topic: a share batch, garbage, and a job that decodes but cannot be used
-    // (negative nbits), between two good jobs.
+    // The jobs topic: a share batch, garbage, and jobs that decode but cannot be used
+    // (negative nbits; nbits 0, a zero network target no header can meet), between two
+    // good jobs.
     let mut negative = job.clone();
     negative.job_id = "neg".into();
     negative.nbits = 0x1d80_ffff;
+    let mut zero = job.clone();
+    zero.job_id = "zero".into();
+    zero.nbits = 0;
     let bad_jobs: Vec<(&str, Vec<u8>)> = vec![
         ("job-is-shares", good.clone()),
         ("job-garbage", b"{\"job\": 1}".to_vec()),
         ("job-negative-nbits", encode_job(&negative)),
+        ("job-zero-nbits", encode_job(&zero)),
     ];
     let jobs_topic = env.topic("jobs");
     let mut other = job.clone();
@@ -134,6 +139,13 @@ fn malformed_messages_land_in_the_dead_letter_topic() {
         assert_eq!(&headers["source_topic"], source, "{key}");
         assert!(headers["source_offset"].parse::<i64>().is_ok(), "{key}");
         eprintln!("{key}: {}", headers["error"]);
+        if key == "job-zero-nbits" {
+            assert!(
+                headers["error"].contains("zero network target"),
+                "{key}: {}",
+                headers["error"]
+            );
+        }
     }
     let v = env.receive(5, 60, &[]);
     let (v, _) = by_id(&v);
