@@ -39,7 +39,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             // fetched, so there is nothing to drain or commit.
             if !m.started.load(std::sync::atomic::Ordering::Relaxed) {
                 tracing::info!("signal received while starting: stopping (nothing validated yet)");
-                std::process::exit(0);
+                super::exit_now(0);
             }
             tracing::info!("signal received: stopping");
             let _ = tx.send(true);
@@ -50,7 +50,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                     "Kafka clients not closed {:.1} s after the signal (brokers unreachable?); exiting without them",
                     EXIT_LIMIT.as_secs_f64()
                 );
-                std::process::exit(0);
+                super::exit_now(0);
             });
             // A second signal: stop at once (what is not committed is validated again).
             tokio::select! {
@@ -58,7 +58,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                 _ = term.recv() => {}
             }
             tracing::warn!("second signal: exiting now, without draining");
-            std::process::exit(1);
+            super::exit_now(1);
         });
         let s = sharecheck::kafka::node::run(cfg, backend, metrics, rx).await?;
         eprintln!(
